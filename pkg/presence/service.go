@@ -1,0 +1,351 @@
+package presence
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// ServiceConfig configures a Service. Zero values mean the documented defaults.
+type ServiceConfig struct {
+	// TimeoutFactor: a session is dead after interval × factor. Zero means 2.5.
+	TimeoutFactor float64
+	// MaxDataBytes limits a member's data. Zero means 4096.
+	MaxDataBytes int
+	// Node is this node's label ("node@region"), recorded on its sessions.
+	Node string
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Service applies the presence rules: it checks input and permissions, turns
+// intervals into deadlines, issues and verifies tokens, and calls the Store.
+// HTTP and WebSocket handlers both go through it.
+type Service struct {
+	store  Store
+	tokens *Tokens
+	cfg    ServiceConfig
+}
+
+// NewService returns a Service over store.
+func NewService(store Store, tokens *Tokens, cfg ServiceConfig) *Service {
+	if cfg.TimeoutFactor == 0 {
+		cfg.TimeoutFactor = 2.5
+	}
+	if cfg.MaxDataBytes == 0 {
+		cfg.MaxDataBytes = 4096
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Service{store: store, tokens: tokens, cfg: cfg}
+}
+
+// Store returns the service's store.
+func (s *Service) Store() Store { return s.store }
+
+// Tokens returns the service's token signer.
+func (s *Service) Tokens() *Tokens { return s.tokens }
+
+// Timeout returns the session timeout for a heartbeat interval.
+func (s *Service) Timeout(interval time.Duration) time.Duration {
+	return time.Duration(float64(interval) * s.cfg.TimeoutFactor)
+}
+
+// HeartbeatInput is a heartbeat request. UserID, Name and Image are taken
+// from the request only when the caller is not a verified JWT user.
+type HeartbeatInput struct {
+	RoomID    string
+	SessionID string
+	Interval  time.Duration // zero means 10s
+	Data      json.RawMessage
+	UserID    string
+	Name      string
+	Image     string
+}
+
+// HeartbeatOutput is the answer to a heartbeat.
+type HeartbeatOutput struct {
+	RoomToken    string  `json:"roomToken"`
+	SessionToken string  `json:"sessionToken"`
+	Interval     int64   `json:"interval"`
+	Room         RoomRef `json:"-"`
+	Version      int64   `json:"-"`
+}
+
+// Heartbeat creates or refreshes the caller's session in a room.
+func (s *Service) Heartbeat(ctx context.Context, in HeartbeatInput) (*HeartbeatOutput, error) {
+	user, err := s.actingUser(ctx, in.UserID)
+	if err != nil {
+		return nil, err
+	}
+	room, err := s.room(ctx, in.RoomID)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateSessionID(in.SessionID); err != nil {
+		return nil, err
+	}
+	interval, err := ValidateInterval(in.Interval)
+	if err != nil {
+		return nil, err
+	}
+	data, err := s.normalizeData(in.Data)
+	if err != nil {
+		return nil, err
+	}
+	hb := &Heartbeat{Room: room, UserID: user, SessionID: in.SessionID, Data: data, Node: s.cfg.Node}
+	id := IdentityFromContext(ctx)
+	if id.Verified {
+		hb.Name, hb.Image, hb.SetProfile = id.Name, id.Image, true
+	} else if in.Name != "" || in.Image != "" {
+		hb.Name, hb.Image, hb.SetProfile = in.Name, in.Image, true
+	}
+	if err := ValidateText("name", hb.Name, MaxNameBytes); err != nil {
+		return nil, err
+	}
+	if err := ValidateText("image", hb.Image, MaxImageBytes); err != nil {
+		return nil, err
+	}
+	hb.Now = s.cfg.Now()
+	hb.Deadline = hb.Now.Add(s.Timeout(interval))
+	res, err := s.store.Heartbeat(ctx, hb)
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat: %w", err)
+	}
+	return &HeartbeatOutput{
+		RoomToken:    s.tokens.RoomToken(room, res.RoomEpoch),
+		SessionToken: s.tokens.SessionToken(room, in.SessionID, res.SessionEpoch),
+		Interval:     interval.Milliseconds(),
+		Room:         room,
+		Version:      res.Version,
+	}, nil
+}
+
+// List returns the members of the room that roomToken names.
+func (s *Service) List(ctx context.Context, roomToken string, limit int) (*RoomList, error) {
+	room, epoch, err := s.tokens.ParseRoomToken(roomToken)
+	if err != nil {
+		return nil, err
+	}
+	if limit, err = ValidateLimit(limit); err != nil {
+		return nil, err
+	}
+	return s.store.List(ctx, room, ListQuery{Epoch: epoch, Limit: limit})
+}
+
+// ParseRoomToken verifies a room token.
+func (s *Service) ParseRoomToken(roomToken string) (RoomRef, string, error) {
+	return s.tokens.ParseRoomToken(roomToken)
+}
+
+// Disconnect ends the session that sessionToken names. It is idempotent, and
+// an old token never ends a newer session with the same id.
+func (s *Service) Disconnect(ctx context.Context, sessionToken string) error {
+	room, sid, epoch, err := s.tokens.ParseSessionToken(sessionToken)
+	if err != nil {
+		return err
+	}
+	return s.store.EndSession(ctx, room, sid, epoch, s.cfg.Now())
+}
+
+// EndSession ends a session of the caller by id (WebSocket leave/close).
+func (s *Service) EndSession(ctx context.Context, room RoomRef, sessionID, sessionEpoch string) error {
+	return s.store.EndSession(ctx, room, sessionID, sessionEpoch, s.cfg.Now())
+}
+
+// SignOut ends all of the caller's sessions in every room of its org; with
+// forget it also forgets the memberships. It returns the number of rooms.
+func (s *Service) SignOut(ctx context.Context, userID string, forget bool) (int, error) {
+	user, err := s.actingUser(ctx, userID)
+	if err != nil {
+		return 0, err
+	}
+	org := IdentityFromContext(ctx).Org
+	rooms, err := s.store.UserRooms(ctx, org, user, 0)
+	if err != nil {
+		return 0, fmt.Errorf("signout: %w", err)
+	}
+	n := 0
+	for _, r := range rooms {
+		ok, err := s.store.EndUser(ctx, RoomRef{Org: org, RoomID: r.RoomID}, user, forget, s.cfg.Now())
+		if err != nil {
+			return n, fmt.Errorf("signout: %w", err)
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Members lists a room by id for a user of its org or an admin.
+func (s *Service) Members(ctx context.Context, roomID string, onlineOnly bool, limit int) (*RoomList, error) {
+	room, err := s.room(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	if limit, err = ValidateLimit(limit); err != nil {
+		return nil, err
+	}
+	return s.store.List(ctx, room, ListQuery{Limit: limit, OnlineOnly: onlineOnly})
+}
+
+// Count summarises a room in O(1).
+func (s *Service) Count(ctx context.Context, roomID string) (*RoomCount, error) {
+	room, err := s.room(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	return s.store.Count(ctx, room)
+}
+
+// SetData replaces a member's data. Only that user or an admin may.
+func (s *Service) SetData(ctx context.Context, roomID, userID string, data json.RawMessage) error {
+	room, err := s.room(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	if err := s.mayActFor(ctx, userID); err != nil {
+		return err
+	}
+	if data == nil {
+		return Errorf(EINVALID, "data is required")
+	}
+	if data, err = s.normalizeData(data); err != nil {
+		return err
+	}
+	return s.store.SetData(ctx, room, userID, data, s.cfg.Now())
+}
+
+// RemoveMember ends a user's sessions in a room and forgets the member.
+func (s *Service) RemoveMember(ctx context.Context, roomID, userID string) error {
+	room, err := s.room(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	if err := s.mayActFor(ctx, userID); err != nil {
+		return err
+	}
+	_, err = s.store.EndUser(ctx, room, userID, true, s.cfg.Now())
+	return err
+}
+
+// RemoveRoom forgets a room. Admin only.
+func (s *Service) RemoveRoom(ctx context.Context, roomID string) error {
+	room, err := s.room(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	if !IdentityFromContext(ctx).Admin {
+		return Errorf(EFORBIDDEN, "admin only")
+	}
+	return s.store.RemoveRoom(ctx, room, s.cfg.Now())
+}
+
+// UserRooms lists a user's rooms, online first. Only that user or an admin may.
+func (s *Service) UserRooms(ctx context.Context, userID string, onlineOnly bool, limit int) ([]UserRoom, error) {
+	if err := s.mayActFor(ctx, userID); err != nil {
+		return nil, err
+	}
+	limit, err := ValidateLimit(limit)
+	if err != nil {
+		return nil, err
+	}
+	rooms, err := s.store.UserRooms(ctx, IdentityFromContext(ctx).Org, userID, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := rooms[:0]
+	for _, r := range rooms {
+		if onlineOnly && !r.Online {
+			continue
+		}
+		out = append(out, r)
+	}
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// ActingUser returns the user a request acts as: the JWT subject for a
+// verified identity (a different bodyUserID is EFORBIDDEN), else bodyUserID.
+func (s *Service) ActingUser(ctx context.Context, bodyUserID string) (string, error) {
+	return s.actingUser(ctx, bodyUserID)
+}
+
+func (s *Service) actingUser(ctx context.Context, bodyUserID string) (string, error) {
+	id := IdentityFromContext(ctx)
+	if id == nil {
+		return "", Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	if id.Verified {
+		if bodyUserID != "" && bodyUserID != id.UserID {
+			return "", Errorf(EFORBIDDEN, "userId must be the token's subject")
+		}
+		return id.UserID, nil
+	}
+	if err := ValidateUserID(bodyUserID); err != nil {
+		return "", err
+	}
+	return bodyUserID, nil
+}
+
+// Room checks roomID and the caller's right to it, and scopes it to the
+// caller's org.
+func (s *Service) Room(ctx context.Context, roomID string) (RoomRef, error) {
+	return s.room(ctx, roomID)
+}
+
+func (s *Service) room(ctx context.Context, roomID string) (RoomRef, error) {
+	id := IdentityFromContext(ctx)
+	if id == nil {
+		return RoomRef{}, Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	if err := ValidateRoomID(roomID); err != nil {
+		return RoomRef{}, err
+	}
+	if !id.MayAccessRoom(roomID) {
+		return RoomRef{}, Errorf(EFORBIDDEN, "the token does not grant room %q", roomID)
+	}
+	return RoomRef{Org: id.Org, RoomID: roomID}, nil
+}
+
+func (s *Service) mayActFor(ctx context.Context, userID string) error {
+	if err := ValidateUserID(userID); err != nil {
+		return err
+	}
+	id := IdentityFromContext(ctx)
+	if id == nil {
+		return Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	if !id.Admin && id.UserID != userID {
+		return Errorf(EFORBIDDEN, "only %q or an admin may do this", userID)
+	}
+	return nil
+}
+
+// normalizeData checks data and compacts it. nil stays nil (keep the data);
+// JSON null becomes an empty, non-nil value (clear the data).
+func (s *Service) normalizeData(data json.RawMessage) (json.RawMessage, error) {
+	if data == nil {
+		return nil, nil
+	}
+	if len(data) > s.cfg.MaxDataBytes*2 {
+		return nil, Errorf(ETOOLARGE, "data must be at most %d bytes", s.cfg.MaxDataBytes)
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, data); err != nil {
+		return nil, Errorf(EINVALID, "data must be JSON")
+	}
+	if buf.Len() > s.cfg.MaxDataBytes {
+		return nil, Errorf(ETOOLARGE, "data must be at most %d bytes", s.cfg.MaxDataBytes)
+	}
+	if buf.String() == "null" {
+		return json.RawMessage{}, nil
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,68 @@
+package presence
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Store keeps the presence state. Every method that changes state does so in
+// one atomic step and publishes the resulting events on the room's channel.
+// Times are passed in: the store never reads a clock.
+type Store interface {
+	// Heartbeat creates or refreshes a session. It fails with ECONFLICT when
+	// the sessionId belongs to another user of the room.
+	Heartbeat(ctx context.Context, hb *Heartbeat) (HeartbeatResult, error)
+	// EndSession ends a session now if its epoch matches; otherwise (an older
+	// session's token, or no such session) it does nothing.
+	EndSession(ctx context.Context, room RoomRef, sessionID, sessionEpoch string, now time.Time) error
+	// List returns a room's members. A non-empty epoch that is not the room's
+	// current one (the room was removed since) yields an empty list.
+	List(ctx context.Context, room RoomRef, q ListQuery) (*RoomList, error)
+	// Count returns the room's online members and live sessions in O(1).
+	Count(ctx context.Context, room RoomRef) (*RoomCount, error)
+	// SetData replaces a member's data; ENOTFOUND if the user is not a member.
+	SetData(ctx context.Context, room RoomRef, userID string, data json.RawMessage, now time.Time) error
+	// EndUser ends all of a user's sessions in a room; with forget it also
+	// forgets the member. It reports whether the user was a member.
+	EndUser(ctx context.Context, room RoomRef, userID string, forget bool, now time.Time) (bool, error)
+	// RemoveRoom forgets a room entirely; its old room tokens list nothing.
+	RemoveRoom(ctx context.Context, room RoomRef, now time.Time) error
+	// UserRooms lists the rooms a user is a member of, online first.
+	UserRooms(ctx context.Context, org, userID string, limit int) ([]UserRoom, error)
+	// Reap ends the sessions whose deadline is before now, across all rooms
+	// that are due, and returns how many it ended.
+	Reap(ctx context.Context, now time.Time) (int, error)
+	// Ping checks that the store is reachable.
+	Ping(ctx context.Context) error
+}
+
+// Heartbeat is one session's keep-alive.
+type Heartbeat struct {
+	Room      RoomRef
+	UserID    string
+	SessionID string
+	Now       time.Time
+	Deadline  time.Time
+	// Data, when non-nil, replaces the member's data in the same step.
+	Data json.RawMessage
+	// Name and Image, when SetProfile is true, replace the member's profile.
+	Name, Image string
+	SetProfile  bool
+	// Node names the node that owns the session ("node@region").
+	Node string
+}
+
+// HeartbeatResult is what a heartbeat needs to build its tokens.
+type HeartbeatResult struct {
+	RoomEpoch    string
+	SessionEpoch string
+	Version      int64
+}
+
+// ListQuery selects members of a room.
+type ListQuery struct {
+	Epoch      string // empty: any
+	Limit      int
+	OnlineOnly bool
+}
