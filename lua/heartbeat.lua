@@ -1,0 +1,79 @@
+-- heartbeat.lua: create or refresh a session; optionally replace the
+-- member's profile and data in the same step.
+-- KEYS: the five room keys (see lib.lua)
+-- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
+--       5 offline retention (ms), 6 sessionId, 7 userId, 8 deadline (ms),
+--       9 epoch for a new room, 10 epoch for a new session, 11 node label,
+--       12 "1" to set the profile, 13 profile "<name>\t<image>",
+--       14 "1" to set the data, 15 data JSON ("" clears it)
+-- Returns {roomEpoch, sessionEpoch, version}, or an error "CONFLICT ..."
+-- when the sessionId belongs to another user.
+local now = tonumber(ARGV[1])
+local channel, cmd = ARGV[2], ARGV[3]
+local sid, uid = ARGV[6], ARGV[7]
+
+reap_expired(now, 64, channel, cmd)
+
+local epoch = redis.call('HGET', K_ROOM, 'e')
+if not epoch then
+  epoch = ARGV[9]
+  redis.call('HSET', K_ROOM, 'e', epoch)
+end
+
+local sepoch, event
+local sess = redis.call('HGET', K_SESS, sid)
+if sess then
+  local e, node, owner = parse_sess(sess)
+  if owner ~= uid then
+    return redis.error_reply('CONFLICT sessionId belongs to another user')
+  end
+  sepoch = e
+  if node ~= ARGV[11] then
+    redis.call('HSET', K_SESS, sid, e .. '\t' .. ARGV[11] .. '\t' .. uid)
+  end
+else
+  sepoch = ARGV[10]
+  redis.call('HSET', K_SESS, sid, sepoch .. '\t' .. ARGV[11] .. '\t' .. uid)
+  local field = 'u:' .. uid
+  local list = redis.call('HGET', K_ROOM, field)
+  if list then
+    redis.call('HSET', K_ROOM, field, list .. '\n' .. sid)
+  else
+    redis.call('HSET', K_ROOM, field, sid)
+    redis.call('HINCRBY', K_ROOM, 'o', 1)
+    redis.call('ZADD', K_ORDER, redis.call('HINCRBY', K_ROOM, 'q', 1), uid)
+    event = 'join'
+  end
+end
+redis.call('ZADD', K_SESSIONS, ARGV[8], sid)
+
+local changed = false
+if ARGV[12] == '1' and redis.call('HGET', K_PROFILE, 'p:' .. uid) ~= ARGV[13] then
+  redis.call('HSET', K_PROFILE, 'p:' .. uid, ARGV[13])
+  changed = true
+end
+if ARGV[14] == '1' then
+  local cur = redis.call('HGET', K_PROFILE, 'd:' .. uid)
+  if ARGV[15] == '' then
+    if cur then
+      redis.call('HDEL', K_PROFILE, 'd:' .. uid)
+      changed = true
+    end
+  elseif cur ~= ARGV[15] then
+    redis.call('HSET', K_PROFILE, 'd:' .. uid, ARGV[15])
+    changed = true
+  end
+end
+
+local version
+if event then
+  version = publish(channel, cmd, event, uid)
+elseif changed then
+  version = publish(channel, cmd, 'update', uid)
+else
+  version = tonumber(redis.call('HGET', K_ROOM, 'v')) or 0
+end
+
+prune(now, tonumber(ARGV[5]), channel, cmd)
+touch(ARGV[4])
+return {epoch, sepoch, version}

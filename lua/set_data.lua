@@ -1,0 +1,23 @@
+-- set_data.lua: replace a member's data (whole).
+-- KEYS: the five room keys (see lib.lua)
+-- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
+--       5 userId, 6 data JSON ("" clears it)
+-- Returns the room version, or an error "NOT_FOUND ..." when the user is not
+-- a member of the room.
+local uid = ARGV[5]
+if not redis.call('ZSCORE', K_ORDER, uid) then
+  return redis.error_reply('NOT_FOUND user is not a member of the room')
+end
+local field = 'd:' .. uid
+local cur = redis.call('HGET', K_PROFILE, field)
+if (ARGV[6] == '' and not cur) or cur == ARGV[6] then
+  return tonumber(redis.call('HGET', K_ROOM, 'v')) or 0
+end
+if ARGV[6] == '' then
+  redis.call('HDEL', K_PROFILE, field)
+else
+  redis.call('HSET', K_PROFILE, field, ARGV[6])
+end
+local v = publish(ARGV[2], ARGV[3], 'update', uid)
+touch(ARGV[4])
+return v

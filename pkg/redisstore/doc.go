@@ -1,0 +1,10 @@
+// Package redisstore is the presence.Store on Redis: every state change is
+// one Lua script from the top-level lua package, run with EVALSHA; room
+// changes are published by the scripts on the room's events channel; a
+// reaper ends sessions past their deadline using an index of deadlines.
+//
+// It also runs the embedded in-process store (miniredis) that a node uses
+// when no Redis is configured: the same scripts, the same code path.
+//
+// It imports the presence core and go-redis; never httpapi or auth.
+package redisstore

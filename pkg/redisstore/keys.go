@@ -1,0 +1,89 @@
+package redisstore
+
+import (
+	"hash/fnv"
+	"strconv"
+	"strings"
+
+	"github.com/presencecluster/presence/pkg/presence"
+)
+
+// Keys builds every Redis key and channel name. All of a room's keys share
+// the hash tag {<org>::<roomId>}, so one script touches one cluster slot.
+type Keys struct {
+	Prefix string
+	// Shards is the number of deadline index keys (spread over slots in a
+	// cluster). Zero means 1.
+	Shards int
+}
+
+// RoomKeys are the keys and channel of one room.
+type RoomKeys struct {
+	Tag    string    // "<org>::<roomId>", without braces
+	List   [5]string // room, sessions, sess, order, profile (the scripts' KEYS)
+	Events string
+}
+
+// Room returns the keys of a room.
+func (k Keys) Room(r presence.RoomRef) RoomKeys {
+	tag := Tag(r)
+	base := k.Prefix + ":{" + tag + "}:"
+	return RoomKeys{
+		Tag: tag,
+		List: [5]string{
+			base + "room", base + "sessions", base + "sess", base + "order", base + "profile",
+		},
+		Events: base + "events",
+	}
+}
+
+// Tag returns "<org>::<roomId>".
+func Tag(r presence.RoomRef) string { return r.Org + "::" + r.RoomID }
+
+// ParseTag splits a tag into its room. Orgs cannot contain ':', so the first
+// "::" separates them.
+func ParseTag(tag string) (presence.RoomRef, bool) {
+	org, room, ok := strings.Cut(tag, "::")
+	return presence.RoomRef{Org: org, RoomID: room}, ok
+}
+
+// Deadlines returns the deadline index key that holds a room.
+func (k Keys) Deadlines(tag string) string {
+	return k.DeadlineShard(k.shard(tag))
+}
+
+// DeadlineShard returns the deadline index key of shard i: a sorted set of
+// room tags scored by (at most) the room's earliest session deadline.
+func (k Keys) DeadlineShard(i int) string {
+	return k.Prefix + ":deadlines:{" + strconv.Itoa(i) + "}"
+}
+
+// NumShards is the number of deadline index keys.
+func (k Keys) NumShards() int {
+	if k.Shards <= 0 {
+		return 1
+	}
+	return k.Shards
+}
+
+func (k Keys) shard(tag string) int {
+	n := k.NumShards()
+	if n == 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(tag))
+	return int(h.Sum32() % uint32(n))
+}
+
+// UserRooms returns the key of a user's rooms: a sorted set of roomIds
+// scored by the time of the user's last heartbeat there.
+func (k Keys) UserRooms(org, userID string) string {
+	return k.Prefix + ":user:{" + org + "::" + userID + "}:rooms"
+}
+
+// Secret returns the key of the shared token secret.
+func (k Keys) Secret() string { return k.Prefix + ":secret" }
+
+// EventsPattern is the channel pattern of every room's events.
+func (k Keys) EventsPattern() string { return k.Prefix + ":{*}:events" }

@@ -1,0 +1,464 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/presencecluster/presence/lua"
+	"github.com/presencecluster/presence/pkg/presence"
+	"github.com/redis/go-redis/v9"
+)
+
+var _ presence.Store = (*Store)(nil)
+
+// Config configures a Store. Zero values mean the documented defaults.
+type Config struct {
+	// Prefix of every key and channel. Zero means "presence".
+	Prefix string
+	// Retention is how long offline members are kept. Zero means 168h.
+	Retention time.Duration
+	// MaxSessionTimeout is the longest a session can live without a
+	// heartbeat; keys live Retention + MaxSessionTimeout after the last
+	// change. Zero means 25m (600 s × 2.5).
+	MaxSessionTimeout time.Duration
+	// CallTimeout bounds every call to Redis. Zero means 1.5s.
+	CallTimeout time.Duration
+	// ReapInterval is how often the reaper looks for due rooms. Zero means 250ms.
+	ReapInterval time.Duration
+	// IndexShards is the number of deadline index keys. Zero means 1.
+	IndexShards int
+	// Sharded publishes with SPUBLISH (Redis Cluster sharded pub/sub).
+	Sharded bool
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is the presence store on Redis.
+type Store struct {
+	rdb  redis.UniversalClient
+	cfg  Config
+	keys Keys
+	ttl  int64 // ms
+	pub  string
+	log  *slog.Logger
+
+	heartbeat, endSession, endUser, setData, removeRoom, reap, list, count *redis.Script
+	scripts                                                                []*redis.Script
+
+	secretMu sync.Mutex
+	secret   string
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// NewStore returns a Store on rdb. Call Open to load the scripts and start
+// the reaper.
+func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
+	if cfg.Prefix == "" {
+		cfg.Prefix = "presence"
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = 168 * time.Hour
+	}
+	if cfg.MaxSessionTimeout == 0 {
+		cfg.MaxSessionTimeout = 25 * time.Minute
+	}
+	if cfg.CallTimeout == 0 {
+		cfg.CallTimeout = 1500 * time.Millisecond
+	}
+	if cfg.ReapInterval == 0 {
+		cfg.ReapInterval = 250 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Store{
+		rdb:  rdb,
+		cfg:  cfg,
+		keys: Keys{Prefix: cfg.Prefix, Shards: cfg.IndexShards},
+		ttl:  (cfg.Retention + cfg.MaxSessionTimeout).Milliseconds(),
+		pub:  "PUBLISH",
+		log:  cfg.Logger,
+	}
+	if cfg.Sharded {
+		s.pub = "SPUBLISH"
+	}
+	load := func(name string) *redis.Script {
+		sc := redis.NewScript(lua.Source(name))
+		s.scripts = append(s.scripts, sc)
+		return sc
+	}
+	s.heartbeat = load("heartbeat")
+	s.endSession = load("end_session")
+	s.endUser = load("end_user")
+	s.setData = load("set_data")
+	s.removeRoom = load("remove_room")
+	s.reap = load("reap")
+	s.list = load("list")
+	s.count = load("count")
+	return s
+}
+
+// Keys returns the store's key builder.
+func (s *Store) Keys() Keys { return s.keys }
+
+// Client returns the store's Redis client.
+func (s *Store) Client() redis.UniversalClient { return s.rdb }
+
+// Open loads the scripts and starts the reaper. It fails if Redis cannot be
+// reached.
+func (s *Store) Open(ctx context.Context) error {
+	if err := s.loadScripts(ctx); err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.runReaper(ctx)
+	}()
+	return nil
+}
+
+// Close stops the reaper. It does not close the Redis client. Idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+		}
+		s.wg.Wait()
+	})
+	return nil
+}
+
+func (s *Store) loadScripts(ctx context.Context) error {
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	for _, sc := range s.scripts {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.CallTimeout)
+}
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	return s.wrap("ping", s.rdb.Ping(ctx).Err())
+}
+
+// Heartbeat creates or refreshes a session, in one round trip: the script,
+// the deadline index and the user's room index go in one pipeline.
+func (s *Store) Heartbeat(ctx context.Context, hb *presence.Heartbeat) (presence.HeartbeatResult, error) {
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	rk := s.keys.Room(hb.Room)
+	now := hb.Now.UnixMilli()
+	deadline := hb.Deadline.UnixMilli()
+	setProfile, profile := "0", ""
+	if hb.SetProfile {
+		setProfile, profile = "1", hb.Name+"\t"+hb.Image
+	}
+	setData := "0"
+	if hb.Data != nil {
+		setData = "1"
+	}
+	userKey := s.keys.UserRooms(hb.Room.Org, hb.UserID)
+	var res *redis.Cmd
+	err := s.pipelined(ctx, func(p redis.Pipeliner) {
+		res = s.heartbeat.EvalSha(ctx, p, rk.List[:],
+			now, rk.Events, s.pub, s.ttl, s.cfg.Retention.Milliseconds(),
+			hb.SessionID, hb.UserID, deadline, nonce(), nonce(), hb.Node,
+			setProfile, profile, setData, string(hb.Data))
+		// After the script, never before: see the reaper's index protocol.
+		p.ZAddLT(ctx, s.keys.Deadlines(rk.Tag), redis.Z{Score: float64(deadline), Member: rk.Tag})
+		p.ZAdd(ctx, userKey, redis.Z{Score: float64(now), Member: hb.Room.RoomID})
+		p.PExpire(ctx, userKey, time.Duration(s.ttl)*time.Millisecond)
+	})
+	if err == nil {
+		err = res.Err()
+	}
+	if err != nil {
+		return presence.HeartbeatResult{}, s.wrap("heartbeat", err)
+	}
+	v, _ := res.Slice()
+	if len(v) != 3 {
+		return presence.HeartbeatResult{}, fmt.Errorf("heartbeat: unexpected reply %v", v)
+	}
+	return presence.HeartbeatResult{
+		RoomEpoch:    toString(v[0]),
+		SessionEpoch: toString(v[1]),
+		Version:      toInt(v[2]),
+	}, nil
+}
+
+// EndSession ends one session if its epoch matches.
+func (s *Store) EndSession(ctx context.Context, room presence.RoomRef, sessionID, epoch string, now time.Time) error {
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	rk := s.keys.Room(room)
+	err := s.endSession.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, sessionID, epoch).Err()
+	return s.wrap("end session", err)
+}
+
+// EndUser ends all of a user's sessions in a room, forgetting it with forget.
+func (s *Store) EndUser(ctx context.Context, room presence.RoomRef, userID string, forget bool, now time.Time) (bool, error) {
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	rk := s.keys.Room(room)
+	f := "0"
+	if forget {
+		f = "1"
+	}
+	n, err := s.endUser.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, f).Int()
+	if err != nil {
+		return false, s.wrap("end user", err)
+	}
+	return n == 1, nil
+}
+
+// SetData replaces a member's data.
+func (s *Store) SetData(ctx context.Context, room presence.RoomRef, userID string, data json.RawMessage, now time.Time) error {
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	rk := s.keys.Room(room)
+	err := s.setData.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, string(data)).Err()
+	return s.wrap("set data", err)
+}
+
+// RemoveRoom forgets a room.
+func (s *Store) RemoveRoom(ctx context.Context, room presence.RoomRef, now time.Time) error {
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	rk := s.keys.Room(room)
+	err := s.removeRoom.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, nonce()).Err()
+	return s.wrap("remove room", err)
+}
+
+// List returns a room's members.
+func (s *Store) List(ctx context.Context, room presence.RoomRef, q presence.ListQuery) (*presence.RoomList, error) {
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	rk := s.keys.Room(room)
+	online := "0"
+	if q.OnlineOnly {
+		online = "1"
+	}
+	v, err := s.list.Run(ctx, s.rdb, rk.List[:], q.Epoch, q.Limit, online).Slice()
+	if err != nil {
+		return nil, s.wrap("list", err)
+	}
+	return parseList(room.RoomID, v)
+}
+
+// Offline members are scored OFFLINE - lastDisconnected in the order set;
+// online ones by their join sequence, below ONLINE_MAX (lua/lib.lua).
+const (
+	orderOffline   = 9_000_000_000_000_000
+	orderOnlineMax = 1_000_000_000_000_000
+)
+
+func parseList(roomID string, v []any) (*presence.RoomList, error) {
+	if len(v) == 0 || (len(v)-1)%5 != 0 {
+		return nil, fmt.Errorf("list: unexpected reply of %d elements", len(v))
+	}
+	l := &presence.RoomList{RoomID: roomID, Version: toInt(v[0]), Members: make([]presence.Member, 0, (len(v)-1)/5)}
+	for i := 1; i < len(v); i += 5 {
+		score, _ := strconv.ParseFloat(toString(v[i+1]), 64)
+		m := presence.Member{UserID: toString(v[i]), Sessions: int(toInt(v[i+2]))}
+		m.Online = m.Sessions > 0
+		if score >= orderOnlineMax {
+			m.LastDisconnected = orderOffline - int64(score)
+		}
+		if d := toString(v[i+3]); d != "" {
+			m.Data = []byte(d)
+		}
+		m.Name, m.Image = splitProfile(toString(v[i+4]))
+		l.Members = append(l.Members, m)
+	}
+	return l, nil
+}
+
+func splitProfile(p string) (name, image string) {
+	name, image, _ = strings.Cut(p, "\t")
+	return name, image
+}
+
+// Count returns a room's summary in O(1).
+func (s *Store) Count(ctx context.Context, room presence.RoomRef) (*presence.RoomCount, error) {
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	rk := s.keys.Room(room)
+	v, err := s.count.Run(ctx, s.rdb, rk.List[:]).Int64Slice()
+	if err != nil {
+		return nil, s.wrap("count", err)
+	}
+	if len(v) != 3 {
+		return nil, fmt.Errorf("count: unexpected reply %v", v)
+	}
+	return &presence.RoomCount{RoomID: room.RoomID, Version: v[0], Online: v[1], Sessions: v[2]}, nil
+}
+
+// maxUserRooms bounds the rooms a user's index returns.
+const maxUserRooms = 1000
+
+// UserRooms lists a user's rooms: online first (most recent heartbeat first),
+// then offline, most recently disconnected first. Rooms that forgot the user
+// are dropped from the index on the way.
+func (s *Store) UserRooms(ctx context.Context, org, userID string, _ int) ([]presence.UserRoom, error) {
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	userKey := s.keys.UserRooms(org, userID)
+	ids, err := s.rdb.ZRevRange(ctx, userKey, 0, maxUserRooms-1).Result()
+	if err != nil {
+		return nil, s.wrap("user rooms", err)
+	}
+	if len(ids) == 0 {
+		return []presence.UserRoom{}, nil
+	}
+	cmds := make([]*redis.FloatCmd, len(ids))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.ZScore(ctx, s.keys.Room(presence.RoomRef{Org: org, RoomID: id}).List[3], userID)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, s.wrap("user rooms", err)
+	}
+	out := make([]presence.UserRoom, 0, len(ids))
+	var stale []any
+	for i, id := range ids {
+		score, err := cmds[i].Result()
+		if errors.Is(err, redis.Nil) {
+			stale = append(stale, id)
+			continue
+		}
+		r := presence.UserRoom{RoomID: id, Online: score < orderOnlineMax}
+		if !r.Online {
+			r.LastDisconnected = orderOffline - int64(score)
+		}
+		out = append(out, r)
+	}
+	if len(stale) > 0 {
+		s.rdb.ZRem(ctx, userKey, stale...)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Online != out[j].Online {
+			return out[i].Online
+		}
+		return out[i].LastDisconnected > out[j].LastDisconnected
+	})
+	return out, nil
+}
+
+// pipelined runs a pipeline; if Redis lost the scripts (a restart), it loads
+// them and runs the pipeline once more (every command in it is idempotent).
+func (s *Store) pipelined(ctx context.Context, fn func(redis.Pipeliner)) error {
+	for attempt := 0; ; attempt++ {
+		cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { fn(p); return nil })
+		if attempt == 0 && hasNoScript(cmds) {
+			if lerr := s.loadScripts(ctx); lerr != nil {
+				return lerr
+			}
+			continue
+		}
+		return err
+	}
+}
+
+func hasNoScript(cmds []redis.Cmder) bool {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			return true
+		}
+	}
+	return false
+}
+
+// wrap turns a Redis error into the coded error the API shows: script
+// refusals into their codes, an unreachable or failing-over Redis into
+// EUNAVAILABLE; anything else stays internal.
+func (s *Store) wrap(op string, err error) error {
+	if err == nil || errors.Is(err, redis.Nil) {
+		return nil
+	}
+	msg := err.Error()
+	switch {
+	case strings.HasPrefix(msg, "CONFLICT "):
+		return presence.Errorf(presence.ECONFLICT, "%s", strings.TrimPrefix(msg, "CONFLICT "))
+	case strings.HasPrefix(msg, "NOT_FOUND "):
+		return presence.Errorf(presence.ENOTFOUND, "%s", strings.TrimPrefix(msg, "NOT_FOUND "))
+	case isUnavailable(err):
+		return fmt.Errorf("%s: %w: %w", op, presence.Errorf(presence.EUNAVAILABLE, "store unavailable"), err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func isUnavailable(err error) bool {
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOSCRIPT", "MOVED", "ASK"} {
+			if strings.HasPrefix(rerr.Error(), p) {
+				return true
+			}
+		}
+		return false
+	}
+	var nerr net.Error
+	return errors.As(err, &nerr) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, redis.ErrClosed) ||
+		errors.Is(err, redis.ErrPoolTimeout) || strings.Contains(err.Error(), "connection refused")
+}
+
+// nonce returns a fresh random epoch: 12 URL-safe characters.
+func nonce() string {
+	var b [9]byte
+	binary.LittleEndian.PutUint64(b[:], rand.Uint64())
+	b[8] = byte(rand.Uint32())
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func toString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case nil:
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+func toInt(v any) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case string:
+		n, _ := strconv.ParseInt(x, 10, 64)
+		return n
+	}
+	return 0
+}
