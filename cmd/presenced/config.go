@@ -1,0 +1,174 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting of a node (contract §2).
+type Config struct {
+	Addr              string
+	RedisURL          string
+	RedisClusterAddrs []string
+	SentinelAddrs     []string
+	SentinelMaster    string
+	RedisReplicaURL   string
+	EmbeddedRedisAddr string
+	KeyPrefix         string
+	NodeID            string
+	Region            string
+	JWTHS256Secret    string
+	JWKSURL           string
+	JWKSFile          string
+	JWTIssuer         string
+	JWTAudience       string
+	JWTOrgClaim       string
+	Anonymous         string
+	AdminToken        string
+	TokenSecret       string
+	TimeoutFactor     float64
+	OfflineRetention  time.Duration
+	MaxDataBytes      int
+	CORSOrigins       []string
+	CORSOriginsSet    bool
+	LogFormat         string
+	LogLevel          string
+	ReapInterval      time.Duration
+	ShutdownTimeout   time.Duration
+}
+
+// setting is one configuration value: an environment variable and the flag
+// derived from its name (PRESENCE_REDIS_URL is --redis-url).
+type setting struct {
+	env, def, usage string
+	set             func(c *Config, v string) error
+}
+
+func str(p func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *p(c) = v; return nil }
+}
+
+func list(p func(*Config) *[]string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		*p(c) = nil
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				*p(c) = append(*p(c), s)
+			}
+		}
+		return nil
+	}
+}
+
+func dur(p func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return fmt.Errorf("not a duration: %q", v)
+		}
+		*p(c) = d
+		return nil
+	}
+}
+
+var settings = []setting{
+	{"PRESENCE_ADDR", ":8080", "HTTP/WebSocket listen address", str(func(c *Config) *string { return &c.Addr })},
+	{"PRESENCE_REDIS_URL", "", "redis:// or rediss:// URL of a Redis >= 7.0; empty: embedded in-process store", str(func(c *Config) *string { return &c.RedisURL })},
+	{"PRESENCE_REDIS_CLUSTER_ADDRS", "", "comma-separated Redis Cluster seed addresses", list(func(c *Config) *[]string { return &c.RedisClusterAddrs })},
+	{"PRESENCE_REDIS_SENTINEL_ADDRS", "", "comma-separated Redis Sentinel addresses", list(func(c *Config) *[]string { return &c.SentinelAddrs })},
+	{"PRESENCE_REDIS_SENTINEL_MASTER", "", "Redis Sentinel master name", str(func(c *Config) *string { return &c.SentinelMaster })},
+	{"PRESENCE_REDIS_REPLICA_URL", "", "region-local read replica for lists and subscriptions", str(func(c *Config) *string { return &c.RedisReplicaURL })},
+	{"PRESENCE_EMBEDDED_REDIS_ADDR", "", "embedded mode: also serve the store's RESP protocol here (for redis-cli)", str(func(c *Config) *string { return &c.EmbeddedRedisAddr })},
+	{"PRESENCE_KEY_PREFIX", "presence", "prefix of every Redis key and channel", str(func(c *Config) *string { return &c.KeyPrefix })},
+	{"PRESENCE_NODE_ID", "", "this node's id; empty: hostname + random suffix", str(func(c *Config) *string { return &c.NodeID })},
+	{"PRESENCE_REGION", "local", "this node's region label", str(func(c *Config) *string { return &c.Region })},
+	{"PRESENCE_JWT_HS256_SECRET", "", "verify JWTs signed with this shared secret (>= 32 bytes)", str(func(c *Config) *string { return &c.JWTHS256Secret })},
+	{"PRESENCE_JWKS_URL", "", "verify JWTs with the key set at this URL", str(func(c *Config) *string { return &c.JWKSURL })},
+	{"PRESENCE_JWKS_FILE", "", "verify JWTs with the key set in this file", str(func(c *Config) *string { return &c.JWKSFile })},
+	{"PRESENCE_JWT_ISSUER", "", "required iss", str(func(c *Config) *string { return &c.JWTIssuer })},
+	{"PRESENCE_JWT_AUDIENCE", "", "required aud", str(func(c *Config) *string { return &c.JWTAudience })},
+	{"PRESENCE_JWT_ORG_CLAIM", "org_id", "claim that names the org", str(func(c *Config) *string { return &c.JWTOrgClaim })},
+	{"PRESENCE_ANONYMOUS", "reject", "heartbeat without a valid JWT: reject (401) or empty (200, empty tokens)", str(func(c *Config) *string { return &c.Anonymous })},
+	{"PRESENCE_ADMIN_TOKEN", "", "bearer token for the admin endpoints", str(func(c *Config) *string { return &c.AdminToken })},
+	{"PRESENCE_TOKEN_SECRET", "", "key that signs room/session tokens (equal on all nodes); empty: generated once, shared through Redis", str(func(c *Config) *string { return &c.TokenSecret })},
+	{"PRESENCE_TIMEOUT_FACTOR", "2.5", "session timeout = interval x factor", func(c *Config, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 1 || f > 10 {
+			return fmt.Errorf("must be a number from 1 to 10: %q", v)
+		}
+		c.TimeoutFactor = f
+		return nil
+	}},
+	{"PRESENCE_OFFLINE_RETENTION", "168h", "how long offline members are kept", dur(func(c *Config) *time.Duration { return &c.OfflineRetention })},
+	{"PRESENCE_MAX_DATA_BYTES", "4096", "max size of a member's data", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 2 || n > 60000 {
+			return fmt.Errorf("must be an integer from 2 to 60000: %q", v)
+		}
+		c.MaxDataBytes = n
+		return nil
+	}},
+	{"PRESENCE_CORS_ORIGINS", "", "allowed browser origins; default * when auth is off, else none", func(c *Config, v string) error {
+		c.CORSOriginsSet = true
+		return list(func(c *Config) *[]string { return &c.CORSOrigins })(c, v)
+	}},
+	{"PRESENCE_LOG_FORMAT", "text", "log format: text or json", str(func(c *Config) *string { return &c.LogFormat })},
+	{"PRESENCE_LOG_LEVEL", "info", "log level: debug, info, warn, error", str(func(c *Config) *string { return &c.LogLevel })},
+	{"PRESENCE_REAP_INTERVAL", "250ms", "how often each node looks for expired sessions", dur(func(c *Config) *time.Duration { return &c.ReapInterval })},
+	{"PRESENCE_SHUTDOWN_TIMEOUT", "10s", "how long a graceful shutdown may take", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+}
+
+func flagName(env string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(env, "PRESENCE_")), "_", "-")
+}
+
+// ParseConfig reads the settings from args and the environment; a flag wins
+// over its environment variable, which wins over the default.
+func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("presenced", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	given := map[string]*string{}
+	for _, s := range settings {
+		given[s.env] = fs.String(flagName(s.env), "", fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	flagged := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { flagged[f.Name] = true })
+	for _, s := range settings {
+		v, ok := s.def, false
+		if e := getenv(s.env); e != "" {
+			v, ok = e, true
+		}
+		if flagged[flagName(s.env)] {
+			v, ok = *given[s.env], true
+		}
+		if !ok && s.env == "PRESENCE_CORS_ORIGINS" {
+			continue
+		}
+		if err := s.set(&c, v); err != nil {
+			return c, fmt.Errorf("%s: %w", s.env, err)
+		}
+	}
+	switch c.Anonymous {
+	case "reject", "empty":
+	default:
+		return c, fmt.Errorf("PRESENCE_ANONYMOUS: must be reject or empty, not %q", c.Anonymous)
+	}
+	if c.ReapInterval < 10*time.Millisecond {
+		return c, fmt.Errorf("PRESENCE_REAP_INTERVAL: must be at least 10ms")
+	}
+	if c.OfflineRetention < time.Minute {
+		return c, fmt.Errorf("PRESENCE_OFFLINE_RETENTION: must be at least 1m")
+	}
+	return c, nil
+}

@@ -1,0 +1,308 @@
+// Command presenced is a presence cluster node: the HTTP API and WebSockets
+// in front of Redis (or, with no Redis configured, of an embedded in-process
+// store). Every setting is a flag and an environment variable; see
+// `presenced -h` and the README.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/presencecluster/presence/pkg/auth"
+	"github.com/presencecluster/presence/pkg/httpapi"
+	"github.com/presencecluster/presence/pkg/presence"
+	"github.com/presencecluster/presence/pkg/redisstore"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+)
+
+func main() {
+	m := NewMain()
+	if err := m.ParseFlags(os.Args[1:], os.Getenv); err != nil {
+		if errors.Is(err, errHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "presenced:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := m.Run(ctx); err != nil {
+		m.Logger.Error("start failed", "err", err)
+		m.Close()
+		os.Exit(1)
+	}
+	<-ctx.Done()
+	stop()
+	// The first signal drains; a second one aborts.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sig
+		m.Logger.Warn("second signal: exiting now")
+		os.Exit(1)
+	}()
+	m.Logger.Info("draining")
+	if err := m.Shutdown(context.Background()); err != nil {
+		m.Logger.Error("shutdown", "err", err)
+		os.Exit(1)
+	}
+}
+
+var errHelp = errors.New("help requested")
+
+// Main is a node: its configuration and everything it started.
+type Main struct {
+	Config Config
+	Logger *slog.Logger
+
+	embedded *redisstore.Embedded
+	rdb      redis.UniversalClient
+	store    *redisstore.Store
+	verifier *auth.Verifier
+	api      *httpapi.Server
+	http     *http.Server
+	ln       net.Listener
+	serveErr chan error
+}
+
+// NewMain returns a node with the default configuration.
+func NewMain() *Main {
+	c, _ := ParseConfig(nil, func(string) string { return "" }, io.Discard)
+	return &Main{Config: c, Logger: slog.Default()}
+}
+
+// ParseFlags reads the configuration from args and the environment.
+func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
+	c, err := ParseConfig(args, getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return errHelp
+	}
+	if err != nil {
+		return err
+	}
+	m.Config = c
+	m.Logger = newLogger(c, os.Stderr)
+	return nil
+}
+
+func newLogger(c Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// Run connects to the store, starts the reaper and the HTTP server, and
+// returns once the node is listening. Close (or Shutdown) stops it.
+func (m *Main) Run(ctx context.Context) error {
+	c := m.Config
+	if c.NodeID == "" {
+		host, _ := os.Hostname()
+		var b [3]byte
+		rand.Read(b[:])
+		c.NodeID = host + "-" + hex.EncodeToString(b[:])
+	}
+	log := m.Logger.With("node", c.NodeID, "region", c.Region)
+	m.Logger = log
+
+	if err := m.openRedis(ctx, c); err != nil {
+		return err
+	}
+	m.store = redisstore.NewStore(m.rdb, redisstore.Config{
+		Prefix:            c.KeyPrefix,
+		Retention:         c.OfflineRetention,
+		MaxSessionTimeout: time.Duration(float64(presence.MaxInterval) * c.TimeoutFactor),
+		ReapInterval:      c.ReapInterval,
+		Logger:            log,
+	})
+	secret, err := m.waitForStore(ctx, c)
+	if err != nil {
+		return err
+	}
+	tokens, err := presence.NewTokens(secret)
+	if err != nil {
+		return fmt.Errorf("PRESENCE_TOKEN_SECRET: %w", err)
+	}
+	if err := m.store.Open(ctx); err != nil {
+		return err
+	}
+
+	var hsSecret []byte
+	if c.JWTHS256Secret != "" {
+		hsSecret = []byte(c.JWTHS256Secret)
+	}
+	m.verifier, err = auth.NewVerifier(ctx, auth.Config{
+		HS256Secret: hsSecret,
+		JWKSURL:     c.JWKSURL,
+		JWKSFile:    c.JWKSFile,
+		Issuer:      c.JWTIssuer,
+		Audience:    c.JWTAudience,
+		OrgClaim:    c.JWTOrgClaim,
+		AdminToken:  c.AdminToken,
+		Logger:      log,
+	})
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	if !m.verifier.Enabled() {
+		log.Warn("auth is OFF: no PRESENCE_JWT_HS256_SECRET, PRESENCE_JWKS_URL or PRESENCE_JWKS_FILE; requests name their user, org is \"default\", admin endpoints are open")
+	}
+
+	svc := presence.NewService(m.store, tokens, presence.ServiceConfig{
+		TimeoutFactor: c.TimeoutFactor,
+		MaxDataBytes:  c.MaxDataBytes,
+		Node:          c.NodeID + "@" + c.Region,
+	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var origins []string
+	if c.CORSOriginsSet {
+		origins = c.CORSOrigins
+		if origins == nil {
+			origins = []string{}
+		}
+	}
+	m.api = httpapi.NewServer(svc, m.verifier, httpapi.Config{
+		CORSOrigins:    origins,
+		AnonymousEmpty: c.Anonymous == "empty",
+		Ready:          m.store.Ping,
+		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Registerer:     reg,
+		Logger:         log,
+	})
+
+	m.ln, err = net.Listen("tcp", c.Addr)
+	if err != nil {
+		return err
+	}
+	m.http = &http.Server{
+		Handler:           m.api,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	m.serveErr = make(chan error, 1)
+	go func() { m.serveErr <- m.http.Serve(m.ln) }()
+	log.Info("listening", "addr", m.ln.Addr().String())
+	return nil
+}
+
+// openRedis creates the Redis client: the configured Redis, or the embedded
+// store when none is configured.
+func (m *Main) openRedis(ctx context.Context, c Config) error {
+	switch {
+	case len(c.RedisClusterAddrs) > 0:
+		return errors.New("PRESENCE_REDIS_CLUSTER_ADDRS: Redis Cluster mode is not available in this version")
+	case len(c.SentinelAddrs) > 0:
+		return errors.New("PRESENCE_REDIS_SENTINEL_ADDRS: Redis Sentinel mode is not available in this version")
+	case c.RedisReplicaURL != "":
+		return errors.New("PRESENCE_REDIS_REPLICA_URL: read replicas are not available in this version")
+	}
+	url := c.RedisURL
+	if url == "" {
+		emb, err := redisstore.StartEmbedded(c.EmbeddedRedisAddr)
+		if err != nil {
+			return fmt.Errorf("embedded store: %w", err)
+		}
+		m.embedded = emb
+		url = "redis://" + emb.Addr()
+		m.Logger.Warn("EMBEDDED STORE: no PRESENCE_REDIS_URL is set, so presence state lives in this process only: it is lost when the node stops and is not shared with other nodes. Set PRESENCE_REDIS_URL for production.",
+			"resp_addr", emb.Addr(), "redis_cli", "redis-cli -u redis://"+emb.Addr())
+	} else if c.EmbeddedRedisAddr != "" {
+		m.Logger.Warn("PRESENCE_EMBEDDED_REDIS_ADDR is ignored: a Redis is configured")
+	}
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return fmt.Errorf("PRESENCE_REDIS_URL: %w", err)
+	}
+	opt.DialTimeout = time.Second
+	opt.ReadTimeout = time.Second
+	opt.WriteTimeout = time.Second
+	opt.PoolTimeout = time.Second
+	opt.ContextTimeoutEnabled = true
+	opt.MaxRetries = 1
+	m.rdb = redis.NewClient(opt)
+	return nil
+}
+
+// waitForStore gets the token secret, retrying while Redis is unreachable,
+// so a node may start before its Redis.
+func (m *Main) waitForStore(ctx context.Context, c Config) ([]byte, error) {
+	for attempt := 0; ; attempt++ {
+		secret, err := m.store.EnsureSecret(ctx, c.TokenSecret)
+		if err == nil {
+			return secret, nil
+		}
+		if attempt%10 == 0 {
+			m.Logger.Warn("waiting for Redis", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for Redis: %w", err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// Addr returns the address the node listens on.
+func (m *Main) Addr() string {
+	if m.ln == nil {
+		return ""
+	}
+	return m.ln.Addr().String()
+}
+
+// Shutdown stops accepting, lets requests in flight finish (up to the
+// shutdown timeout), then closes everything.
+func (m *Main) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, m.Config.ShutdownTimeout)
+	defer cancel()
+	var err error
+	if m.http != nil {
+		err = m.http.Shutdown(ctx)
+	}
+	return errors.Join(err, m.Close())
+}
+
+// Close stops the node at once. Idempotent.
+func (m *Main) Close() error {
+	if m.http != nil {
+		m.http.Close()
+	}
+	if m.store != nil {
+		m.store.Close()
+	}
+	if m.verifier != nil {
+		m.verifier.Close()
+	}
+	if m.rdb != nil {
+		m.rdb.Close()
+	}
+	if m.embedded != nil {
+		m.embedded.Close()
+	}
+	return nil
+}

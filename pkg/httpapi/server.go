@@ -1,0 +1,497 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/presencecluster/presence/pkg/presence"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Authenticator verifies bearer tokens. *auth.Verifier implements it.
+type Authenticator interface {
+	// Enabled reports whether auth is on (a key is configured).
+	Enabled() bool
+	// Verify checks a JWT and returns the identity it proves.
+	Verify(ctx context.Context, raw string) (*presence.Identity, error)
+	// IsAdminToken reports whether bearer is the admin token.
+	IsAdminToken(bearer string) bool
+}
+
+// Config configures a Server. Zero values mean the documented defaults.
+type Config struct {
+	// CORSOrigins are the allowed browser origins (HTTP CORS and WebSocket
+	// Origin). Nil means "*" when auth is off and none when it is on.
+	CORSOrigins []string
+	// AnonymousEmpty answers a heartbeat without a valid JWT with empty
+	// tokens instead of 401 (PRESENCE_ANONYMOUS=empty).
+	AnonymousEmpty bool
+	// MaxBodyBytes limits request bodies. Zero means 64 KiB.
+	MaxBodyBytes int64
+	// Ready reports whether the node can serve (store and pub/sub up). Nil
+	// means always ready.
+	Ready func(context.Context) error
+	// Metrics serves /metrics. Nil means no metrics endpoint.
+	Metrics http.Handler
+	// Registerer receives the HTTP metrics. Nil means they are not exported.
+	Registerer prometheus.Registerer
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is the HTTP side of a node.
+type Server struct {
+	echo *echo.Echo
+	svc  *presence.Service
+	auth Authenticator
+	cfg  Config
+	log  *slog.Logger
+}
+
+// NewServer returns a Server for svc. auth may be nil: auth is then off.
+func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 64 << 10
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if auth == nil {
+		auth = noAuth{}
+	}
+	if cfg.CORSOrigins == nil && !auth.Enabled() {
+		cfg.CORSOrigins = []string{"*"}
+	}
+	s := &Server{echo: echo.New(), svc: svc, auth: auth, cfg: cfg, log: cfg.Logger}
+	e := s.echo
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Pre(escapedPaths)
+	e.Use(newMetrics(cfg.Registerer).middleware)
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+		s.log.Error("panic", "path", c.Request().URL.Path, "err", err, "stack", string(stack))
+		return err
+	}}))
+	if len(cfg.CORSOrigins) > 0 {
+		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+			AllowOrigins:  cfg.CORSOrigins,
+			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete},
+			AllowHeaders:  []string{"Authorization", "Content-Type", "If-None-Match"},
+			ExposeHeaders: []string{"ETag"},
+			MaxAge:        600,
+		}))
+	}
+
+	v1 := e.Group("/v1")
+	v1.POST("/heartbeat", s.heartbeat)
+	v1.GET("/list", s.list)
+	v1.POST("/disconnect", s.disconnect)
+	v1.POST("/signout", s.signout, s.authenticate)
+	v1.GET("/rooms/:roomId/members", s.members, s.authenticate)
+	v1.GET("/rooms/:roomId/count", s.count, s.authenticate)
+	v1.PUT("/rooms/:roomId/members/:userId/data", s.setData, s.authenticate)
+	v1.DELETE("/rooms/:roomId/members/:userId", s.removeMember, s.authenticate)
+	v1.DELETE("/rooms/:roomId", s.removeRoom, s.authenticate)
+	v1.GET("/users/:userId/rooms", s.userRooms, s.authenticate)
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", s.readyz)
+	if cfg.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
+	}
+	return s
+}
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// Echo returns the underlying Echo instance (to add routes).
+func (s *Server) Echo() *echo.Echo { return s.echo }
+
+// escapedPaths makes Echo route on the escaped path, so that a path segment
+// may hold an encoded "/" (a roomId "a/b" is /v1/rooms/a%2Fb/count); handlers
+// unescape their parameters with param.
+func escapedPaths(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		u := c.Request().URL
+		u.RawPath = u.EscapedPath()
+		return next(c)
+	}
+}
+
+func param(c echo.Context, name string) (string, error) {
+	v, err := url.PathUnescape(c.Param(name))
+	if err != nil {
+		return "", presence.Errorf(presence.EINVALID, "%s is not a valid path segment", name)
+	}
+	return v, nil
+}
+
+// authenticate establishes the caller: the admin token (with ?org=), a
+// verified JWT, or, with auth off, an anonymous caller of org "default" who
+// names the user in the request and may use the admin endpoints.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := s.identify(c.Request())
+		if err != nil {
+			return err
+		}
+		ctx := presence.NewContextWithIdentity(c.Request().Context(), id)
+		c.SetRequest(c.Request().WithContext(ctx))
+		return next(c)
+	}
+}
+
+func (s *Server) identify(r *http.Request) (*presence.Identity, error) {
+	bearer := bearerToken(r)
+	if bearer == "" && r.URL.Path == "/v1/ws" {
+		bearer = r.URL.Query().Get("access_token")
+	}
+	if bearer != "" && s.auth.IsAdminToken(bearer) {
+		org := r.URL.Query().Get("org")
+		if org == "" {
+			org = "default"
+		}
+		if err := presence.ValidateOrg(org); err != nil {
+			return nil, err
+		}
+		return &presence.Identity{Org: org, Admin: true}, nil
+	}
+	if !s.auth.Enabled() {
+		return &presence.Identity{Org: "default", Admin: true}, nil
+	}
+	if bearer == "" {
+		return nil, presence.Errorf(presence.EUNAUTHORIZED, "a bearer token is required")
+	}
+	return s.auth.Verify(r.Context(), bearer)
+}
+
+func bearerToken(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// readBody reads a request body of at most MaxBodyBytes.
+func (s *Server) readBody(c echo.Context) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(c.Request().Body, s.cfg.MaxBodyBytes+1))
+	if err != nil {
+		return nil, presence.Errorf(presence.EINVALID, "could not read the request body")
+	}
+	if int64(len(b)) > s.cfg.MaxBodyBytes {
+		return nil, presence.Errorf(presence.ETOOLARGE, "request body over %d bytes", s.cfg.MaxBodyBytes)
+	}
+	return b, nil
+}
+
+// decodeJSON reads a JSON object body into v; wrong types are EINVALID.
+func (s *Server) decodeJSON(c echo.Context, v any) error {
+	b, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' {
+		return presence.Errorf(presence.EINVALID, "the body must be a JSON object")
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return presence.Errorf(presence.EINVALID, "%s has the wrong type", te.Field)
+		}
+		return presence.Errorf(presence.EINVALID, "the body is not valid JSON")
+	}
+	return nil
+}
+
+type heartbeatRequest struct {
+	RoomID    string          `json:"roomId"`
+	SessionID string          `json:"sessionId"`
+	Interval  *int64          `json:"interval"`
+	Data      json.RawMessage `json:"data"`
+	UserID    string          `json:"userId"`
+	Name      string          `json:"name"`
+	Image     string          `json:"image"`
+}
+
+var emptyTokens = map[string]string{"roomToken": "", "sessionToken": ""}
+
+func (s *Server) heartbeat(c echo.Context) error {
+	id, err := s.identify(c.Request())
+	if err != nil {
+		if s.cfg.AnonymousEmpty && presence.ErrorCode(err) == presence.EUNAUTHORIZED {
+			return c.JSON(http.StatusOK, emptyTokens)
+		}
+		return err
+	}
+	var req heartbeatRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		return err
+	}
+	in := presence.HeartbeatInput{RoomID: req.RoomID, SessionID: req.SessionID, Data: req.Data, UserID: req.UserID, Name: req.Name, Image: req.Image}
+	if req.Interval != nil {
+		if *req.Interval == 0 {
+			return presence.Errorf(presence.EINVALID, "interval must be %d-%d ms", presence.MinInterval.Milliseconds(), presence.MaxInterval.Milliseconds())
+		}
+		if *req.Interval < 0 || *req.Interval > presence.MaxInterval.Milliseconds() {
+			in.Interval = -1 // out of range: refused by the service
+		} else {
+			in.Interval = time.Duration(*req.Interval) * time.Millisecond
+		}
+	}
+	ctx := presence.NewContextWithIdentity(c.Request().Context(), id)
+	out, err := s.svc.Heartbeat(ctx, in)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) list(c echo.Context) error {
+	limit, err := intQuery(c, "limit")
+	if err != nil {
+		return err
+	}
+	l, err := s.svc.List(c.Request().Context(), c.QueryParam("roomToken"), limit)
+	if err != nil {
+		return err
+	}
+	return s.writeList(c, l)
+}
+
+// writeList answers with a member list and its ETag: a hash of the body, so
+// that a change of a member's session count (which has no version) is seen
+// too. If-None-Match with the same ETag gets 304.
+func (s *Server) writeList(c echo.Context, l *presence.RoomList) error {
+	b, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	h := fnv.New64a()
+	h.Write(b)
+	etag := `"` + strconv.FormatUint(h.Sum64(), 36) + `"`
+	c.Response().Header().Set("ETag", etag)
+	c.Response().Header().Set("Cache-Control", "no-cache")
+	if inm := c.Request().Header.Get("If-None-Match"); inm != "" && etagMatch(inm, etag) {
+		return c.NoContent(http.StatusNotModified)
+	}
+	return c.JSONBlob(http.StatusOK, b)
+}
+
+func etagMatch(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == etag || t == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) disconnect(c echo.Context) error {
+	b, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	token := ""
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '{' {
+		var req struct {
+			SessionToken string `json:"sessionToken"`
+		}
+		if err := json.Unmarshal(b, &req); err != nil {
+			return presence.Errorf(presence.EINVALID, "the body must be {\"sessionToken\":\"...\"} or the bare token")
+		}
+		token = req.SessionToken
+	} else {
+		// navigator.sendBeacon sends the bare token as text/plain.
+		token = string(b)
+	}
+	if err := s.svc.Disconnect(c.Request().Context(), token); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) signout(c echo.Context) error {
+	forget, err := boolQuery(c, "forget")
+	if err != nil {
+		return err
+	}
+	userID := c.QueryParam("userId")
+	if b, err := s.readBody(c); err != nil {
+		return err
+	} else if b = bytes.TrimSpace(b); len(b) > 0 {
+		var req struct {
+			UserID string `json:"userId"`
+		}
+		if err := json.Unmarshal(b, &req); err != nil {
+			return presence.Errorf(presence.EINVALID, "the body must be a JSON object")
+		}
+		if req.UserID != "" {
+			userID = req.UserID
+		}
+	}
+	n, err := s.svc.SignOut(c.Request().Context(), userID, forget)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]int{"rooms": n})
+}
+
+func (s *Server) members(c echo.Context) error {
+	roomID, err := param(c, "roomId")
+	if err != nil {
+		return err
+	}
+	onlineOnly, err := boolQuery(c, "onlineOnly")
+	if err != nil {
+		return err
+	}
+	limit, err := intQuery(c, "limit")
+	if err != nil {
+		return err
+	}
+	l, err := s.svc.Members(c.Request().Context(), roomID, onlineOnly, limit)
+	if err != nil {
+		return err
+	}
+	return s.writeList(c, l)
+}
+
+func (s *Server) count(c echo.Context) error {
+	roomID, err := param(c, "roomId")
+	if err != nil {
+		return err
+	}
+	n, err := s.svc.Count(c.Request().Context(), roomID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, n)
+}
+
+func (s *Server) setData(c echo.Context) error {
+	roomID, err := param(c, "roomId")
+	if err != nil {
+		return err
+	}
+	userID, err := param(c, "userId")
+	if err != nil {
+		return err
+	}
+	b, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return presence.Errorf(presence.EINVALID, "the body must be the data as JSON")
+	}
+	if err := s.svc.SetData(c.Request().Context(), roomID, userID, b); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) removeMember(c echo.Context) error {
+	roomID, err := param(c, "roomId")
+	if err != nil {
+		return err
+	}
+	userID, err := param(c, "userId")
+	if err != nil {
+		return err
+	}
+	if err := s.svc.RemoveMember(c.Request().Context(), roomID, userID); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) removeRoom(c echo.Context) error {
+	roomID, err := param(c, "roomId")
+	if err != nil {
+		return err
+	}
+	if err := s.svc.RemoveRoom(c.Request().Context(), roomID); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) userRooms(c echo.Context) error {
+	userID, err := param(c, "userId")
+	if err != nil {
+		return err
+	}
+	onlineOnly, err := boolQuery(c, "onlineOnly")
+	if err != nil {
+		return err
+	}
+	limit, err := intQuery(c, "limit")
+	if err != nil {
+		return err
+	}
+	rooms, err := s.svc.UserRooms(c.Request().Context(), userID, onlineOnly, limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"userId": userID, "rooms": rooms})
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	if s.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+		defer cancel()
+		if err := s.cfg.Ready(ctx); err != nil {
+			return presence.Errorf(presence.EUNAVAILABLE, "not ready: %v", err)
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func intQuery(c echo.Context, name string) (int, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n == 0 {
+		return 0, presence.Errorf(presence.EINVALID, "%s must be a positive integer", name)
+	}
+	return n, nil
+}
+
+func boolQuery(c echo.Context, name string) (bool, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, presence.Errorf(presence.EINVALID, "%s must be true or false", name)
+	}
+	return b, nil
+}
+
+// noAuth is the Authenticator when auth is off.
+type noAuth struct{}
+
+func (noAuth) Enabled() bool { return false }
+func (noAuth) Verify(context.Context, string) (*presence.Identity, error) {
+	return nil, presence.Errorf(presence.EUNAUTHORIZED, "auth is off")
+}
+func (noAuth) IsAdminToken(string) bool { return false }
