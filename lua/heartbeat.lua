@@ -3,9 +3,11 @@
 -- KEYS: the five room keys (see lib.lua)
 -- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
 --       5 offline retention (ms), 6 sessionId, 7 userId, 8 deadline (ms),
---       9 epoch for a new room, 10 epoch for a new session, 11 node label,
---       12 "1" to set the profile, 13 profile "<name>\t<image>",
---       14 "1" to set the data, 15 data JSON ("" clears it)
+--       9 epoch for a new session, 10 node label,
+--       11 "1" to set the profile, 12 profile "<name>\t<image>",
+--       13 "1" to set the data, 14 data JSON ("" clears it)
+-- A room's epoch is "0" until the room is removed (remove_room.lua), so the
+-- room tokens clients hold survive a Redis that lost its data.
 -- Returns {roomEpoch, sessionEpoch, version}, or an error "CONFLICT ..."
 -- when the sessionId belongs to another user.
 local now = tonumber(ARGV[1])
@@ -14,11 +16,7 @@ local sid, uid = ARGV[6], ARGV[7]
 
 reap_expired(now, 64, channel, cmd)
 
-local epoch = redis.call('HGET', K_ROOM, 'e')
-if not epoch then
-  epoch = ARGV[9]
-  redis.call('HSET', K_ROOM, 'e', epoch)
-end
+local epoch = redis.call('HGET', K_ROOM, 'e') or '0'
 
 local sepoch, event
 local sess = redis.call('HGET', K_SESS, sid)
@@ -28,12 +26,12 @@ if sess then
     return redis.error_reply('CONFLICT sessionId belongs to another user')
   end
   sepoch = e
-  if node ~= ARGV[11] then
-    redis.call('HSET', K_SESS, sid, e .. '\t' .. ARGV[11] .. '\t' .. uid)
+  if node ~= ARGV[10] then
+    redis.call('HSET', K_SESS, sid, e .. '\t' .. ARGV[10] .. '\t' .. uid)
   end
 else
-  sepoch = ARGV[10]
-  redis.call('HSET', K_SESS, sid, sepoch .. '\t' .. ARGV[11] .. '\t' .. uid)
+  sepoch = ARGV[9]
+  redis.call('HSET', K_SESS, sid, sepoch .. '\t' .. ARGV[10] .. '\t' .. uid)
   local field = 'u:' .. uid
   local list = redis.call('HGET', K_ROOM, field)
   if list then
@@ -48,19 +46,19 @@ end
 redis.call('ZADD', K_SESSIONS, ARGV[8], sid)
 
 local changed = false
-if ARGV[12] == '1' and redis.call('HGET', K_PROFILE, 'p:' .. uid) ~= ARGV[13] then
-  redis.call('HSET', K_PROFILE, 'p:' .. uid, ARGV[13])
+if ARGV[11] == '1' and redis.call('HGET', K_PROFILE, 'p:' .. uid) ~= ARGV[12] then
+  redis.call('HSET', K_PROFILE, 'p:' .. uid, ARGV[12])
   changed = true
 end
-if ARGV[14] == '1' then
+if ARGV[13] == '1' then
   local cur = redis.call('HGET', K_PROFILE, 'd:' .. uid)
-  if ARGV[15] == '' then
+  if ARGV[14] == '' then
     if cur then
       redis.call('HDEL', K_PROFILE, 'd:' .. uid)
       changed = true
     end
-  elseif cur ~= ARGV[15] then
-    redis.call('HSET', K_PROFILE, 'd:' .. uid, ARGV[15])
+  elseif cur ~= ARGV[14] then
+    redis.call('HSET', K_PROFILE, 'd:' .. uid, ARGV[14])
     changed = true
   end
 end

@@ -5,7 +5,7 @@
 -- Returns {version, then per member: userId, order score, sessions, data,
 -- profile}; just {0} when the epoch is not the room's (the room was removed).
 local meta = redis.call('HMGET', K_ROOM, 'e', 'v')
-if ARGV[1] ~= '' and meta[1] ~= ARGV[1] then
+if ARGV[1] ~= '' and (meta[1] or '0') ~= ARGV[1] then
   return {0}
 end
 local limit = tonumber(ARGV[2])

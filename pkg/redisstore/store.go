@@ -189,7 +189,7 @@ func (s *Store) Heartbeat(ctx context.Context, hb *presence.Heartbeat) (presence
 	err := s.pipelined(ctx, func(p redis.Pipeliner) {
 		res = s.heartbeat.EvalSha(ctx, p, rk.List[:],
 			now, rk.Events, s.pub, s.ttl, s.cfg.Retention.Milliseconds(),
-			hb.SessionID, hb.UserID, deadline, nonce(), nonce(), hb.Node,
+			hb.SessionID, hb.UserID, deadline, nonce(), hb.Node,
 			setProfile, profile, setData, string(hb.Data))
 		// After the script, never before: see the reaper's index protocol.
 		p.ZAddLT(ctx, s.keys.Deadlines(rk.Tag), redis.Z{Score: float64(deadline), Member: rk.Tag})

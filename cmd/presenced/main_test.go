@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/presencecluster/presence/pkg/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+// MustRunMain runs the real wiring on 127.0.0.1:0 with the given settings.
+func MustRunMain(tb testing.TB, env map[string]string) *Main {
+	tb.Helper()
+	m := NewMain()
+	env["PRESENCE_ADDR"] = "127.0.0.1:0"
+	if err := m.ParseFlags(nil, func(k string) string { return env[k] }); err != nil {
+		tb.Fatal(err)
+	}
+	m.Logger = m.Logger.With("test", tb.Name())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.Run(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { m.Close() })
+	return m
+}
+
+func post(tb testing.TB, url, body string) map[string]any {
+	tb.Helper()
+	res, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 {
+		tb.Fatalf("POST %s: %d %s", url, res.StatusCode, b)
+	}
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	return m
+}
+
+func get(tb testing.TB, url string) (int, string) {
+	tb.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// exercise runs a heartbeat, a list and the health endpoints through a node.
+func exercise(t *testing.T, base string) {
+	out := post(t, base+"/v1/heartbeat", `{"roomId":"lobby","sessionId":"s1","userId":"ada","interval":1000}`)
+	tok, _ := out["roomToken"].(string)
+	code, body := get(t, base+"/v1/list?roomToken="+tok)
+	if code != 200 || !strings.Contains(body, `"userId":"ada","online":true`) {
+		t.Fatalf("list: %d %s", code, body)
+	}
+	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+		if code, body := get(t, base+p); code != 200 {
+			t.Fatalf("%s: %d %s", p, code, body)
+		}
+	}
+	// The node's reaper ends the 1 s session within 2.5 s + 1 s.
+	deadline := time.Now().Add(3500 * time.Millisecond)
+	for {
+		_, body = get(t, base+"/v1/list?roomToken="+tok)
+		if strings.Contains(body, `"online":false`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still online: %s", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestMainWithRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	m := MustRunMain(t, map[string]string{"PRESENCE_REDIS_URL": srv.URL(), "PRESENCE_KEY_PREFIX": "e2e"})
+	exercise(t, "http://"+m.Addr())
+	n, err := srv.Client(t).Exists(context.Background(), "e2e:{default::lobby}:sessions", "e2e:{default::lobby}:order").Result()
+	if err != nil || n != 1 { // the sessions set is gone (no sessions), the order set remains
+		t.Fatalf("keys in Redis: %d %v", n, err)
+	}
+}
+
+func TestMainEmbedded(t *testing.T) {
+	addr := "127.0.0.1:" + itoa(redistest.FreePort(t))
+	m := MustRunMain(t, map[string]string{"PRESENCE_EMBEDDED_REDIS_ADDR": addr})
+	if m.embedded == nil {
+		t.Fatal("no embedded store")
+	}
+	exercise(t, "http://"+m.Addr())
+	// redis-cli (or any client) can inspect the embedded store.
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	if n, err := c.ZCard(context.Background(), "presence:{default::lobby}:order").Result(); err != nil || n != 1 {
+		t.Fatalf("embedded store over RESP: %d %v", n, err)
+	}
+}
+
+func TestMainWithAuth(t *testing.T) {
+	srv := redistest.Start(t)
+	m := MustRunMain(t, map[string]string{
+		"PRESENCE_REDIS_URL":        srv.URL(),
+		"PRESENCE_JWT_HS256_SECRET": "0123456789abcdef0123456789abcdef",
+		"PRESENCE_ANONYMOUS":        "empty",
+	})
+	out := post(t, "http://"+m.Addr()+"/v1/heartbeat", `{"roomId":"lobby","sessionId":"s1"}`)
+	if out["roomToken"] != "" || out["sessionToken"] != "" {
+		t.Fatalf("anonymous heartbeat: %v", out)
+	}
+	if code, _ := get(t, "http://"+m.Addr()+"/v1/rooms/lobby/count"); code != 401 {
+		t.Fatalf("count without a token: %d", code)
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	env := map[string]string{"PRESENCE_ADDR": ":9000", "PRESENCE_TIMEOUT_FACTOR": "3", "PRESENCE_CORS_ORIGINS": "https://a, https://b"}
+	c, err := ParseConfig([]string{"--addr", ":9001", "--offline-retention", "1h"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != ":9001" || c.TimeoutFactor != 3 || c.OfflineRetention != time.Hour || c.KeyPrefix != "presence" ||
+		len(c.CORSOrigins) != 2 || c.CORSOrigins[1] != "https://b" || c.Anonymous != "reject" || c.MaxDataBytes != 4096 {
+		t.Fatalf("config = %+v", c)
+	}
+	for _, bad := range [][]string{
+		{"--timeout-factor", "x"}, {"--timeout-factor", "0.5"}, {"--anonymous", "maybe"},
+		{"--offline-retention", "-1h"}, {"--max-data-bytes", "1"}, {"--nope"}, {"extra"},
+	} {
+		if _, err := ParseConfig(bad, func(string) string { return "" }, io.Discard); err == nil {
+			t.Errorf("ParseConfig(%v) accepted", bad)
+		}
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
