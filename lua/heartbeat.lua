@@ -5,7 +5,10 @@
 --       5 offline retention (ms), 6 sessionId, 7 userId, 8 deadline (ms),
 --       9 epoch for a new session, 10 node label,
 --       11 "1" to set the profile, 12 profile "<name>\t<image>",
---       13 "1" to set the data, 14 data JSON ("" clears it)
+--       13 "1" to set the data, 14 data JSON ("" clears it),
+--       15 "1" for a keep-alive of a node-owned session: if the session is
+--          gone, do not create it again; return {roomEpoch, "", -1} (the
+--          node then tells an ended session from a Redis that lost its data)
 -- A room's epoch is "0" until the room is removed (remove_room.lua), so the
 -- room tokens clients hold survive a Redis that lost its data.
 -- Returns {roomEpoch, sessionEpoch, version}, or an error "CONFLICT ..."
@@ -30,6 +33,9 @@ if sess then
     redis.call('HSET', K_SESS, sid, e .. '\t' .. ARGV[10] .. '\t' .. uid)
   end
 else
+  if ARGV[15] == '1' then
+    return {epoch, '', -1}
+  end
   sepoch = ARGV[9]
   redis.call('HSET', K_SESS, sid, sepoch .. '\t' .. ARGV[10] .. '\t' .. uid)
   local field = 'u:' .. uid

@@ -38,6 +38,7 @@ type Config struct {
 	LogFormat         string
 	LogLevel          string
 	ReapInterval      time.Duration
+	MaxSockets        int
 	ShutdownTimeout   time.Duration
 }
 
@@ -119,6 +120,14 @@ var settings = []setting{
 	{"PRESENCE_LOG_FORMAT", "text", "log format: text or json", str(func(c *Config) *string { return &c.LogFormat })},
 	{"PRESENCE_LOG_LEVEL", "info", "log level: debug, info, warn, error", str(func(c *Config) *string { return &c.LogLevel })},
 	{"PRESENCE_REAP_INTERVAL", "250ms", "how often each node looks for expired sessions", dur(func(c *Config) *time.Duration { return &c.ReapInterval })},
+	{"PRESENCE_MAX_SOCKETS", "0", "most WebSockets this node accepts; 0: no limit", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("must be a non-negative integer: %q", v)
+		}
+		c.MaxSockets = n
+		return nil
+	}},
 	{"PRESENCE_SHUTDOWN_TIMEOUT", "10s", "how long a graceful shutdown may take", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 }
 

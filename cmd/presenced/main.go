@@ -73,6 +73,7 @@ type Main struct {
 	embedded *redisstore.Embedded
 	rdb      redis.UniversalClient
 	store    *redisstore.Store
+	sub      *redisstore.Subscriber
 	verifier *auth.Verifier
 	api      *httpapi.Server
 	http     *http.Server
@@ -175,6 +176,12 @@ func (m *Main) Run(ctx context.Context) error {
 	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var api *httpapi.Server
+	m.sub = m.store.NewSubscriber(redisstore.SubscriberConfig{
+		OnMessage:     func(r presence.RoomRef, p []byte) { api.OnMessage(r, p) },
+		OnResubscribe: func(r presence.RoomRef) { api.OnResubscribe(r) },
+		Logger:        log,
+	})
 	var origins []string
 	if c.CORSOriginsSet {
 		origins = c.CORSOrigins
@@ -182,14 +189,22 @@ func (m *Main) Run(ctx context.Context) error {
 			origins = []string{}
 		}
 	}
-	m.api = httpapi.NewServer(svc, m.verifier, httpapi.Config{
+	api = httpapi.NewServer(svc, m.verifier, httpapi.Config{
 		CORSOrigins:    origins,
 		AnonymousEmpty: c.Anonymous == "empty",
-		Ready:          m.store.Ping,
+		Ready:          m.ready,
 		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Registerer:     reg,
 		Logger:         log,
+		Subscriber:     m.sub,
+		TimeoutFactor:  c.TimeoutFactor,
+		Node:           c.NodeID + "@" + c.Region,
+		MaxSockets:     c.MaxSockets,
 	})
+	m.api = api
+	if err := m.sub.Open(ctx); err != nil {
+		return err
+	}
 
 	m.ln, err = net.Listen("tcp", c.Addr)
 	if err != nil {
@@ -267,6 +282,17 @@ func (m *Main) waitForStore(ctx context.Context, c Config) ([]byte, error) {
 	}
 }
 
+// ready reports whether the store answers and pub/sub is connected.
+func (m *Main) ready(ctx context.Context) error {
+	if err := m.store.Ping(ctx); err != nil {
+		return err
+	}
+	if !m.sub.Connected() {
+		return errors.New("pub/sub is not connected")
+	}
+	return nil
+}
+
 // Addr returns the address the node listens on.
 func (m *Main) Addr() string {
 	if m.ln == nil {
@@ -281,6 +307,9 @@ func (m *Main) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, m.Config.ShutdownTimeout)
 	defer cancel()
 	var err error
+	if m.api != nil {
+		m.api.Drain(ctx)
+	}
 	if m.http != nil {
 		err = m.http.Shutdown(ctx)
 	}
@@ -291,6 +320,12 @@ func (m *Main) Shutdown(ctx context.Context) error {
 func (m *Main) Close() error {
 	if m.http != nil {
 		m.http.Close()
+	}
+	if m.api != nil {
+		m.api.Close()
+	}
+	if m.sub != nil {
+		m.sub.Close()
 	}
 	if m.store != nil {
 		m.store.Close()

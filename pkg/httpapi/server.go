@@ -12,8 +12,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/presencecluster/presence/pkg/presence"
@@ -49,15 +52,46 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+
+	// Subscriber enables /v1/ws: the node follows the rooms its sockets use.
+	// Feed its messages to OnMessage and OnResubscribe. Nil: no WebSockets.
+	Subscriber RoomSubscriber
+	// TimeoutFactor and Node are those of the Service (for node-owned
+	// sessions). Zero means 2.5 and "".
+	TimeoutFactor float64
+	Node          string
+	// MaxSockets limits the WebSockets of the node. Zero means no limit.
+	MaxSockets int
+	// WSQueue is a socket's event queue. Zero means 256.
+	WSQueue int
+	// WSMaxRooms is the rooms one socket may join or watch. Zero means 100.
+	WSMaxRooms int
+	// WSMaxMessageBytes limits a client message. Zero means 16 KiB.
+	WSMaxMessageBytes int64
+	// WSMessagesPerSecond limits a socket's messages. Zero means 50.
+	WSMessagesPerSecond int
+	// WSWriteTimeout bounds one write to a socket. Zero means 10s.
+	WSWriteTimeout time.Duration
+	// WSPingInterval is how often sockets are pinged. Zero means 15s.
+	WSPingInterval time.Duration
 }
 
-// Server is the HTTP side of a node.
+// Server is the HTTP and WebSocket side of a node.
 type Server struct {
 	echo *echo.Echo
 	svc  *presence.Service
 	auth Authenticator
 	cfg  Config
 	log  *slog.Logger
+
+	hub      *Hub
+	keeper   *presence.Keeper
+	met      *wsMetrics
+	sockets  atomic.Int64
+	draining atomic.Bool
+	sockMu   sync.Mutex
+	sockSet  map[*socket]struct{}
+	closing  sync.Once
 }
 
 // NewServer returns a Server for svc. auth may be nil: auth is then off.
@@ -74,7 +108,36 @@ func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
 	if cfg.CORSOrigins == nil && !auth.Enabled() {
 		cfg.CORSOrigins = []string{"*"}
 	}
-	s := &Server{echo: echo.New(), svc: svc, auth: auth, cfg: cfg, log: cfg.Logger}
+	if cfg.WSQueue == 0 {
+		cfg.WSQueue = 256
+	}
+	if cfg.WSMaxRooms == 0 {
+		cfg.WSMaxRooms = 100
+	}
+	if cfg.WSMaxMessageBytes == 0 {
+		cfg.WSMaxMessageBytes = 16 << 10
+	}
+	if cfg.WSMessagesPerSecond == 0 {
+		cfg.WSMessagesPerSecond = 50
+	}
+	if cfg.WSWriteTimeout == 0 {
+		cfg.WSWriteTimeout = 10 * time.Second
+	}
+	if cfg.WSPingInterval == 0 {
+		cfg.WSPingInterval = 15 * time.Second
+	}
+	s := &Server{echo: echo.New(), svc: svc, auth: auth, cfg: cfg, log: cfg.Logger, sockSet: map[*socket]struct{}{}}
+	s.met = newWSMetrics(cfg.Registerer)
+	if cfg.Subscriber != nil {
+		s.hub = newHub(svc.Store(), cfg.Subscriber, cfg.Logger, s.met)
+		s.keeper = presence.NewKeeper(svc.Store(), presence.KeeperConfig{
+			TimeoutFactor: cfg.TimeoutFactor,
+			Node:          cfg.Node,
+			Logger:        cfg.Logger,
+			OnEnded:       func(o *presence.Owned) { o.Owner.(*socket).sessionEnded(o) },
+		})
+		s.keeper.Open()
+	}
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
@@ -105,12 +168,100 @@ func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
 	v1.DELETE("/rooms/:roomId/members/:userId", s.removeMember, s.authenticate)
 	v1.DELETE("/rooms/:roomId", s.removeRoom, s.authenticate)
 	v1.GET("/users/:userId/rooms", s.userRooms, s.authenticate)
+	v1.GET("/ws", s.serveWS)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
 	if cfg.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
 	}
 	return s
+}
+
+// OnMessage takes an event of a room from the subscriber.
+func (s *Server) OnMessage(room presence.RoomRef, payload []byte) {
+	if s.hub != nil {
+		s.hub.onMessage(room, payload)
+	}
+}
+
+// OnResubscribe takes a room whose subscription was restored after a lost
+// connection: its sockets get a sync, and the node's sessions are refreshed
+// at once (Redis may have restarted without its data).
+func (s *Server) OnResubscribe(room presence.RoomRef) {
+	if s.hub != nil {
+		s.keeper.RefreshAll()
+		s.hub.resync(room)
+	}
+}
+
+// Sockets is the number of open WebSockets.
+func (s *Server) Sockets() int { return int(s.sockets.Load()) }
+
+// KeptSessions is the number of sessions the node keeps alive.
+func (s *Server) KeptSessions() int {
+	if s.keeper == nil {
+		return 0
+	}
+	return s.keeper.Len()
+}
+
+func (s *Server) register(sock *socket) {
+	s.sockMu.Lock()
+	s.sockSet[sock] = struct{}{}
+	s.sockMu.Unlock()
+}
+
+func (s *Server) unregister(sock *socket) {
+	s.sockMu.Lock()
+	delete(s.sockSet, sock)
+	s.sockMu.Unlock()
+}
+
+// Drain refuses new sockets and closes the open ones with 1012 (service
+// restart) without ending their sessions: the clients resume them on other
+// nodes, with no leave and no join. It returns when the sockets are closed
+// or ctx is done.
+func (s *Server) Drain(ctx context.Context) {
+	s.draining.Store(true)
+	if s.keeper != nil {
+		s.keeper.Close() // the sessions now live until their deadline
+	}
+	s.sockMu.Lock()
+	socks := make([]*socket, 0, len(s.sockSet))
+	for sock := range s.sockSet {
+		socks = append(socks, sock)
+	}
+	s.sockMu.Unlock()
+	var wg sync.WaitGroup
+	for _, sock := range socks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sock.conn.Close(websocket.StatusServiceRestart, "node restarting")
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		for _, sock := range socks {
+			sock.conn.CloseNow()
+		}
+	}
+	for s.sockets.Load() > 0 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Close stops the node's background work (the session keeper). Sockets are
+// not closed: use Drain. Idempotent.
+func (s *Server) Close() {
+	s.closing.Do(func() {
+		if s.keeper != nil {
+			s.keeper.Close()
+		}
+	})
 }
 
 // ServeHTTP serves the API.

@@ -13,6 +13,9 @@ type Store interface {
 	// Heartbeat creates or refreshes a session. It fails with ECONFLICT when
 	// the sessionId belongs to another user of the room.
 	Heartbeat(ctx context.Context, hb *Heartbeat) (HeartbeatResult, error)
+	// HeartbeatMany runs many heartbeats in one round trip; errs[i] is the
+	// error of hbs[i].
+	HeartbeatMany(ctx context.Context, hbs []*Heartbeat) (res []HeartbeatResult, errs []error)
 	// EndSession ends a session now if its epoch matches; otherwise (an older
 	// session's token, or no such session) it does nothing.
 	EndSession(ctx context.Context, room RoomRef, sessionID, sessionEpoch string, now time.Time) error
@@ -35,6 +38,9 @@ type Store interface {
 	Reap(ctx context.Context, now time.Time) (int, error)
 	// Ping checks that the store is reachable.
 	Ping(ctx context.Context) error
+	// LostData reports whether the store lost its data (a Redis that
+	// restarted empty) since the previous call.
+	LostData(ctx context.Context) (bool, error)
 }
 
 // Heartbeat is one session's keep-alive.
@@ -51,6 +57,13 @@ type Heartbeat struct {
 	SetProfile  bool
 	// Node names the node that owns the session ("node@region").
 	Node string
+	// SessionEpoch, when set, is the epoch a new session gets (a node
+	// putting back a session that Redis lost keeps its token valid).
+	SessionEpoch string
+	// KeepAlive marks the refresh of a node-owned session: one that was
+	// ended is not created again (HeartbeatResult.Ended), unless the room's
+	// state is gone altogether (Redis lost its data).
+	KeepAlive bool
 }
 
 // HeartbeatResult is what a heartbeat needs to build its tokens.
@@ -58,6 +71,8 @@ type HeartbeatResult struct {
 	RoomEpoch    string
 	SessionEpoch string
 	Version      int64
+	// Ended is set for a KeepAlive whose session was ended meanwhile.
+	Ended bool
 }
 
 // ListQuery selects members of a room.

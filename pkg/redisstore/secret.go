@@ -46,3 +46,27 @@ func (s *Store) restoreSecret(ctx context.Context) {
 	defer cancel()
 	s.rdb.SetNX(ctx, s.keys.Secret(), v, 0)
 }
+
+// LostData reports whether Redis lost its data since the previous call: the
+// incarnation key, a random value the first node writes, is gone or has
+// another value. Keep-alives use it to tell a session that was ended from a
+// session that Redis forgot, which the node puts back.
+func (s *Store) LostData(ctx context.Context) (bool, error) {
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	var b [16]byte
+	rand.Read(b[:])
+	key := s.keys.Prefix + ":incarnation"
+	if err := s.rdb.SetNX(ctx, key, hex.EncodeToString(b[:]), 0).Err(); err != nil {
+		return false, s.wrap("incarnation", err)
+	}
+	cur, err := s.rdb.Get(ctx, key).Result()
+	if err != nil {
+		return false, s.wrap("incarnation", err)
+	}
+	s.secretMu.Lock()
+	defer s.secretMu.Unlock()
+	lost := s.incarnation != "" && s.incarnation != cur
+	s.incarnation = cur
+	return lost, nil
+}

@@ -58,8 +58,9 @@ type Store struct {
 	heartbeat, endSession, endUser, setData, removeRoom, reap, list, count *redis.Script
 	scripts                                                                []*redis.Script
 
-	secretMu sync.Mutex
-	secret   string
+	secretMu    sync.Mutex
+	secret      string
+	incarnation string
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -126,6 +127,9 @@ func (s *Store) Open(ctx context.Context) error {
 	if err := s.loadScripts(ctx); err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
+	if _, err := s.LostData(ctx); err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
 	ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go func() {
@@ -171,8 +175,54 @@ func (s *Store) Ping(ctx context.Context) error {
 // Heartbeat creates or refreshes a session, in one round trip: the script,
 // the deadline index and the user's room index go in one pipeline.
 func (s *Store) Heartbeat(ctx context.Context, hb *presence.Heartbeat) (presence.HeartbeatResult, error) {
+	res, errs := s.HeartbeatMany(ctx, []*presence.Heartbeat{hb})
+	return res[0], errs[0]
+}
+
+// HeartbeatMany runs many heartbeats in one pipeline (one round trip).
+func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([]presence.HeartbeatResult, []error) {
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
+	cmds := make([]*redis.Cmd, len(hbs))
+	err := s.pipelined(ctx, func(p redis.Pipeliner) {
+		for i, hb := range hbs {
+			cmds[i] = s.queueHeartbeat(ctx, p, hb)
+		}
+	})
+	res := make([]presence.HeartbeatResult, len(hbs))
+	errs := make([]error, len(hbs))
+	for i, cmd := range cmds {
+		e := cmd.Err()
+		if e == nil && err != nil && !errors.Is(err, redis.Nil) && !isScriptError(err) {
+			e = err
+		}
+		if e != nil {
+			errs[i] = s.wrap("heartbeat", e)
+			continue
+		}
+		v, _ := cmd.Slice()
+		if len(v) != 3 {
+			errs[i] = fmt.Errorf("heartbeat: unexpected reply %v", v)
+			continue
+		}
+		res[i] = presence.HeartbeatResult{
+			RoomEpoch:    toString(v[0]),
+			SessionEpoch: toString(v[1]),
+			Version:      toInt(v[2]),
+			Ended:        toInt(v[2]) < 0,
+		}
+	}
+	return res, errs
+}
+
+// isScriptError reports whether err is an error reply of one script (the
+// pipeline's error is the first command error; others may have succeeded).
+func isScriptError(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && !isUnavailable(err)
+}
+
+func (s *Store) queueHeartbeat(ctx context.Context, p redis.Pipeliner, hb *presence.Heartbeat) *redis.Cmd {
 	rk := s.keys.Room(hb.Room)
 	now := hb.Now.UnixMilli()
 	deadline := hb.Deadline.UnixMilli()
@@ -184,33 +234,24 @@ func (s *Store) Heartbeat(ctx context.Context, hb *presence.Heartbeat) (presence
 	if hb.Data != nil {
 		setData = "1"
 	}
+	keepAlive := "0"
+	if hb.KeepAlive {
+		keepAlive = "1"
+	}
+	epoch := hb.SessionEpoch
+	if epoch == "" {
+		epoch = nonce()
+	}
 	userKey := s.keys.UserRooms(hb.Room.Org, hb.UserID)
-	var res *redis.Cmd
-	err := s.pipelined(ctx, func(p redis.Pipeliner) {
-		res = s.heartbeat.EvalSha(ctx, p, rk.List[:],
-			now, rk.Events, s.pub, s.ttl, s.cfg.Retention.Milliseconds(),
-			hb.SessionID, hb.UserID, deadline, nonce(), hb.Node,
-			setProfile, profile, setData, string(hb.Data))
-		// After the script, never before: see the reaper's index protocol.
-		p.ZAddLT(ctx, s.keys.Deadlines(rk.Tag), redis.Z{Score: float64(deadline), Member: rk.Tag})
-		p.ZAdd(ctx, userKey, redis.Z{Score: float64(now), Member: hb.Room.RoomID})
-		p.PExpire(ctx, userKey, time.Duration(s.ttl)*time.Millisecond)
-	})
-	if err == nil {
-		err = res.Err()
-	}
-	if err != nil {
-		return presence.HeartbeatResult{}, s.wrap("heartbeat", err)
-	}
-	v, _ := res.Slice()
-	if len(v) != 3 {
-		return presence.HeartbeatResult{}, fmt.Errorf("heartbeat: unexpected reply %v", v)
-	}
-	return presence.HeartbeatResult{
-		RoomEpoch:    toString(v[0]),
-		SessionEpoch: toString(v[1]),
-		Version:      toInt(v[2]),
-	}, nil
+	cmd := s.heartbeat.EvalSha(ctx, p, rk.List[:],
+		now, rk.Events, s.pub, s.ttl, s.cfg.Retention.Milliseconds(),
+		hb.SessionID, hb.UserID, deadline, epoch, hb.Node,
+		setProfile, profile, setData, string(hb.Data), keepAlive)
+	// After the script, never before: see the reaper's index protocol.
+	p.ZAddLT(ctx, s.keys.Deadlines(rk.Tag), redis.Z{Score: float64(deadline), Member: rk.Tag})
+	p.ZAdd(ctx, userKey, redis.Z{Score: float64(now), Member: hb.Room.RoomID})
+	p.PExpire(ctx, userKey, time.Duration(s.ttl)*time.Millisecond)
+	return cmd
 }
 
 // EndSession ends one session if its epoch matches.

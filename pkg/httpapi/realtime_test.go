@@ -1,0 +1,349 @@
+package httpapi_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/presencecluster/presence/pkg/redistest"
+)
+
+func eventKinds(evs []map[string]any) string {
+	var s []string
+	for _, e := range evs {
+		s = append(s, fmt.Sprintf("%s:%s@%v", e["event"], e["member"].(map[string]any)["userId"], e["version"]))
+	}
+	return strings.Join(s, " ")
+}
+
+// TestRealtimeAcrossNodes: a watcher on node A sees what happens through
+// nodes B and C, over WebSockets and HTTP, in version order; keep-alives and
+// second tabs produce nothing.
+func TestRealtimeAcrossNodes(t *testing.T) {
+	srv := redistest.Start(t)
+	nodes := startNodes(t, srv, 3, nodeOpts{})
+	a, b, c := nodes[0], nodes[1], nodes[2]
+
+	w := dialWS(t, a.url)
+	joined := w.join(1, map[string]any{"roomId": "lobby", "sessionId": "w1", "userId": "watcher"})
+	if joined["version"] != float64(1) || joined["roomToken"] == "" || joined["sessionToken"] == "" {
+		t.Fatalf("joined = %v", joined)
+	}
+	// A pure watcher on C, by room token.
+	pw := dialWS(t, c.url)
+	pw.send(map[string]any{"type": "watch", "id": "w", "roomToken": joined["roomToken"]})
+	if r := pw.reply("w"); r["type"] != "watching" || r["version"] != float64(1) {
+		t.Fatalf("watching = %v", r)
+	}
+
+	x := dialWS(t, b.url)
+	x.join(1, map[string]any{"roomId": "lobby", "sessionId": "x1", "userId": "xavier", "interval": 1000})
+	w.waitFor("join of xavier", func(m map[string]any) bool { return m["type"] == "presence" && m["event"] == "join" })
+
+	httpBeat(t, c.url, map[string]any{"roomId": "lobby", "sessionId": "y1", "userId": "yara"})
+	x.send(map[string]any{"type": "update", "id": 2, "roomId": "lobby", "data": map[string]any{"typing": true}})
+	if r := x.reply(float64(2)); r["type"] != "updated" {
+		t.Fatalf("update reply: %v", r)
+	}
+	// A second tab of xavier, on node C: no event.
+	x2 := dialWS(t, c.url)
+	x2.join(1, map[string]any{"roomId": "lobby", "sessionId": "x2", "userId": "xavier"})
+	// Keep-alives: xavier's 1 s session is refreshed by node B a few times.
+	time.Sleep(3 * time.Second)
+	want := "join:xavier@2 join:yara@3 update:xavier@4"
+	if got := eventKinds(w.events("lobby")); got != want {
+		t.Fatalf("events at A: %s, want %s", got, want)
+	}
+	if got := eventKinds(pw.events("lobby")); got != want {
+		t.Fatalf("events at the watcher: %s, want %s", got, want)
+	}
+	// The second tab closes: nothing; the first closes: leave at once.
+	x2.conn.Close(websocket.StatusNormalClosure, "")
+	time.Sleep(300 * time.Millisecond)
+	x.conn.Close(websocket.StatusNormalClosure, "")
+	w.waitFor("leave of xavier", func(m map[string]any) bool { return m["event"] == "leave" })
+	time.Sleep(200 * time.Millisecond)
+	if got := eventKinds(w.events("lobby")); got != want+" leave:xavier@5" {
+		t.Fatalf("events at A: %s", got)
+	}
+	w.waitView("lobby", "watcher", "yara")
+	pw.waitView("lobby", "watcher", "yara")
+
+	// Leave, unwatch, ping.
+	w.send(map[string]any{"type": "leave", "id": 9, "roomId": "lobby"})
+	if r := w.reply(float64(9)); r["type"] != "left" {
+		t.Fatalf("left = %v", r)
+	}
+	pw.waitView("lobby", "yara")
+	pw.send(map[string]any{"type": "unwatch", "id": 10, "roomId": "lobby"})
+	if r := pw.reply(float64(10)); r["type"] != "unwatched" {
+		t.Fatalf("unwatched = %v", r)
+	}
+	pw.send(map[string]any{"type": "ping", "id": "p"})
+	if r := pw.reply("p"); r["type"] != "pong" {
+		t.Fatalf("pong = %v", r)
+	}
+}
+
+// TestSyncAfterPubSubKill: when the nodes' pub/sub connections are killed,
+// their sockets get a sync, and events flow again.
+func TestSyncAfterPubSubKill(t *testing.T) {
+	srv := redistest.Start(t)
+	nodes := startNodes(t, srv, 2, nodeOpts{})
+	w := dialWS(t, nodes[0].url)
+	w.join(1, map[string]any{"roomId": "r", "sessionId": "w", "userId": "watcher"})
+	if err := srv.Client(t).ClientKillByFilter(context.Background(), "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	w.waitFor("sync", func(m map[string]any) bool { return m["type"] == "sync" && m["roomId"] == "r" })
+	httpBeat(t, nodes[1].url, map[string]any{"roomId": "r", "sessionId": "z", "userId": "zoe"})
+	w.waitView("r", "watcher", "zoe")
+}
+
+// TestRedisRestartWithDataLoss: Redis restarts empty; the nodes put their
+// sockets' sessions back within one interval and the watchers end with the
+// true member list.
+func TestRedisRestartWithDataLoss(t *testing.T) {
+	srv := redistest.Start(t)
+	nodes := startNodes(t, srv, 2, nodeOpts{})
+	w := dialWS(t, nodes[0].url)
+	w.join(1, map[string]any{"roomId": "r", "sessionId": "w", "userId": "watcher", "interval": 1000})
+	var clients []*wsClient
+	for i, n := range nodes {
+		c := dialWS(t, n.url)
+		c.join(1, map[string]any{"roomId": "r", "sessionId": fmt.Sprint("s", i), "userId": fmt.Sprint("u", i), "interval": 1000})
+		clients = append(clients, c)
+	}
+	w.waitView("r", "watcher", "u0", "u1")
+	srv.Restart(t)
+	start := time.Now()
+	w.waitFor("sync after the restart", func(m map[string]any) bool { return m["type"] == "sync" })
+	w.waitView("r", "watcher", "u0", "u1")
+	deadline := time.Now().Add(5 * time.Second)
+	for fmt.Sprint(trueOnline(t, nodes[1].url, "r")) != "[u0 u1 watcher]" {
+		if time.Now().After(deadline) {
+			t.Fatalf("sessions not put back: %v", trueOnline(t, nodes[1].url, "r"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("sessions back and watcher converged %v after the restart", time.Since(start))
+	// Events flow again.
+	clients[0].conn.Close(websocket.StatusNormalClosure, "")
+	w.waitView("r", "watcher", "u1")
+}
+
+// TestResumeAfterAbruptDrop: a socket lost without a close frame keeps its
+// session; the client resumes it on another node with no leave and no join.
+func TestResumeAfterAbruptDrop(t *testing.T) {
+	srv := redistest.Start(t)
+	nodes := startNodes(t, srv, 3, nodeOpts{})
+	w := dialWS(t, nodes[2].url)
+	w.join(1, map[string]any{"roomId": "r", "sessionId": "w", "userId": "watcher"})
+	c := dialWS(t, nodes[0].url)
+	c.join(1, map[string]any{"roomId": "r", "sessionId": "tab", "userId": "ada", "interval": 1000})
+	w.waitView("r", "watcher", "ada")
+	c.drop()
+	time.Sleep(500 * time.Millisecond)
+	c2 := dialWS(t, nodes[1].url)
+	c2.join(1, map[string]any{"roomId": "r", "sessionId": "tab", "userId": "ada", "interval": 1000})
+	time.Sleep(4 * time.Second) // longer than the 2.5 s timeout: node B keeps it alive
+	if got := eventKinds(w.events("r")); got != "join:ada@2" {
+		t.Fatalf("events: %s, want only ada's first join", got)
+	}
+	if got := fmt.Sprint(trueOnline(t, nodes[2].url, "r")); got != "[ada watcher]" {
+		t.Fatalf("online: %s", got)
+	}
+}
+
+// TestAbruptDropExpires: with no resume, the dropped session ends at its
+// deadline (interval × 2.5 + reaper) with one leave.
+func TestAbruptDropExpires(t *testing.T) {
+	srv := redistest.Start(t)
+	nodes := startNodes(t, srv, 2, nodeOpts{})
+	w := dialWS(t, nodes[1].url)
+	w.join(1, map[string]any{"roomId": "r", "sessionId": "w", "userId": "watcher"})
+	c := dialWS(t, nodes[0].url)
+	c.join(1, map[string]any{"roomId": "r", "sessionId": "tab", "userId": "ada", "interval": 1000})
+	w.waitView("r", "watcher", "ada")
+	dropped := time.Now()
+	c.drop()
+	w.waitView("r", "watcher")
+	if d := time.Since(dropped); d > 2500*time.Millisecond+2*time.Second+time.Second {
+		t.Fatalf("leave after %v", d)
+	}
+	if got := eventKinds(w.events("r")); got != "join:ada@2 leave:ada@3" {
+		t.Fatalf("events: %s", got)
+	}
+}
+
+// TestDrain: a node shutting down closes its sockets with 1012 and leaves
+// their sessions to be resumed elsewhere: no leave, no join.
+func TestDrain(t *testing.T) {
+	srv := redistest.Start(t)
+	nodes := startNodes(t, srv, 2, nodeOpts{})
+	w := dialWS(t, nodes[1].url)
+	w.join(1, map[string]any{"roomId": "r", "sessionId": "w", "userId": "watcher"})
+	var clients []*wsClient
+	for i := 0; i < 3; i++ {
+		c := dialWS(t, nodes[0].url)
+		c.join(1, map[string]any{"roomId": "r", "sessionId": fmt.Sprint("s", i), "userId": fmt.Sprint("u", i), "interval": 1000})
+		clients = append(clients, c)
+	}
+	w.waitView("r", "watcher", "u0", "u1", "u2")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	nodes[0].api.Drain(ctx)
+	cancel()
+	for _, c := range clients {
+		deadline := time.Now().Add(3 * time.Second)
+		for c.closeErr() == nil && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if st := websocket.CloseStatus(c.closeErr()); st != websocket.StatusServiceRestart {
+			t.Fatalf("close status %v (%v), want 1012", st, c.closeErr())
+		}
+	}
+	if _, err := tryDialWS(t, nodes[0].url, true); err == nil {
+		t.Fatal("a draining node accepted a socket")
+	}
+	for i := range clients {
+		c := dialWS(t, nodes[1].url)
+		c.join(1, map[string]any{"roomId": "r", "sessionId": fmt.Sprint("s", i), "userId": fmt.Sprint("u", i), "interval": 1000})
+	}
+	time.Sleep(3 * time.Second)
+	if got := len(w.events("r")); got != 3 {
+		t.Fatalf("events: %s, want the 3 first joins only", eventKinds(w.events("r")))
+	}
+	w.waitView("r", "watcher", "u0", "u1", "u2")
+}
+
+// TestSlowConsumer: a socket that does not read never blocks the node; its
+// queue overflows, and it gets a sync once it reads again.
+func TestSlowConsumer(t *testing.T) {
+	srv := redistest.Start(t)
+	nodes := startNodes(t, srv, 1, nodeOpts{queue: 8})
+	n := nodes[0]
+	fast := dialWS(t, n.url)
+	fast.join(1, map[string]any{"roomId": "r", "sessionId": "f", "userId": "fast"})
+	slow, err := tryDialWS(t, n.url, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.send(map[string]any{"type": "join", "id": 1, "roomId": "r", "sessionId": "s", "userId": "slow"})
+	time.Sleep(200 * time.Millisecond)
+	s := &stack{t: t, url: n.url}
+	s.mustBeat(map[string]any{"roomId": "r", "sessionId": "b", "userId": "big"})
+	big := strings.Repeat("x", 4000)
+	const updates = 1500
+	for i := 0; i < updates; i++ {
+		if r := s.do("PUT", "/v1/rooms/r/members/big/data", fmt.Sprintf(`{"n":%d,"pad":%q}`, i, big)); r.status != 204 {
+			t.Fatalf("update %d: %d", i, r.status)
+		}
+	}
+	// The fast socket got every update, in order.
+	fast.waitFor("last update", func(m map[string]any) bool {
+		mem, _ := m["member"].(map[string]any)
+		d, _ := mem["data"].(map[string]any)
+		return d != nil && d["n"] == float64(updates-1)
+	})
+	if got := len(fast.events("r")); got < updates {
+		t.Fatalf("fast socket got %d events", got)
+	}
+	close(slow.reading)
+	slow.waitFor("sync", func(m map[string]any) bool { return m["type"] == "sync" })
+	slow.waitFor("the last state", func(m map[string]any) bool {
+		if m["type"] != "sync" && m["type"] != "presence" {
+			return false
+		}
+		return strings.Contains(fmt.Sprint(m), fmt.Sprintf("n:%d ", updates-1))
+	})
+	slow.waitView("r", "big", "fast", "slow")
+}
+
+func TestRateLimitAndLimits(t *testing.T) {
+	srv := redistest.Start(t)
+	n := startNodes(t, srv, 1, nodeOpts{maxRooms: 2})[0]
+
+	c := dialWS(t, n.url)
+	c.send("not an object")
+	c.send(map[string]any{"type": "dance", "id": 1})
+	c.send(map[string]any{"type": "join", "id": 2, "roomId": 5})
+	c.send(map[string]any{"type": "join", "id": 3, "roomId": "a{b", "sessionId": "s", "userId": "u"})
+	c.send(map[string]any{"type": "ping", "id": map[string]any{}})
+	c.send(map[string]any{"type": "leave", "id": 4, "roomId": "nowhere"})
+	for _, id := range []any{float64(1), float64(2), float64(3), float64(4)} {
+		if r := c.reply(id); r["type"] != "error" {
+			t.Fatalf("reply %v = %v", id, r)
+		}
+	}
+	if r := c.reply(float64(4)); r["code"] != "not_found" {
+		t.Fatalf("leave of a room not joined: %v", r)
+	}
+	c.join(5, map[string]any{"roomId": "r1", "sessionId": "s1", "userId": "u"})
+	c.join(6, map[string]any{"roomId": "r2", "sessionId": "s2", "userId": "u"})
+	c.send(map[string]any{"type": "join", "id": 7, "roomId": "r3", "sessionId": "s3", "userId": "u"})
+	if r := c.reply(float64(7)); r["code"] != "limit_exceeded" {
+		t.Fatalf("third room: %v", r)
+	}
+
+	// A message over 16 KiB closes the socket (1009).
+	big := dialWS(t, n.url)
+	big.send(map[string]any{"type": "ping", "pad": strings.Repeat("x", 17<<10)})
+	deadline := time.Now().Add(3 * time.Second)
+	for big.closeErr() == nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := websocket.CloseStatus(big.closeErr()); st != websocket.StatusMessageTooBig {
+		t.Fatalf("big message: close %v", st)
+	}
+
+	// Over 50 messages per second: rate_limited, then close 1008.
+	r := dialWS(t, n.url)
+	for i := 0; i < 120; i++ {
+		b := []byte(fmt.Sprintf(`{"type":"ping","id":%d}`, i))
+		if err := r.conn.Write(context.Background(), websocket.MessageText, b); err != nil {
+			break
+		}
+	}
+	r.waitFor("rate_limited", func(m map[string]any) bool { return m["code"] == "rate_limited" })
+	deadline = time.Now().Add(3 * time.Second)
+	for r.closeErr() == nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := websocket.CloseStatus(r.closeErr()); st != websocket.StatusPolicyViolation {
+		t.Fatalf("rate limit: close %v (%v)", st, r.closeErr())
+	}
+	// The node is fine.
+	c.send(map[string]any{"type": "ping", "id": "after"})
+	c.reply("after")
+}
+
+func TestWebSocketAuth(t *testing.T) {
+	srv := redistest.Start(t)
+	n := startNodes(t, srv, 1, nodeOpts{auth: true})[0]
+	if _, err := tryDialWS(t, n.url, true); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("no token: %v", err)
+	}
+	tok := jwt(t, map[string]any{"sub": "ada", "org_id": "acme"})
+	c := dialWS(t, n.url, "query: access_token="+tok)
+	r := c.join(1, map[string]any{"roomId": "lobby", "sessionId": "s"})
+	if !strings.Contains(fmt.Sprint(r["members"]), "userId:ada") {
+		t.Fatalf("joined: %v", r)
+	}
+	c.send(map[string]any{"type": "join", "id": 2, "roomId": "lobby", "sessionId": "s2", "userId": "bob"})
+	if r := c.reply(float64(2)); r["code"] != "permission_denied" {
+		t.Fatalf("userId other than sub: %v", r)
+	}
+	c2 := dialWS(t, n.url, "Authorization: Bearer "+jwt(t, map[string]any{"sub": "eve", "org_id": "other"}))
+	c2.join(1, map[string]any{"roomId": "lobby", "sessionId": "s"})
+	time.Sleep(200 * time.Millisecond)
+	if len(c.events("lobby")) != 0 || len(c2.events("lobby")) != 0 {
+		t.Fatal("events crossed orgs")
+	}
+	// Browser origins: none are allowed with auth on and no CORS origins.
+	if _, err := tryDialWS(t, n.url, true, "Authorization: Bearer "+tok, "Origin: https://evil.example"); err == nil {
+		t.Fatal("a foreign origin was accepted")
+	}
+}

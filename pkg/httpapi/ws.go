@@ -1,0 +1,596 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/labstack/echo/v4"
+	"github.com/presencecluster/presence/pkg/presence"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Item kinds on a socket's queues.
+const (
+	kindReply    = iota // a reply; written as is
+	kindSnapshot        // joined/watching: sets the socket's version of the room
+	kindLeft            // left/unwatched: forgets the socket's version of the room
+	kindEvent           // a presence event: written if it is the next version
+	kindSync            // a sync from the hub: always written, sets the version
+)
+
+type item struct {
+	kind    int
+	room    presence.RoomRef
+	version int64
+	data    []byte
+}
+
+// socket is one WebSocket connection: a reader (the handler goroutine) that
+// runs the client's commands, and a writer that sends replies and events.
+type socket struct {
+	srv  *Server
+	conn *websocket.Conn
+	id   *presence.Identity
+	ctx  context.Context
+
+	replies  chan item // replies; the reader waits for room in it
+	events   chan item // events and syncs; never waited for: on overflow, dropped
+	overflow atomic.Bool
+	wake     chan struct{}
+
+	// Used by the reader goroutine only (and at close, after it ended).
+	joined  map[presence.RoomRef]*presence.Owned
+	watched map[presence.RoomRef]bool
+
+	mu    sync.Mutex
+	ended []*presence.Owned // sessions ended by someone else, to clean up
+}
+
+func (s *socket) uses(room presence.RoomRef) bool {
+	return s.joined[room] != nil || s.watched[room]
+}
+
+func (s *socket) roomCount() int {
+	n := len(s.joined)
+	for r := range s.watched {
+		if s.joined[r] == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// enqueue hands an event or sync to the socket without waiting. When the
+// queue is full, the socket is marked: its writer drops what is queued and
+// sends a sync of each of its rooms once it catches up.
+func (s *socket) enqueue(it item) {
+	select {
+	case s.events <- it:
+	default:
+		if !s.overflow.Swap(true) {
+			s.srv.met.overflows.Inc()
+		}
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// reply queues a reply; it waits while the client does not read.
+func (s *socket) reply(it item) {
+	select {
+	case s.replies <- it:
+	case <-s.ctx.Done():
+	}
+}
+
+func (s *socket) replyJSON(v any) {
+	b, _ := json.Marshal(v)
+	s.reply(item{kind: kindReply, data: b})
+}
+
+func (s *socket) replyError(id json.RawMessage, err error) {
+	code := presence.ErrorCode(err)
+	if code == presence.EINTERNAL {
+		s.srv.log.Error("websocket command failed", "err", err)
+	}
+	s.replyJSON(errorMsg{Type: "error", ID: id, Code: code, Message: presence.ErrorMessage(err)})
+}
+
+// writeLoop sends the socket's queued items until ctx is done. It keeps,
+// per room, the last version the client has, so that each version is sent
+// at most once and in order; a gap (dropped or missed events) gets a sync.
+func (s *socket) writeLoop(ctx context.Context) error {
+	versions := map[presence.RoomRef]int64{}
+	write := func(b []byte) error {
+		wctx, cancel := context.WithTimeout(ctx, s.srv.cfg.WSWriteTimeout)
+		defer cancel()
+		return s.conn.Write(wctx, websocket.MessageText, b)
+	}
+	syncRoom := func(room presence.RoomRef) error {
+		l, err := s.srv.svc.Store().List(ctx, room, presence.ListQuery{Limit: snapshotLimit})
+		if err != nil {
+			return nil // the store is away; the hub syncs everyone when it is back
+		}
+		b, _ := json.Marshal(snapshotMsg{Type: "sync", RoomID: room.RoomID, Version: l.Version, Members: l.Members})
+		versions[room] = l.Version
+		s.srv.met.syncs.Inc()
+		return write(b)
+	}
+	handle := func(it item) error {
+		switch it.kind {
+		case kindReply:
+			return write(it.data)
+		case kindSnapshot, kindSync:
+			if it.kind == kindSync {
+				if _, ok := versions[it.room]; !ok {
+					return nil // not (yet) the socket's room
+				}
+			}
+			versions[it.room] = it.version
+			return write(it.data)
+		case kindLeft:
+			delete(versions, it.room)
+			return write(it.data)
+		case kindEvent:
+			v, ok := versions[it.room]
+			switch {
+			case !ok || it.version <= v:
+				return nil
+			case it.version > v+1:
+				return syncRoom(it.room)
+			}
+			versions[it.room] = it.version
+			return write(it.data)
+		}
+		return nil
+	}
+	for {
+		// Replies first: they answer the client's own commands.
+		select {
+		case it := <-s.replies:
+			if err := handle(it); err != nil {
+				return err
+			}
+			continue
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case it := <-s.replies:
+			if err := handle(it); err != nil {
+				return err
+			}
+		case it := <-s.events:
+			if s.overflow.Load() {
+				continue // dropped: a sync follows
+			}
+			if err := handle(it); err != nil {
+				return err
+			}
+		case <-s.wake:
+			if !s.overflow.Load() {
+				continue
+			}
+			// Drop what is queued, then send every room afresh.
+			for drained := false; !drained; {
+				select {
+				case <-s.events:
+				default:
+					drained = true
+				}
+			}
+			s.overflow.Store(false)
+			for room := range versions {
+				if err := syncRoom(room); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// serveWS upgrades the connection and runs the protocol of contract §4.
+func (s *Server) serveWS(c echo.Context) error {
+	if s.hub == nil {
+		return presence.Errorf(presence.EUNAVAILABLE, "realtime is not enabled on this node")
+	}
+	r := c.Request()
+	id, err := s.identify(r)
+	if err != nil {
+		return err
+	}
+	if s.draining.Load() {
+		return presence.Errorf(presence.EUNAVAILABLE, "the node is shutting down")
+	}
+	if max := s.cfg.MaxSockets; max > 0 && s.sockets.Load() >= int64(max) {
+		return presence.Errorf(presence.EUNAVAILABLE, "the node has reached its socket limit")
+	}
+	// The server's read/write timeouts guard plain requests; a socket lives
+	// on, so they are lifted before the upgrade (liveness is checked by pings).
+	rc := http.NewResponseController(c.Response().Writer)
+	rc.SetReadDeadline(time.Time{})
+	rc.SetWriteDeadline(time.Time{})
+	conn, err := websocket.Accept(c.Response(), r, s.acceptOptions())
+	if err != nil {
+		return nil // Accept has answered the client
+	}
+	s.serveSocket(conn, id)
+	return nil
+}
+
+func (s *Server) acceptOptions() *websocket.AcceptOptions {
+	o := &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled}
+	for _, origin := range s.cfg.CORSOrigins {
+		if origin == "*" {
+			o.InsecureSkipVerify = true
+			return o
+		}
+		if u, err := url.Parse(origin); err == nil && u.Host != "" {
+			o.OriginPatterns = append(o.OriginPatterns, u.Host)
+		}
+	}
+	return o
+}
+
+func (s *Server) serveSocket(conn *websocket.Conn, id *presence.Identity) {
+	ctx, cancel := context.WithCancel(presence.NewContextWithIdentity(context.Background(), id))
+	defer cancel()
+	conn.SetReadLimit(s.cfg.WSMaxMessageBytes)
+	sock := &socket{
+		srv: s, conn: conn, id: id, ctx: ctx,
+		replies: make(chan item, 16),
+		events:  make(chan item, s.cfg.WSQueue),
+		wake:    make(chan struct{}, 1),
+		joined:  map[presence.RoomRef]*presence.Owned{},
+		watched: map[presence.RoomRef]bool{},
+	}
+	s.register(sock)
+	s.sockets.Add(1)
+	s.met.sockets.Inc()
+	defer func() {
+		s.sockets.Add(-1)
+		s.met.sockets.Dec()
+		s.unregister(sock)
+	}()
+
+	writeDone := make(chan error, 1)
+	go func() { writeDone <- sock.writeLoop(ctx) }()
+	go sock.pingLoop(ctx)
+
+	closeFrame := sock.readLoop(ctx)
+
+	// A close frame (or a leave) ends the sessions now; a lost connection or
+	// a node shutting down leaves them to their deadline, so the client can
+	// resume them, on any node, without a leave and a join.
+	for room, o := range sock.joined {
+		s.keeper.Remove(o)
+		if closeFrame && !s.draining.Load() {
+			ectx, ecancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if err := s.svc.EndSession(ectx, room, o.SessionID, o.Epoch); err != nil {
+				s.log.Warn("end session on close", "room", room.RoomID, "err", err)
+			}
+			ecancel()
+		}
+	}
+	for room := range sock.joined {
+		s.hub.detach(room, sock)
+		s.hub.release(room)
+	}
+	for room := range sock.watched {
+		if sock.joined[room] == nil {
+			s.hub.detach(room, sock)
+			s.hub.release(room)
+		}
+	}
+	cancel()
+	<-writeDone
+	conn.CloseNow()
+}
+
+// readLoop runs the client's commands until the connection ends. It reports
+// whether the client closed it with a close frame.
+func (s *socket) readLoop(ctx context.Context) bool {
+	limiter := newRateLimiter(s.srv.cfg.WSMessagesPerSecond)
+	for {
+		_, b, err := s.conn.Read(ctx)
+		if err != nil {
+			return websocket.CloseStatus(err) != -1
+		}
+		s.cleanupEnded()
+		if !limiter.allow(time.Now()) {
+			s.srv.met.rateLimited.Inc()
+			s.replyError(nil, presence.Errorf(presence.ERATELIMITED, "more than %d messages per second", s.srv.cfg.WSMessagesPerSecond))
+			s.flush()
+			s.conn.Close(websocket.StatusPolicyViolation, "rate limit exceeded")
+			return false
+		}
+		m, err := decodeClientMessage(b)
+		if err != nil {
+			var id json.RawMessage
+			if m != nil {
+				id = m.ID
+			}
+			s.replyError(id, err)
+			continue
+		}
+		if err := s.handle(ctx, m); err != nil {
+			s.replyError(m.ID, err)
+		}
+	}
+}
+
+// flush waits (briefly) until the queued replies are written.
+func (s *socket) flush() {
+	deadline := time.Now().Add(time.Second)
+	for len(s.replies) > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(10 * time.Millisecond)
+}
+
+func (s *socket) handle(ctx context.Context, m *clientMessage) error {
+	switch m.Type {
+	case "ping":
+		s.replyJSON(replyMsg{Type: "pong", ID: m.ID})
+		return nil
+	case "join":
+		return s.join(ctx, m)
+	case "leave":
+		return s.leave(ctx, m)
+	case "update":
+		return s.update(ctx, m)
+	case "watch":
+		return s.watch(ctx, m)
+	case "unwatch":
+		return s.unwatch(m)
+	}
+	return presence.Errorf(presence.EINVALID, "unknown message type %q", m.Type)
+}
+
+func (s *socket) join(ctx context.Context, m *clientMessage) error {
+	room, err := s.srv.svc.Room(ctx, m.RoomID)
+	if err != nil {
+		return err
+	}
+	prev := s.joined[room]
+	if !s.uses(room) && s.roomCount() >= s.srv.cfg.WSMaxRooms {
+		return presence.Errorf(presence.ELIMIT, "at most %d rooms per socket", s.srv.cfg.WSMaxRooms)
+	}
+	in := presence.HeartbeatInput{RoomID: m.RoomID, SessionID: m.SessionID, Data: m.Data, UserID: m.UserID, Name: m.Name, Image: m.Image}
+	if m.Interval != nil {
+		in.Interval = intervalOf(*m.Interval)
+	}
+	if !s.uses(room) {
+		if err := s.srv.hub.acquire(ctx, room); err != nil {
+			return err
+		}
+	}
+	out, err := s.srv.svc.Heartbeat(ctx, in)
+	if err != nil {
+		if !s.uses(room) {
+			s.srv.hub.release(room)
+		}
+		return err
+	}
+	if prev != nil && prev.SessionID != m.SessionID {
+		// A socket has one session per room: the new one replaces the old.
+		s.srv.keeper.Remove(prev)
+		s.srv.svc.EndSession(ctx, room, prev.SessionID, prev.Epoch)
+	}
+	if prev != nil {
+		s.srv.keeper.Remove(prev)
+	}
+	_, _, epoch, _ := s.srv.svc.Tokens().ParseSessionToken(out.SessionToken)
+	user, _ := s.srv.svc.ActingUser(ctx, m.UserID)
+	o := &presence.Owned{Room: room, UserID: user, SessionID: m.SessionID, Epoch: epoch,
+		Interval: time.Duration(out.Interval) * time.Millisecond, Owner: s}
+	s.joined[room] = o
+	s.srv.keeper.Add(o)
+	l, err := s.srv.svc.Store().List(ctx, room, presence.ListQuery{Limit: snapshotLimit})
+	if err != nil {
+		return err
+	}
+	s.srv.hub.attach(room, s)
+	b, _ := json.Marshal(snapshotMsg{Type: "joined", ID: m.ID, RoomID: room.RoomID, RoomToken: out.RoomToken,
+		SessionToken: out.SessionToken, Version: l.Version, Members: l.Members})
+	s.reply(item{kind: kindSnapshot, room: room, version: l.Version, data: b})
+	return nil
+}
+
+func intervalOf(ms int64) time.Duration {
+	if ms <= 0 || ms > presence.MaxInterval.Milliseconds() {
+		return -1 // refused by the service
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+func (s *socket) leave(ctx context.Context, m *clientMessage) error {
+	room, err := s.srv.svc.Room(ctx, m.RoomID)
+	if err != nil {
+		return err
+	}
+	o := s.joined[room]
+	if o == nil {
+		return presence.Errorf(presence.ENOTFOUND, "not joined to room %q", m.RoomID)
+	}
+	s.srv.keeper.Remove(o)
+	delete(s.joined, room)
+	err = s.srv.svc.EndSession(ctx, room, o.SessionID, o.Epoch)
+	s.dropRoom(room, m.ID, "left")
+	return err
+}
+
+// dropRoom stops the socket's use of a room when neither joined nor watched.
+func (s *socket) dropRoom(room presence.RoomRef, id json.RawMessage, replyType string) {
+	kind := kindReply
+	if !s.uses(room) {
+		s.srv.hub.detach(room, s)
+		s.srv.hub.release(room)
+		kind = kindLeft
+	}
+	b, _ := json.Marshal(replyMsg{Type: replyType, ID: id, RoomID: room.RoomID})
+	s.reply(item{kind: kind, room: room, data: b})
+}
+
+func (s *socket) update(ctx context.Context, m *clientMessage) error {
+	room, err := s.srv.svc.Room(ctx, m.RoomID)
+	if err != nil {
+		return err
+	}
+	o := s.joined[room]
+	if o == nil {
+		return presence.Errorf(presence.ENOTFOUND, "not joined to room %q", m.RoomID)
+	}
+	if m.Data == nil {
+		return presence.Errorf(presence.EINVALID, "data is required")
+	}
+	if err := s.srv.svc.SetData(ctx, m.RoomID, o.UserID, m.Data); err != nil {
+		return err
+	}
+	s.replyJSON(replyMsg{Type: "updated", ID: m.ID, RoomID: m.RoomID})
+	return nil
+}
+
+func (s *socket) watch(ctx context.Context, m *clientMessage) error {
+	room, epoch, err := s.srv.svc.ParseRoomToken(m.RoomToken)
+	if err != nil {
+		return err
+	}
+	if !s.id.MayAccessRoom(room.RoomID) {
+		return presence.Errorf(presence.EFORBIDDEN, "the token does not grant room %q", room.RoomID)
+	}
+	if !s.uses(room) {
+		if s.roomCount() >= s.srv.cfg.WSMaxRooms {
+			return presence.Errorf(presence.ELIMIT, "at most %d rooms per socket", s.srv.cfg.WSMaxRooms)
+		}
+		if err := s.srv.hub.acquire(ctx, room); err != nil {
+			return err
+		}
+	}
+	s.watched[room] = true
+	l, err := s.srv.svc.Store().List(ctx, room, presence.ListQuery{Epoch: epoch, Limit: snapshotLimit})
+	if err != nil {
+		return err
+	}
+	s.srv.hub.attach(room, s)
+	b, _ := json.Marshal(snapshotMsg{Type: "watching", ID: m.ID, RoomID: room.RoomID, Version: l.Version, Members: l.Members})
+	s.reply(item{kind: kindSnapshot, room: room, version: l.Version, data: b})
+	return nil
+}
+
+func (s *socket) unwatch(m *clientMessage) error {
+	for room := range s.watched {
+		if room.RoomID == m.RoomID {
+			delete(s.watched, room)
+			s.dropRoom(room, m.ID, "unwatched")
+			return nil
+		}
+	}
+	return presence.Errorf(presence.ENOTFOUND, "not watching room %q", m.RoomID)
+}
+
+// sessionEnded is called by the keeper when one of the socket's sessions
+// was ended by someone else (sign-out, removal, expiry). The reader cleans
+// up at its next turn; the client is told now.
+func (s *socket) sessionEnded(o *presence.Owned) {
+	s.mu.Lock()
+	s.ended = append(s.ended, o)
+	s.mu.Unlock()
+	b, _ := json.Marshal(replyMsg{Type: "left", RoomID: o.Room.RoomID, Reason: "ended"})
+	select {
+	case s.replies <- item{kind: kindReply, data: b}:
+	default:
+	}
+}
+
+func (s *socket) cleanupEnded() {
+	s.mu.Lock()
+	ended := s.ended
+	s.ended = nil
+	s.mu.Unlock()
+	for _, o := range ended {
+		if s.joined[o.Room] == o {
+			delete(s.joined, o.Room)
+			if !s.uses(o.Room) {
+				s.srv.hub.detach(o.Room, s)
+				s.srv.hub.release(o.Room)
+			}
+		}
+	}
+}
+
+// rateLimiter is a token bucket: n per second, bursts of n.
+type rateLimiter struct {
+	rate   float64
+	tokens float64
+	last   time.Time
+}
+
+func newRateLimiter(n int) *rateLimiter {
+	return &rateLimiter{rate: float64(n), tokens: float64(n)}
+}
+
+func (l *rateLimiter) allow(now time.Time) bool {
+	if !l.last.IsZero() {
+		l.tokens = min(l.rate, l.tokens+now.Sub(l.last).Seconds()*l.rate)
+	}
+	l.last = now
+	if l.tokens < 1 {
+		return false
+	}
+	l.tokens--
+	return true
+}
+
+// wsMetrics are the realtime metrics of a node.
+type wsMetrics struct {
+	sockets     prometheus.Gauge
+	delivered   prometheus.Counter
+	syncs       prometheus.Counter
+	overflows   prometheus.Counter
+	rateLimited prometheus.Counter
+}
+
+func newWSMetrics(reg prometheus.Registerer) *wsMetrics {
+	m := &wsMetrics{
+		sockets:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "presence_websockets", Help: "Open WebSockets."}),
+		delivered:   prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_events_delivered_total", Help: "Events handed to local sockets."}),
+		syncs:       prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_syncs_sent_total", Help: "Sync messages sent to sockets."}),
+		overflows:   prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_socket_overflows_total", Help: "Times a slow socket's queue overflowed."}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_ws_rate_limited_total", Help: "Sockets closed for exceeding the message rate."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.sockets, m.delivered, m.syncs, m.overflows, m.rateLimited)
+	}
+	return m
+}
+
+// pingLoop pings the client; one that does not answer in time is gone
+// (without a close frame: its sessions wait for their deadline).
+func (s *socket) pingLoop(ctx context.Context) {
+	t := time.NewTicker(s.srv.cfg.WSPingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			pctx, cancel := context.WithTimeout(ctx, s.srv.cfg.WSPingInterval)
+			err := s.conn.Ping(pctx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				s.conn.CloseNow()
+				return
+			}
+		}
+	}
+}

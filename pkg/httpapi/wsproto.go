@@ -1,0 +1,118 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+
+	"github.com/presencecluster/presence/pkg/presence"
+)
+
+// clientMessage is any message a client sends on /v1/ws (contract §4).
+type clientMessage struct {
+	Type string `json:"type"`
+	// ID is echoed in the reply: a number or a string.
+	ID        json.RawMessage `json:"id,omitempty"`
+	RoomID    string          `json:"roomId"`
+	SessionID string          `json:"sessionId"`
+	Interval  *int64          `json:"interval"`
+	Data      json.RawMessage `json:"data"`
+	UserID    string          `json:"userId"`
+	Name      string          `json:"name"`
+	Image     string          `json:"image"`
+	RoomToken string          `json:"roomToken"`
+}
+
+var clientTypes = map[string]bool{"join": true, "leave": true, "update": true, "watch": true, "unwatch": true, "ping": true}
+
+// decodeClientMessage parses and checks one client frame. The returned
+// message carries its id even when the error is set, when the id could be read.
+func decodeClientMessage(b []byte) (*clientMessage, error) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' {
+		return nil, presence.Errorf(presence.EINVALID, "a message must be a JSON object")
+	}
+	var m clientMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			// Recover the id, so the error can be matched to the request.
+			var idOnly struct {
+				ID json.RawMessage `json:"id"`
+			}
+			json.Unmarshal(b, &idOnly)
+			if validID(idOnly.ID) {
+				return &clientMessage{ID: idOnly.ID}, presence.Errorf(presence.EINVALID, "%s has the wrong type", te.Field)
+			}
+			return nil, presence.Errorf(presence.EINVALID, "%s has the wrong type", te.Field)
+		}
+		return nil, presence.Errorf(presence.EINVALID, "the message is not valid JSON")
+	}
+	if !validID(m.ID) {
+		return nil, presence.Errorf(presence.EINVALID, "id must be a number or a string")
+	}
+	if !clientTypes[m.Type] {
+		return &clientMessage{ID: m.ID}, presence.Errorf(presence.EINVALID, "unknown message type %q", m.Type)
+	}
+	return &m, nil
+}
+
+func validID(id json.RawMessage) bool {
+	if len(id) == 0 {
+		return true
+	}
+	if len(id) > 128 {
+		return false
+	}
+	switch id[0] {
+	case '"':
+		var s string
+		return json.Unmarshal(id, &s) == nil
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		var f float64
+		return json.Unmarshal(id, &f) == nil
+	}
+	return false
+}
+
+// Server → client messages.
+
+type replyMsg struct {
+	Type   string          `json:"type"`
+	ID     json.RawMessage `json:"id,omitempty"`
+	RoomID string          `json:"roomId,omitempty"`
+	Reason string          `json:"reason,omitempty"`
+}
+
+type snapshotMsg struct {
+	Type         string            `json:"type"`
+	ID           json.RawMessage   `json:"id,omitempty"`
+	RoomID       string            `json:"roomId"`
+	RoomToken    string            `json:"roomToken,omitempty"`
+	SessionToken string            `json:"sessionToken,omitempty"`
+	Version      int64             `json:"version"`
+	Members      []presence.Member `json:"members"`
+}
+
+type errorMsg struct {
+	Type    string          `json:"type"`
+	ID      json.RawMessage `json:"id,omitempty"`
+	Code    string          `json:"code"`
+	Message string          `json:"message"`
+}
+
+type presenceMsg struct {
+	Type    string          `json:"type"`
+	RoomID  string          `json:"roomId"`
+	Version int64           `json:"version"`
+	Event   string          `json:"event"`
+	Member  json.RawMessage `json:"member"`
+}
+
+// storeEvent is an event as the Lua scripts publish it.
+type storeEvent struct {
+	Version int64           `json:"version"`
+	Event   string          `json:"event"`
+	UserID  string          `json:"userId"`
+	Member  json.RawMessage `json:"member"`
+}

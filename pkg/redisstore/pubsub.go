@@ -1,0 +1,250 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/presencecluster/presence/pkg/presence"
+	"github.com/redis/go-redis/v9"
+)
+
+// SubscriberConfig configures a Subscriber. Zero values mean the defaults.
+type SubscriberConfig struct {
+	// Connections is the number of pub/sub connections rooms are spread
+	// over. Zero means 4.
+	Connections int
+	// OnMessage receives every event published on a subscribed room, in
+	// the order Redis delivered them (per room). It must not block.
+	OnMessage func(room presence.RoomRef, payload []byte)
+	// OnResubscribe is called for rooms whose subscription was restored
+	// after a lost connection: events may have been missed. It must not block.
+	OnResubscribe func(room presence.RoomRef)
+	Logger        *slog.Logger
+}
+
+// Subscriber follows the events channels of the rooms this node's sockets
+// use. Rooms are spread over a few fixed connections; go-redis reconnects a
+// lost connection and subscribes again, and the Subscriber reports every
+// room so restored, so that the node can send its sockets a sync.
+type Subscriber struct {
+	store *Store
+	cfg   SubscriberConfig
+	conns []*subConn
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+type subConn struct {
+	ps    *redis.PubSub
+	mu    sync.Mutex
+	rooms map[string]presence.RoomRef // channel -> room, while subscribed
+	// waiting holds the callers of Subscribe until Redis confirms.
+	waiting map[string][]chan struct{}
+	up      atomic.Bool
+}
+
+// NewSubscriber returns a Subscriber for the rooms of s. Call Open.
+func (s *Store) NewSubscriber(cfg SubscriberConfig) *Subscriber {
+	if cfg.Connections <= 0 {
+		cfg.Connections = 4
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = s.log
+	}
+	if cfg.OnMessage == nil {
+		cfg.OnMessage = func(presence.RoomRef, []byte) {}
+	}
+	if cfg.OnResubscribe == nil {
+		cfg.OnResubscribe = func(presence.RoomRef) {}
+	}
+	return &Subscriber{store: s, cfg: cfg}
+}
+
+// Open starts the connections' receive loops.
+func (sub *Subscriber) Open(ctx context.Context) error {
+	ctx, sub.cancel = context.WithCancel(context.Background())
+	for i := 0; i < sub.cfg.Connections; i++ {
+		c := &subConn{
+			ps:      sub.store.subscribe(ctx),
+			rooms:   map[string]presence.RoomRef{},
+			waiting: map[string][]chan struct{}{},
+		}
+		sub.conns = append(sub.conns, c)
+		sub.wg.Add(1)
+		go func() {
+			defer sub.wg.Done()
+			sub.receive(ctx, c)
+		}()
+	}
+	return nil
+}
+
+func (s *Store) subscribe(ctx context.Context) *redis.PubSub {
+	if s.cfg.Sharded {
+		return s.rdb.SSubscribe(ctx)
+	}
+	return s.rdb.Subscribe(ctx)
+}
+
+// Close stops the receive loops and closes the connections. Idempotent.
+func (sub *Subscriber) Close() error {
+	sub.once.Do(func() {
+		if sub.cancel != nil {
+			sub.cancel()
+		}
+		for _, c := range sub.conns {
+			c.ps.Close()
+		}
+		sub.wg.Wait()
+	})
+	return nil
+}
+
+// Connected reports whether every pub/sub connection is up.
+func (sub *Subscriber) Connected() bool {
+	for _, c := range sub.conns {
+		if !c.up.Load() {
+			return false
+		}
+	}
+	return len(sub.conns) > 0
+}
+
+func (sub *Subscriber) conn(channel string) *subConn {
+	h := fnv.New32a()
+	h.Write([]byte(channel))
+	return sub.conns[h.Sum32()%uint32(len(sub.conns))]
+}
+
+// Subscribe subscribes to a room's events and returns once Redis has
+// confirmed it: every event published after that reaches OnMessage.
+func (sub *Subscriber) Subscribe(ctx context.Context, room presence.RoomRef) error {
+	ch := sub.store.keys.Room(room).Events
+	c := sub.conn(ch)
+	done := make(chan struct{})
+	c.mu.Lock()
+	c.waiting[ch] = append(c.waiting[ch], done)
+	c.rooms[ch] = room
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, sub.store.cfg.CallTimeout)
+	defer cancel()
+	var err error
+	if sub.store.cfg.Sharded {
+		err = c.ps.SSubscribe(ctx, ch)
+	} else {
+		err = c.ps.Subscribe(ctx, ch)
+	}
+	if err == nil {
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	c.mu.Lock()
+	c.waiting[ch] = removeChan(c.waiting[ch], done)
+	if len(c.waiting[ch]) == 0 {
+		delete(c.waiting, ch)
+	}
+	c.mu.Unlock()
+	return sub.store.wrap("subscribe", err)
+}
+
+// Unsubscribe stops following a room.
+func (sub *Subscriber) Unsubscribe(ctx context.Context, room presence.RoomRef) error {
+	ch := sub.store.keys.Room(room).Events
+	c := sub.conn(ch)
+	c.mu.Lock()
+	delete(c.rooms, ch)
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, sub.store.cfg.CallTimeout)
+	defer cancel()
+	var err error
+	if sub.store.cfg.Sharded {
+		err = c.ps.SUnsubscribe(ctx, ch)
+	} else {
+		err = c.ps.Unsubscribe(ctx, ch)
+	}
+	return sub.store.wrap("unsubscribe", err)
+}
+
+func removeChan(list []chan struct{}, c chan struct{}) []chan struct{} {
+	for i, x := range list {
+		if x == c {
+			return append(list[:i], list[i+1:]...)
+		}
+	}
+	return list
+}
+
+// receive reads one connection until ctx is done. A confirmation that no
+// Subscribe call waits for is a subscription that go-redis restored after a
+// reconnect: the room is reported to OnResubscribe.
+func (sub *Subscriber) receive(ctx context.Context, c *subConn) {
+	backoff := 50 * time.Millisecond
+	c.ps.Ping(ctx) // the Pong marks the connection up
+	for ctx.Err() == nil {
+		msg, err := c.ps.ReceiveTimeout(ctx, 2*time.Second)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			var nerr net.Error
+			if errors.As(err, &nerr) && nerr.Timeout() {
+				// Idle: check the connection is still there.
+				pctx, cancel := context.WithTimeout(ctx, time.Second)
+				if perr := c.ps.Ping(pctx); perr != nil {
+					c.up.Store(false)
+				}
+				cancel()
+				continue
+			}
+			if c.up.Swap(false) {
+				sub.cfg.Logger.Warn("pub/sub connection lost", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, time.Second)
+			continue
+		}
+		c.up.Store(true)
+		backoff = 50 * time.Millisecond
+		switch m := msg.(type) {
+		case *redis.Message:
+			c.mu.Lock()
+			room, ok := c.rooms[m.Channel]
+			c.mu.Unlock()
+			if ok {
+				sub.cfg.OnMessage(room, []byte(m.Payload))
+			}
+		case *redis.Subscription:
+			if !strings.HasSuffix(m.Kind, "subscribe") || strings.Contains(m.Kind, "unsubscribe") {
+				continue
+			}
+			c.mu.Lock()
+			waiters := c.waiting[m.Channel]
+			delete(c.waiting, m.Channel)
+			room, ok := c.rooms[m.Channel]
+			c.mu.Unlock()
+			for _, w := range waiters {
+				close(w)
+			}
+			if len(waiters) == 0 && ok {
+				sub.cfg.OnResubscribe(room)
+			}
+		}
+	}
+}
