@@ -3,7 +3,8 @@
 -- KEYS: the five room keys (see lib.lua)
 -- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
 --       5 userId, 6 "1" to forget the member
--- Returns 1 when the user was a member, else 0.
+-- Returns 1 when something changed (sessions ended, or the member was
+-- forgotten), else 0.
 local now = tonumber(ARGV[1])
 local uid = ARGV[5]
 if not redis.call('ZSCORE', K_ORDER, uid) then
@@ -18,6 +19,9 @@ if list then
   end
   redis.call('HDEL', K_ROOM, field)
   redis.call('HINCRBY', K_ROOM, 'o', -1)
+end
+if not list and ARGV[6] ~= '1' then
+  return 0
 end
 if ARGV[6] == '1' then
   redis.call('ZREM', K_ORDER, uid)

@@ -136,8 +136,9 @@ func flagName(env string) string {
 }
 
 // ParseConfig reads the settings from args and the environment; a flag wins
-// over its environment variable, which wins over the default.
-func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+// over its environment variable, which wins over the default. A variable
+// that is set but empty counts as set (PRESENCE_CORS_ORIGINS= allows none).
+func ParseConfig(args []string, lookupEnv func(string) (string, bool), usage io.Writer) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("presenced", flag.ContinueOnError)
 	fs.SetOutput(usage)
@@ -155,7 +156,7 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs.Visit(func(f *flag.Flag) { flagged[f.Name] = true })
 	for _, s := range settings {
 		v, ok := s.def, false
-		if e := getenv(s.env); e != "" {
+		if e, set := lookupEnv(s.env); set {
 			v, ok = e, true
 		}
 		if flagged[flagName(s.env)] {

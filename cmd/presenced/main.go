@@ -32,7 +32,7 @@ import (
 
 func main() {
 	m := NewMain()
-	if err := m.ParseFlags(os.Args[1:], os.Getenv); err != nil {
+	if err := m.ParseFlags(os.Args[1:], os.LookupEnv); err != nil {
 		if errors.Is(err, errHelp) {
 			os.Exit(0)
 		}
@@ -83,13 +83,14 @@ type Main struct {
 
 // NewMain returns a node with the default configuration.
 func NewMain() *Main {
-	c, _ := ParseConfig(nil, func(string) string { return "" }, io.Discard)
+	c, _ := ParseConfig(nil, func(string) (string, bool) { return "", false }, io.Discard)
 	return &Main{Config: c, Logger: slog.Default()}
 }
 
-// ParseFlags reads the configuration from args and the environment.
-func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
-	c, err := ParseConfig(args, getenv, os.Stderr)
+// ParseFlags reads the configuration from args and the environment
+// (lookupEnv is os.LookupEnv, or a stand-in in tests).
+func (m *Main) ParseFlags(args []string, lookupEnv func(string) (string, bool)) error {
+	c, err := ParseConfig(args, lookupEnv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return errHelp
 	}
@@ -98,7 +99,16 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	}
 	m.Config = c
 	m.Logger = newLogger(c, os.Stderr)
+	redis.SetLogger(redisLogger{m.Logger})
 	return nil
+}
+
+// redisLogger sends go-redis's own messages (failed dials during an outage)
+// to slog at debug level; the node reports outages itself.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.Debug(fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
 func newLogger(c Config, w io.Writer) *slog.Logger {
@@ -163,7 +173,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Logger:      log,
 	})
 	if err != nil {
-		return fmt.Errorf("auth: %w", err)
+		return err
 	}
 	if !m.verifier.Enabled() {
 		log.Warn("auth is OFF: no PRESENCE_JWT_HS256_SECRET, PRESENCE_JWKS_URL or PRESENCE_JWKS_FILE; requests name their user, org is \"default\", admin endpoints are open")

@@ -19,7 +19,7 @@ func MustRunMain(tb testing.TB, env map[string]string) *Main {
 	tb.Helper()
 	m := NewMain()
 	env["PRESENCE_ADDR"] = "127.0.0.1:0"
-	if err := m.ParseFlags(nil, func(k string) string { return env[k] }); err != nil {
+	if err := m.ParseFlags(nil, lookup(env)); err != nil {
 		tb.Fatal(err)
 	}
 	m.Logger = m.Logger.With("test", tb.Name())
@@ -129,7 +129,7 @@ func TestMainWithAuth(t *testing.T) {
 
 func TestParseConfig(t *testing.T) {
 	env := map[string]string{"PRESENCE_ADDR": ":9000", "PRESENCE_TIMEOUT_FACTOR": "3", "PRESENCE_CORS_ORIGINS": "https://a, https://b"}
-	c, err := ParseConfig([]string{"--addr", ":9001", "--offline-retention", "1h"}, func(k string) string { return env[k] }, io.Discard)
+	c, err := ParseConfig([]string{"--addr", ":9001", "--offline-retention", "1h"}, lookup(env), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,10 +141,19 @@ func TestParseConfig(t *testing.T) {
 		{"--timeout-factor", "x"}, {"--timeout-factor", "0.5"}, {"--anonymous", "maybe"},
 		{"--offline-retention", "-1h"}, {"--max-data-bytes", "1"}, {"--nope"}, {"extra"},
 	} {
-		if _, err := ParseConfig(bad, func(string) string { return "" }, io.Discard); err == nil {
+		if _, err := ParseConfig(bad, lookup(nil), io.Discard); err == nil {
 			t.Errorf("ParseConfig(%v) accepted", bad)
 		}
 	}
+	// Set but empty counts: no CORS origins at all.
+	c, err = ParseConfig(nil, lookup(map[string]string{"PRESENCE_CORS_ORIGINS": ""}), io.Discard)
+	if err != nil || !c.CORSOriginsSet || len(c.CORSOrigins) != 0 {
+		t.Fatalf("empty PRESENCE_CORS_ORIGINS: %+v %v", c, err)
+	}
+}
+
+func lookup(env map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

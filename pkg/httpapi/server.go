@@ -169,8 +169,11 @@ func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
 	v1.DELETE("/rooms/:roomId", s.removeRoom, s.authenticate)
 	v1.GET("/users/:userId/rooms", s.userRooms, s.authenticate)
 	v1.GET("/ws", s.serveWS)
-	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	healthz := func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) }
+	e.GET("/healthz", healthz)
+	e.HEAD("/healthz", healthz)
 	e.GET("/readyz", s.readyz)
+	e.HEAD("/readyz", s.readyz)
 	if cfg.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
 	}
@@ -608,7 +611,8 @@ func (s *Server) readyz(c echo.Context) error {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 		defer cancel()
 		if err := s.cfg.Ready(ctx); err != nil {
-			return presence.Errorf(presence.EUNAVAILABLE, "not ready: %v", err)
+			s.log.Warn("not ready", "err", err)
+			return presence.Errorf(presence.EUNAVAILABLE, "not ready")
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})

@@ -133,7 +133,7 @@ func (s *Service) List(ctx context.Context, roomToken string, limit int) (*RoomL
 	if limit, err = ValidateLimit(limit); err != nil {
 		return nil, err
 	}
-	return s.store.List(ctx, room, ListQuery{Epoch: epoch, Limit: limit})
+	return s.store.List(ctx, room, ListQuery{Epoch: epoch, Limit: limit, Now: s.cfg.Now()})
 }
 
 // ParseRoomToken verifies a room token.
@@ -157,7 +157,8 @@ func (s *Service) EndSession(ctx context.Context, room RoomRef, sessionID, sessi
 }
 
 // SignOut ends all of the caller's sessions in every room of its org; with
-// forget it also forgets the memberships. It returns the number of rooms.
+// forget it also forgets the memberships. It returns the number of rooms
+// where that changed something (so a second sign-out returns 0).
 func (s *Service) SignOut(ctx context.Context, userID string, forget bool) (int, error) {
 	user, err := s.actingUser(ctx, userID)
 	if err != nil {
@@ -190,7 +191,7 @@ func (s *Service) Members(ctx context.Context, roomID string, onlineOnly bool, l
 	if limit, err = ValidateLimit(limit); err != nil {
 		return nil, err
 	}
-	return s.store.List(ctx, room, ListQuery{Limit: limit, OnlineOnly: onlineOnly})
+	return s.store.List(ctx, room, ListQuery{Limit: limit, OnlineOnly: onlineOnly, Now: s.cfg.Now()})
 }
 
 // Count summarises a room in O(1).

@@ -27,7 +27,7 @@ type Store interface {
 	// SetData replaces a member's data; ENOTFOUND if the user is not a member.
 	SetData(ctx context.Context, room RoomRef, userID string, data json.RawMessage, now time.Time) error
 	// EndUser ends all of a user's sessions in a room; with forget it also
-	// forgets the member. It reports whether the user was a member.
+	// forgets the member. It reports whether anything changed.
 	EndUser(ctx context.Context, room RoomRef, userID string, forget bool, now time.Time) (bool, error)
 	// RemoveRoom forgets a room entirely; its old room tokens list nothing.
 	RemoveRoom(ctx context.Context, room RoomRef, now time.Time) error
@@ -80,4 +80,7 @@ type ListQuery struct {
 	Epoch      string // empty: any
 	Limit      int
 	OnlineOnly bool
+	// Now hides members offline for longer than the retention. Zero means
+	// the wall clock.
+	Now time.Time
 }

@@ -306,7 +306,12 @@ func (s *Store) List(ctx context.Context, room presence.RoomRef, q presence.List
 	if q.OnlineOnly {
 		online = "1"
 	}
-	v, err := s.list.Run(ctx, s.rdb, rk.List[:], q.Epoch, q.Limit, online).Slice()
+	now := q.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	v, err := s.list.Run(ctx, s.rdb, rk.List[:], q.Epoch, q.Limit, online,
+		now.UnixMilli(), s.cfg.Retention.Milliseconds()).Slice()
 	if err != nil {
 		return nil, s.wrap("list", err)
 	}

@@ -527,6 +527,9 @@ var contract = []struct {
 		if m := h.member(b.RoomToken, "u2"); !m.Online {
 			t.Fatal("signout of u1 touched u2")
 		}
+		if n, err := h.svc.SignOut(h.as("u1"), "", false); err != nil || n != 0 {
+			t.Fatalf("second signout = %d, %v", n, err)
+		}
 		n, err = h.svc.SignOut(h.as("u1"), "", true)
 		if err != nil || n != 2 || h.member(b.RoomToken, "u1") != nil {
 			t.Fatalf("signout forget = %d, %v", n, err)
@@ -638,7 +641,14 @@ var contract = []struct {
 	{"Retention", func(t *testing.T, h *harness) {
 		out := h.beat("old", "lobby", "s1", 0)
 		h.svc.Disconnect(context.Background(), out.SessionToken)
-		h.advance(169 * time.Hour)
+		h.advance(167 * time.Hour)
+		if got := ids(h.list(out.RoomToken)); !equal(got, []string{"old"}) {
+			t.Fatalf("before the retention: %v", got)
+		}
+		h.advance(2 * time.Hour)
+		if got := ids(h.list(out.RoomToken)); len(got) != 0 {
+			t.Fatalf("after the retention, with no change to the room: %v", got)
+		}
 		h.beat("new", "lobby", "s2", 0)
 		if got := ids(h.list(out.RoomToken)); !equal(got, []string{"new"}) {
 			t.Fatalf("after retention: %v", got)
