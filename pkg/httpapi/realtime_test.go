@@ -347,3 +347,51 @@ func TestWebSocketAuth(t *testing.T) {
 		t.Fatal("a foreign origin was accepted")
 	}
 }
+
+// TestEndedElsewhere: a sign-out over HTTP ends a socket's session; the
+// node does not put it back, and tells the socket.
+func TestEndedElsewhere(t *testing.T) {
+	srv := redistest.Start(t)
+	nodes := startNodes(t, srv, 2, nodeOpts{})
+	w := dialWS(t, nodes[1].url)
+	w.join(1, map[string]any{"roomId": "r", "sessionId": "w", "userId": "watcher"})
+	c := dialWS(t, nodes[0].url)
+	c.join(1, map[string]any{"roomId": "r", "sessionId": "s", "userId": "ada", "interval": 1000})
+	w.waitView("r", "watcher", "ada")
+	s := &stack{t: t, url: nodes[1].url}
+	if r := s.do("POST", "/v1/signout?userId=ada", nil); r.status != 200 || r.json(t)["rooms"] != float64(1) {
+		t.Fatalf("signout: %d %s", r.status, r.body)
+	}
+	w.waitView("r", "watcher")
+	c.waitFor("left (ended)", func(m map[string]any) bool { return m["type"] == "left" && m["reason"] == "ended" })
+	time.Sleep(2500 * time.Millisecond) // two keep-alive intervals: nothing comes back
+	if got := fmt.Sprint(trueOnline(t, nodes[1].url, "r")); got != "[watcher]" {
+		t.Fatalf("online after sign-out: %s", got)
+	}
+	if got := eventKinds(w.events("r")); got != "join:ada@2 leave:ada@3" {
+		t.Fatalf("events: %s", got)
+	}
+	// The socket is still usable.
+	c.join(2, map[string]any{"roomId": "r", "sessionId": "s2", "userId": "ada"})
+	w.waitView("r", "watcher", "ada")
+}
+
+// TestRoomRemovedSyncsWatchers: removing a room sends its sockets a sync
+// with no members.
+func TestRoomRemovedSyncsWatchers(t *testing.T) {
+	srv := redistest.Start(t)
+	nodes := startNodes(t, srv, 2, nodeOpts{})
+	w := dialWS(t, nodes[0].url)
+	tok := httpBeat(t, nodes[1].url, map[string]any{"roomId": "r", "sessionId": "s", "userId": "ada"})["roomToken"]
+	w.send(map[string]any{"type": "watch", "id": 1, "roomToken": tok})
+	w.reply(float64(1))
+	w.waitView("r", "ada")
+	s := &stack{t: t, url: nodes[1].url}
+	if r := s.do("DELETE", "/v1/rooms/r", nil); r.status != 204 {
+		t.Fatalf("remove room: %d", r.status)
+	}
+	m := w.waitFor("sync", func(m map[string]any) bool { return m["type"] == "sync" })
+	if len(m["members"].([]any)) != 0 || m["version"] != float64(2) {
+		t.Fatalf("sync after removal: %v", m)
+	}
+}

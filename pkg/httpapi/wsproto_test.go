@@ -1,0 +1,122 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/presencecluster/presence/pkg/presence"
+)
+
+func TestDecodeClientMessage(t *testing.T) {
+	for _, tc := range []struct {
+		in, code string
+		id       string
+	}{
+		{`{"type":"join","id":1,"roomId":"r","sessionId":"s"}`, "", "1"},
+		{`{"type":"ping","id":"abc"}`, "", `"abc"`},
+		{`{"type":"ping"}`, "", ""},
+		{`  {"type":"watch","roomToken":"x"}  `, "", ""},
+		{`[]`, presence.EINVALID, ""},
+		{`"join"`, presence.EINVALID, ""},
+		{``, presence.EINVALID, ""},
+		{`{"type":"join"`, presence.EINVALID, ""},
+		{`{"type":"fly","id":7}`, presence.EINVALID, "7"},
+		{`{"type":"join","id":8,"roomId":5}`, presence.EINVALID, "8"},
+		{`{"type":"join","id":{},"roomId":"r"}`, presence.EINVALID, ""},
+		{`{"type":"join","id":true}`, presence.EINVALID, ""},
+		{`{"type":"join","interval":"10"}`, presence.EINVALID, ""},
+	} {
+		m, err := decodeClientMessage([]byte(tc.in))
+		if presence.ErrorCode(err) != tc.code {
+			t.Errorf("%s: err %v, want code %q", tc.in, err, tc.code)
+		}
+		var id string
+		if m != nil {
+			id = string(m.ID)
+		}
+		if id != tc.id {
+			t.Errorf("%s: id %q, want %q", tc.in, id, tc.id)
+		}
+	}
+}
+
+// FuzzDecodeClientMessage: the decoder never panics, refuses with a coded
+// EINVALID, and accepts only known types with a valid id.
+func FuzzDecodeClientMessage(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"join","id":1,"roomId":"lobby","sessionId":"tab-1","interval":10000,"data":{"a":[1,2]}}`,
+		`{"type":"leave","id":"x","roomId":"lobby"}`,
+		`{"type":"update","id":3,"roomId":"lobby","data":null}`,
+		`{"type":"watch","id":4,"roomToken":"cgdkZWZhdWx0"}`,
+		`{"type":"unwatch","id":5,"roomId":"lobby"}`,
+		`{"type":"ping","id":6}`,
+		`{"type":"join","id":1e400}`, `{"type":"ping","id":-0.5}`, `{"id":"\ud800"}`, `{}`, `[`, `{"type":"join","roomId":"\u0000{"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := decodeClientMessage(b)
+		if err != nil {
+			if presence.ErrorCode(err) != presence.EINVALID {
+				t.Fatalf("error %v is not invalid_argument", err)
+			}
+			return
+		}
+		if !clientTypes[m.Type] {
+			t.Fatalf("accepted type %q", m.Type)
+		}
+		if len(m.ID) > 0 && !json.Valid(m.ID) {
+			t.Fatalf("accepted id %q", m.ID)
+		}
+	})
+}
+
+// BenchmarkFanout measures the fan-out path: one event, as the subscriber
+// hands it over, to N local sockets' queues (and their writers' version
+// checks, without the network write).
+func BenchmarkFanout(b *testing.B) {
+	for _, n := range []int{100, 1000, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			h := newHub(nil, nil, nil, newWSMetrics(nil))
+			room := presence.RoomRef{Org: "o", RoomID: "r"}
+			r := &hubRoom{refs: 1, ready: make(chan struct{}), sockets: map[*socket]struct{}{}}
+			h.rooms[room] = r
+			var wg sync.WaitGroup
+			socks := make([]*socket, n)
+			for i := range socks {
+				s := &socket{events: make(chan item, 256), wake: make(chan struct{}, 1)}
+				socks[i] = s
+				r.sockets[s] = struct{}{}
+			}
+			payloads := make([][]byte, b.N)
+			for i := range payloads {
+				payloads[i] = []byte(fmt.Sprintf(`{"version":%d,"event":"join","userId":"u%d","member":{"userId":"u%d","online":true,"lastDisconnected":0,"sessions":1}}`, i+1, i, i))
+			}
+			// Each socket's writer: the version check of writeLoop, no I/O.
+			for _, s := range socks {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var v int64
+					for it := range s.events {
+						if it.version == v+1 {
+							v = it.version
+						}
+					}
+				}()
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				h.onMessage(room, payloads[i])
+			}
+			b.StopTimer()
+			for _, s := range socks {
+				close(s.events)
+			}
+			wg.Wait()
+		})
+	}
+}
