@@ -39,7 +39,11 @@ type Config struct {
 	LogLevel          string
 	ReapInterval      time.Duration
 	MaxSockets        int
-	ShutdownTimeout   time.Duration
+	MaxInFlight       int
+	// HeaderTimeout bounds reading a request's headers (slow-loris). Not a
+	// setting; tests shorten it.
+	HeaderTimeout   time.Duration
+	ShutdownTimeout time.Duration
 }
 
 // setting is one configuration value: an environment variable and the flag
@@ -128,6 +132,14 @@ var settings = []setting{
 		c.MaxSockets = n
 		return nil
 	}},
+	{"PRESENCE_MAX_INFLIGHT", "2000", "most HTTP API requests served at once; more get 503 at once", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fmt.Errorf("must be a positive integer: %q", v)
+		}
+		c.MaxInFlight = n
+		return nil
+	}},
 	{"PRESENCE_SHUTDOWN_TIMEOUT", "10s", "how long a graceful shutdown may take", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 }
 
@@ -174,6 +186,7 @@ func ParseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	default:
 		return c, fmt.Errorf("PRESENCE_ANONYMOUS: must be reject or empty, not %q", c.Anonymous)
 	}
+	c.HeaderTimeout = 5 * time.Second
 	if c.ReapInterval < 10*time.Millisecond {
 		return c, fmt.Errorf("PRESENCE_REAP_INTERVAL: must be at least 10ms")
 	}

@@ -210,6 +210,7 @@ func (m *Main) Run(ctx context.Context) error {
 		TimeoutFactor:  c.TimeoutFactor,
 		Node:           c.NodeID + "@" + c.Region,
 		MaxSockets:     c.MaxSockets,
+		MaxInFlight:    c.MaxInFlight,
 	})
 	m.api = api
 	if err := m.sub.Open(ctx); err != nil {
@@ -222,7 +223,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.http = &http.Server{
 		Handler:           m.api,
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: c.HeaderTimeout,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,

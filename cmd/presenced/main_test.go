@@ -15,12 +15,15 @@ import (
 )
 
 // MustRunMain runs the real wiring on 127.0.0.1:0 with the given settings.
-func MustRunMain(tb testing.TB, env map[string]string) *Main {
+func MustRunMain(tb testing.TB, env map[string]string, opts ...func(*Main)) *Main {
 	tb.Helper()
 	m := NewMain()
 	env["PRESENCE_ADDR"] = "127.0.0.1:0"
 	if err := m.ParseFlags(nil, lookup(env)); err != nil {
 		tb.Fatal(err)
+	}
+	for _, o := range opts {
+		o(m)
 	}
 	m.Logger = m.Logger.With("test", tb.Name())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -62,6 +62,10 @@ type Config struct {
 	Node          string
 	// MaxSockets limits the WebSockets of the node. Zero means no limit.
 	MaxSockets int
+	// MaxInFlight limits the HTTP API requests served at once; more are
+	// refused at once with 503, so a slow Redis cannot pile up requests
+	// (and memory) without bound. Zero means 2000.
+	MaxInFlight int
 	// WSQueue is a socket's event queue. Zero means 256.
 	WSQueue int
 	// WSMaxRooms is the rooms one socket may join or watch. Zero means 100.
@@ -107,6 +111,9 @@ func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
 	}
 	if cfg.CORSOrigins == nil && !auth.Enabled() {
 		cfg.CORSOrigins = []string{"*"}
+	}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = 2000
 	}
 	if cfg.WSQueue == 0 {
 		cfg.WSQueue = 256
@@ -157,7 +164,7 @@ func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
 		}))
 	}
 
-	v1 := e.Group("/v1")
+	v1 := e.Group("/v1", s.limitInFlight(cfg.MaxInFlight))
 	v1.POST("/heartbeat", s.heartbeat)
 	v1.GET("/list", s.list)
 	v1.POST("/disconnect", s.disconnect)
@@ -272,6 +279,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.Serv
 
 // Echo returns the underlying Echo instance (to add routes).
 func (s *Server) Echo() *echo.Echo { return s.echo }
+
+// limitInFlight refuses a request with 503 when max requests are being
+// served already (WebSockets are counted by MaxSockets instead).
+func (s *Server) limitInFlight(max int) echo.MiddlewareFunc {
+	sem := make(chan struct{}, max)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if c.Path() == "/v1/ws" {
+				return next(c)
+			}
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+				return next(c)
+			default:
+				s.met.overloaded.Inc()
+				return presence.Errorf(presence.EUNAVAILABLE, "the node is overloaded")
+			}
+		}
+	}
+}
 
 // escapedPaths makes Echo route on the escaped path, so that a path segment
 // may hold an encoded "/" (a roomId "a/b" is /v1/rooms/a%2Fb/count); handlers

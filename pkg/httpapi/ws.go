@@ -558,6 +558,7 @@ type wsMetrics struct {
 	syncs       prometheus.Counter
 	overflows   prometheus.Counter
 	rateLimited prometheus.Counter
+	overloaded  prometheus.Counter
 }
 
 func newWSMetrics(reg prometheus.Registerer) *wsMetrics {
@@ -567,9 +568,10 @@ func newWSMetrics(reg prometheus.Registerer) *wsMetrics {
 		syncs:       prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_syncs_sent_total", Help: "Sync messages sent to sockets."}),
 		overflows:   prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_socket_overflows_total", Help: "Times a slow socket's queue overflowed."}),
 		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_ws_rate_limited_total", Help: "Sockets closed for exceeding the message rate."}),
+		overloaded:  prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_http_overloaded_total", Help: "Requests refused because MaxInFlight were being served."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sockets, m.delivered, m.syncs, m.overflows, m.rateLimited)
+		reg.MustRegister(m.sockets, m.delivered, m.syncs, m.overflows, m.rateLimited, m.overloaded)
 	}
 	return m
 }
