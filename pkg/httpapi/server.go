@@ -164,7 +164,8 @@ func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
 		}))
 	}
 
-	v1 := e.Group("/v1", s.limitInFlight(cfg.MaxInFlight))
+	e.Use(s.limitInFlight(cfg.MaxInFlight))
+	v1 := e.Group("/v1")
 	v1.POST("/heartbeat", s.heartbeat)
 	v1.GET("/list", s.list)
 	v1.POST("/disconnect", s.disconnect)
@@ -286,7 +287,7 @@ func (s *Server) limitInFlight(max int) echo.MiddlewareFunc {
 	sem := make(chan struct{}, max)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			if c.Path() == "/v1/ws" {
+			if p := c.Path(); !strings.HasPrefix(p, "/v1/") || p == "/v1/ws" {
 				return next(c)
 			}
 			select {

@@ -62,6 +62,8 @@ type Store struct {
 	secret      string
 	incarnation string
 
+	hbQueue chan *hbRequest // nil until Open: heartbeats go out one by one
+
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -131,6 +133,7 @@ func (s *Store) Open(ctx context.Context) error {
 		return fmt.Errorf("open store: %w", err)
 	}
 	ctx, s.cancel = context.WithCancel(context.Background())
+	s.startBatcher(ctx)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -173,8 +176,14 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Heartbeat creates or refreshes a session, in one round trip: the script,
-// the deadline index and the user's room index go in one pipeline.
+// the deadline index and the user's room index go in one pipeline, with any
+// other heartbeats waiting at the same moment (see batch.go).
 func (s *Store) Heartbeat(ctx context.Context, hb *presence.Heartbeat) (presence.HeartbeatResult, error) {
+	if s.hbQueue != nil {
+		ctx, cancel := s.callCtx(ctx)
+		defer cancel()
+		return s.batchedHeartbeat(ctx, hb)
+	}
 	res, errs := s.HeartbeatMany(ctx, []*presence.Heartbeat{hb})
 	return res[0], errs[0]
 }

@@ -785,3 +785,53 @@ func TestRedisRestart(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestBatchedHeartbeats: concurrent heartbeats go out in shared pipelines,
+// and each caller gets its own result: a conflict goes to the one caller
+// whose sessionId belongs to another user.
+func TestBatchedHeartbeats(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			h := newHarness(t, b.addr, redisstore.Config{})
+			if err := h.store.Open(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer h.store.Close()
+			for i := 0; i < 100; i++ {
+				h.beat(fmt.Sprintf("owner%d", i), "r", fmt.Sprintf("taken%d", i), 0)
+			}
+			var wg sync.WaitGroup
+			errs := make([]error, 400)
+			outs := make([]*presence.HeartbeatOutput, 400)
+			for i := range errs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					sid := fmt.Sprintf("free%d", i)
+					if i%4 == 0 {
+						sid = fmt.Sprintf("taken%d", i/4)
+					}
+					outs[i], errs[i] = h.svc.Heartbeat(h.as(fmt.Sprintf("u%d", i)), presence.HeartbeatInput{RoomID: "r", SessionID: sid})
+				}()
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if i%4 == 0 {
+					wantCode(t, err, presence.ECONFLICT)
+					continue
+				}
+				if err != nil {
+					t.Fatalf("heartbeat %d: %v", i, err)
+				}
+				_, sid, _, _ := h.svc.Tokens().ParseSessionToken(outs[i].SessionToken)
+				if sid != fmt.Sprintf("free%d", i) {
+					t.Fatalf("heartbeat %d got the token of %s", i, sid)
+				}
+			}
+			c, _ := h.svc.Count(h.admin(), "r")
+			if c.Online != 400 || c.Sessions != 400 {
+				t.Fatalf("count = %+v, want 400 online (100 owners + 300)", c)
+			}
+		})
+	}
+}
