@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"math"
 	"path"
@@ -58,7 +59,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*presence.Identity, 
 // verifySignature checks the token's signature with the key its header picks
 // and returns the payload.
 func (v *Verifier) verifySignature(ctx context.Context, raw string) ([]byte, refusal) {
-	if strings.Count(raw, ".") != 2 {
+	if !canonicalCompact(raw) {
 		return nil, "malformed"
 	}
 	msg, err := jws.Parse([]byte(raw), jws.WithCompact())
@@ -237,4 +238,30 @@ func roomPatterns(c any) ([]string, bool) {
 		rooms = append(rooms, p)
 	}
 	return rooms, true
+}
+
+// canonicalCompact reports whether raw is a compact JWS in exactly one
+// spelling: three segments of canonical base64url (no padding, no line
+// breaks, no stray trailing bits), the first two each exactly one JSON
+// object. jwx alone is more lenient: it verifies the signature over what it
+// re-encodes, so other spellings of a signed token (and bytes after the
+// header's JSON object) would pass.
+func canonicalCompact(raw string) bool {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	for i, p := range parts {
+		b, err := base64.RawURLEncoding.DecodeString(p)
+		if err != nil || base64.RawURLEncoding.EncodeToString(b) != p {
+			return false
+		}
+		if i < 2 {
+			var obj map[string]json.RawMessage
+			if json.Unmarshal(b, &obj) != nil {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -465,6 +465,11 @@ func (s *socket) watch(ctx context.Context, m *clientMessage) error {
 	if err != nil {
 		return err
 	}
+	// A socket lives in its org: a room token of another org (fine for an
+	// HTTP list) would mix two orgs' rooms of the same id on one socket.
+	if room.Org != s.id.Org && !s.id.Admin {
+		return presence.Errorf(presence.EFORBIDDEN, "the room token is of another org")
+	}
 	if !s.id.MayAccessRoom(room.RoomID) {
 		return presence.Errorf(presence.EFORBIDDEN, "the token does not grant room %q", room.RoomID)
 	}

@@ -88,7 +88,9 @@ func (t *Tokens) parse(kind byte, s string, nfields int) ([]string, error) {
 		return nil, errForged
 	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) < 1+macLen || b[0] != kind {
+	// One spelling per token: the decoder skips \r and \n and ignores the
+	// last character's unused bits, so the input must be the canonical one.
+	if err != nil || len(b) < 1+macLen || b[0] != kind || base64.RawURLEncoding.EncodeToString(b) != s {
 		return nil, errForged
 	}
 	payload, mac := b[:len(b)-macLen], b[len(b)-macLen:]

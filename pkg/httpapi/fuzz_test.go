@@ -1,0 +1,162 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/presencecluster/presence/pkg/auth"
+	"github.com/presencecluster/presence/pkg/httpapi"
+	"github.com/presencecluster/presence/pkg/presence"
+	"github.com/presencecluster/presence/pkg/redisstore"
+	"github.com/presencecluster/presence/pkg/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+// fuzzTokenSecret signs the room tokens of testdata/fuzz/FuzzListQuery.
+const fuzzTokenSecret = "httpapi-fuzz-token-secret-0123456789"
+
+// fuzzAPI is a real node (Redis store, auth off, token secret
+// fuzzTokenSecret) for fuzz targets: newStack needs a *testing.T, and a
+// fuzz target builds its stack once, not per input.
+func fuzzAPI(tb testing.TB) (http.Handler, *presence.Tokens) {
+	tb.Helper()
+	srv := redistest.Start(tb)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), DialTimeout: 500 * time.Millisecond, MaxRetries: -1})
+	tb.Cleanup(func() { rdb.Close() })
+	store := redisstore.NewStore(rdb, redisstore.Config{Prefix: redistest.UniquePrefix(tb), ReapInterval: 50 * time.Millisecond})
+	secret, err := store.EnsureSecret(context.Background(), fuzzTokenSecret)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := store.Open(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { store.Close() })
+	tokens, _ := presence.NewTokens(secret)
+	svc := presence.NewService(store, tokens, presence.ServiceConfig{Node: "fuzz@local"})
+	v, err := auth.NewVerifier(context.Background(), auth.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Internal errors would be logged; the fuzz checks fail on them anyway.
+	api := httpapi.NewServer(svc, v, httpapi.Config{Ready: store.Ping, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return api, tokens
+}
+
+func fzServe(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+var fzErrorStatus = map[string]int{
+	"invalid_argument": 400, "unauthenticated": 401, "permission_denied": 403, "not_found": 404,
+	"conflict": 409, "payload_too_large": 413, "rate_limited": 429, "unavailable": 503,
+}
+
+// fzCheckErrorBody checks that an error answer is exactly the contract's
+// {"error":{"code","message"}} with the code of its status.
+func fzCheckErrorBody(t *testing.T, what string, status int, body []byte) {
+	t.Helper()
+	var e map[string]map[string]string
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil || len(e) != 1 || e["error"] == nil || len(e["error"]) != 2 {
+		t.Fatalf("%s: %d with body %q, not the contract's error JSON", what, status, body)
+	}
+	if fzErrorStatus[e["error"]["code"]] != status || e["error"]["message"] == "" {
+		t.Fatalf("%s: %d with error %q", what, status, body)
+	}
+}
+
+// FuzzHeartbeatBody: any body posted to /v1/heartbeat (auth off) is
+// answered 200, 400, 403, 409 or 413, never 5xx; errors carry the
+// contract's error JSON; a 200 carries tokens of the requested room.
+func FuzzHeartbeatBody(f *testing.F) {
+	api, tokens := fuzzAPI(f)
+	f.Add([]byte(`{"roomId":"lobby","sessionId":"s1","userId":"u1"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := httptest.NewRequest("POST", "/v1/heartbeat", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		w := fzServe(api, r)
+		switch w.Code {
+		case 200:
+		case 400, 403, 409, 413:
+			fzCheckErrorBody(t, "heartbeat", w.Code, w.Body.Bytes())
+			return
+		default:
+			t.Fatalf("heartbeat %q: %d %s", body, w.Code, w.Body.Bytes())
+		}
+		var out struct {
+			RoomToken, SessionToken string
+			Interval                int64
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil {
+			t.Fatalf("heartbeat %q: 200 with %q", body, w.Body.Bytes())
+		}
+		// The server read the body with encoding/json too: same roomId.
+		var in struct {
+			RoomID    string `json:"roomId"`
+			SessionID string `json:"sessionId"`
+		}
+		json.Unmarshal(body, &in)
+		room, _, err := tokens.ParseRoomToken(out.RoomToken)
+		if err != nil || room != (presence.RoomRef{Org: "default", RoomID: in.RoomID}) {
+			t.Fatalf("heartbeat %q: room token of %+v (%v)", body, room, err)
+		}
+		sroom, sid, _, err := tokens.ParseSessionToken(out.SessionToken)
+		if err != nil || sroom != room || sid != in.SessionID {
+			t.Fatalf("heartbeat %q: session token of %+v %q (%v)", body, sroom, sid, err)
+		}
+		if out.Interval < 1000 || out.Interval > 600000 {
+			t.Fatalf("heartbeat %q: interval %d", body, out.Interval)
+		}
+		if presence.ValidateRoomID(room.RoomID) != nil || presence.ValidateSessionID(sid) != nil {
+			t.Fatalf("heartbeat %q: accepted invalid ids", body)
+		}
+	})
+}
+
+// FuzzListQuery: any roomToken and limit, sent escaped or raw, gets 200
+// or 400, never 5xx.
+func FuzzListQuery(f *testing.F) {
+	api, tokens := fuzzAPI(f)
+	beat := httptest.NewRequest("POST", "/v1/heartbeat", bytes.NewReader([]byte(`{"roomId":"lobby","sessionId":"s1","userId":"ada","interval":600000}`)))
+	if w := fzServe(api, beat); w.Code != 200 {
+		f.Fatalf("heartbeat: %d %s", w.Code, w.Body.Bytes())
+	}
+	f.Add(tokens.RoomToken(presence.RoomRef{Org: "default", RoomID: "lobby"}, "0"), "")
+	f.Fuzz(func(t *testing.T, roomToken, limit string) {
+		escaped := url.Values{"roomToken": {roomToken}, "limit": {limit}}.Encode()
+		for _, q := range []string{escaped, "roomToken=" + roomToken + "&limit=" + limit} {
+			r := httptest.NewRequest("GET", "/v1/list", nil)
+			r.URL.RawQuery = q
+			w := fzServe(api, r)
+			switch w.Code {
+			case 200:
+				var l presence.RoomList
+				if err := json.Unmarshal(w.Body.Bytes(), &l); err != nil || l.Members == nil {
+					t.Fatalf("list ?%s: 200 with %q", q, w.Body.Bytes())
+				}
+				if q == escaped {
+					room, _, err := tokens.ParseRoomToken(roomToken)
+					if err != nil || room.RoomID != l.RoomID {
+						t.Fatalf("list ?%s: 200 for room %q with a token of %+v (%v)", q, l.RoomID, room, err)
+					}
+				}
+			case 400:
+				fzCheckErrorBody(t, "list ?"+q, w.Code, w.Body.Bytes())
+			default:
+				t.Fatalf("list ?%s: %d %s", q, w.Code, w.Body.Bytes())
+			}
+		}
+	})
+}
