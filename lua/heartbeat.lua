@@ -11,8 +11,10 @@
 --          node then tells an ended session from a Redis that lost its data)
 -- A room's epoch is "0" until the room is removed (remove_room.lua), so the
 -- room tokens clients hold survive a Redis that lost its data.
--- Returns {roomEpoch, sessionEpoch, version}, or an error "CONFLICT ..."
--- when the sessionId belongs to another user.
+-- Returns {roomEpoch, sessionEpoch, version, lowered}, or an error
+-- "CONFLICT ..." when the sessionId belongs to another user. lowered is 1
+-- when the session's deadline is now the room's earliest and earlier than
+-- the room's earliest before (then the deadline index may need lowering).
 local now = tonumber(ARGV[1])
 local channel, cmd = ARGV[2], ARGV[3]
 local sid, uid = ARGV[6], ARGV[7]
@@ -34,7 +36,7 @@ if sess then
   end
 else
   if ARGV[15] == '1' then
-    return {epoch, '', -1}
+    return {epoch, '', -1, 0}
   end
   sepoch = ARGV[9]
   redis.call('HSET', K_SESS, sid, sepoch .. '\t' .. ARGV[10] .. '\t' .. uid)
@@ -48,6 +50,11 @@ else
     redis.call('ZADD', K_ORDER, redis.call('HINCRBY', K_ROOM, 'q', 1), uid)
     event = 'join'
   end
+end
+local first = redis.call('ZRANGE', K_SESSIONS, 0, 0, 'WITHSCORES')
+local lowered = 0
+if #first == 0 or tonumber(ARGV[8]) < tonumber(first[2]) then
+  lowered = 1
 end
 redis.call('ZADD', K_SESSIONS, ARGV[8], sid)
 
@@ -80,4 +87,4 @@ end
 
 prune(now, tonumber(ARGV[5]), channel, cmd)
 touch(ARGV[4])
-return {epoch, sepoch, version}
+return {epoch, sepoch, version, lowered}

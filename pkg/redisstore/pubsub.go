@@ -34,9 +34,10 @@ type SubscriberConfig struct {
 // lost connection and subscribes again, and the Subscriber reports every
 // room so restored, so that the node can send its sockets a sync.
 type Subscriber struct {
-	store *Store
-	cfg   SubscriberConfig
-	conns []*subConn
+	store   *Store
+	cfg     SubscriberConfig
+	conns   []*subConn
+	cluster *clusterSubscriber // set in Redis Cluster mode instead of conns
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -72,6 +73,11 @@ func (s *Store) NewSubscriber(cfg SubscriberConfig) *Subscriber {
 // Open starts the connections' receive loops.
 func (sub *Subscriber) Open(ctx context.Context) error {
 	ctx, sub.cancel = context.WithCancel(context.Background())
+	if cl, ok := sub.store.rdb.(*redis.ClusterClient); ok && sub.store.cfg.Cluster {
+		sub.cluster = &clusterSubscriber{sub: sub, cl: cl, nodes: map[string]*nodeSub{},
+			where: map[string]*nodeSub{}, ctx: ctx, wg: &sub.wg}
+		return nil
+	}
 	for i := 0; i < sub.cfg.Connections; i++ {
 		c := &subConn{
 			ps:      sub.store.subscribe(ctx),
@@ -89,7 +95,7 @@ func (sub *Subscriber) Open(ctx context.Context) error {
 }
 
 func (s *Store) subscribe(ctx context.Context) *redis.PubSub {
-	if s.cfg.Sharded {
+	if s.cfg.Cluster {
 		return s.rdb.SSubscribe(ctx)
 	}
 	return s.rdb.Subscribe(ctx)
@@ -104,13 +110,25 @@ func (sub *Subscriber) Close() error {
 		for _, c := range sub.conns {
 			c.ps.Close()
 		}
+		if cs := sub.cluster; cs != nil {
+			cs.mu.Lock()
+			for _, n := range cs.nodes {
+				n.ps.Close()
+			}
+			cs.mu.Unlock()
+		}
 		sub.wg.Wait()
 	})
 	return nil
 }
 
-// Connected reports whether every pub/sub connection is up.
+// Connected reports whether every pub/sub connection is up. (In cluster
+// mode connections are made per master on demand, and a lost one is
+// rebuilt: the subscriber counts as connected.)
 func (sub *Subscriber) Connected() bool {
+	if sub.cluster != nil {
+		return true
+	}
 	for _, c := range sub.conns {
 		if !c.up.Load() {
 			return false
@@ -128,6 +146,9 @@ func (sub *Subscriber) conn(channel string) *subConn {
 // Subscribe subscribes to a room's events and returns once Redis has
 // confirmed it: every event published after that reaches OnMessage.
 func (sub *Subscriber) Subscribe(ctx context.Context, room presence.RoomRef) error {
+	if sub.cluster != nil {
+		return sub.cluster.subscribe(ctx, room)
+	}
 	ch := sub.store.keys.Room(room).Events
 	c := sub.conn(ch)
 	done := make(chan struct{})
@@ -138,7 +159,7 @@ func (sub *Subscriber) Subscribe(ctx context.Context, room presence.RoomRef) err
 	ctx, cancel := context.WithTimeout(ctx, sub.store.cfg.CallTimeout)
 	defer cancel()
 	var err error
-	if sub.store.cfg.Sharded {
+	if sub.store.cfg.Cluster {
 		err = c.ps.SSubscribe(ctx, ch)
 	} else {
 		err = c.ps.Subscribe(ctx, ch)
@@ -162,6 +183,9 @@ func (sub *Subscriber) Subscribe(ctx context.Context, room presence.RoomRef) err
 
 // Unsubscribe stops following a room.
 func (sub *Subscriber) Unsubscribe(ctx context.Context, room presence.RoomRef) error {
+	if sub.cluster != nil {
+		return sub.cluster.unsubscribe(ctx, room)
+	}
 	ch := sub.store.keys.Room(room).Events
 	c := sub.conn(ch)
 	c.mu.Lock()
@@ -170,7 +194,7 @@ func (sub *Subscriber) Unsubscribe(ctx context.Context, room presence.RoomRef) e
 	ctx, cancel := context.WithTimeout(ctx, sub.store.cfg.CallTimeout)
 	defer cancel()
 	var err error
-	if sub.store.cfg.Sharded {
+	if sub.store.cfg.Cluster {
 		err = c.ps.SUnsubscribe(ctx, ch)
 	} else {
 		err = c.ps.Unsubscribe(ctx, ch)

@@ -40,8 +40,11 @@ type Config struct {
 	ReapInterval time.Duration
 	// IndexShards is the number of deadline index keys. Zero means 1.
 	IndexShards int
-	// Sharded publishes with SPUBLISH (Redis Cluster sharded pub/sub).
-	Sharded bool
+	// Cluster is Redis Cluster mode: events use sharded pub/sub
+	// (SPUBLISH/SSUBSCRIBE), the deadline index is spread over IndexShards
+	// keys (zero means 16), and a heartbeat lowers the index in a second
+	// step when it needs to (the index lives in another slot).
+	Cluster bool
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -90,6 +93,9 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Cluster && cfg.IndexShards == 0 {
+		cfg.IndexShards = 16
+	}
 	s := &Store{
 		rdb:  rdb,
 		cfg:  cfg,
@@ -98,7 +104,7 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 		pub:  "PUBLISH",
 		log:  cfg.Logger,
 	}
-	if cfg.Sharded {
+	if cfg.Cluster {
 		s.pub = "SPUBLISH"
 	}
 	load := func(name string) *redis.Script {
@@ -200,6 +206,7 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 	})
 	res := make([]presence.HeartbeatResult, len(hbs))
 	errs := make([]error, len(hbs))
+	var lower []*presence.Heartbeat
 	for i, cmd := range cmds {
 		e := cmd.Err()
 		if e == nil && err != nil && !errors.Is(err, redis.Nil) && !isScriptError(err) {
@@ -210,15 +217,36 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 			continue
 		}
 		v, _ := cmd.Slice()
-		if len(v) != 3 {
+		if len(v) != 4 {
 			errs[i] = fmt.Errorf("heartbeat: unexpected reply %v", v)
 			continue
+		}
+		if s.cfg.Cluster && toInt(v[3]) == 1 {
+			lower = append(lower, hbs[i])
 		}
 		res[i] = presence.HeartbeatResult{
 			RoomEpoch:    toString(v[0]),
 			SessionEpoch: toString(v[1]),
 			Version:      toInt(v[2]),
 			Ended:        toInt(v[2]) < 0,
+		}
+	}
+	if len(lower) > 0 {
+		// Cluster: the index is in another slot, so it is lowered after the
+		// scripts have run (never before: see the reaper's index protocol).
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, hb := range lower {
+				tag := Tag(hb.Room)
+				p.ZAddLT(ctx, s.keys.Deadlines(tag), redis.Z{Score: float64(hb.Deadline.UnixMilli()), Member: tag})
+			}
+			return nil
+		})
+		if err != nil {
+			for i := range errs {
+				if errs[i] == nil {
+					errs[i] = s.wrap("heartbeat", err)
+				}
+			}
 		}
 	}
 	return res, errs
@@ -256,8 +284,11 @@ func (s *Store) queueHeartbeat(ctx context.Context, p redis.Pipeliner, hb *prese
 		now, rk.Events, s.pub, s.ttl, s.cfg.Retention.Milliseconds(),
 		hb.SessionID, hb.UserID, deadline, epoch, hb.Node,
 		setProfile, profile, setData, string(hb.Data), keepAlive)
-	// After the script, never before: see the reaper's index protocol.
-	p.ZAddLT(ctx, s.keys.Deadlines(rk.Tag), redis.Z{Score: float64(deadline), Member: rk.Tag})
+	if !s.cfg.Cluster {
+		// After the script, never before: see the reaper's index protocol.
+		// (One Redis runs a pipeline in order; a cluster does not.)
+		p.ZAddLT(ctx, s.keys.Deadlines(rk.Tag), redis.Z{Score: float64(deadline), Member: rk.Tag})
+	}
 	p.ZAdd(ctx, userKey, redis.Z{Score: float64(now), Member: hb.Room.RoomID})
 	p.PExpire(ctx, userKey, time.Duration(s.ttl)*time.Millisecond)
 	return cmd

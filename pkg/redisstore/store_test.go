@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,13 +18,26 @@ import (
 
 // backend is a Redis that the contract suite runs against.
 type backend struct {
-	name string
-	addr string
-	srv  *redistest.Server // nil for the embedded store
+	name    string
+	addr    string
+	srv     *redistest.Server // nil for the embedded store and the cluster
+	cluster []string          // a Redis Cluster's masters
+}
+
+// client returns a client of the backend, closed when the test ends.
+func (b backend) client(t testing.TB) redis.UniversalClient {
+	var c redis.UniversalClient
+	if b.cluster != nil {
+		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: b.cluster})
+	} else {
+		c = redis.NewClient(&redis.Options{Addr: b.addr})
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // backends starts every backend the contract suite covers: a real
-// redis-server and the embedded store.
+// redis-server, a real 3-master Redis Cluster and the embedded store.
 func backends(t *testing.T) []backend {
 	srv := redistest.Start(t)
 	emb, err := redisstore.StartEmbedded("")
@@ -31,13 +45,18 @@ func backends(t *testing.T) []backend {
 		t.Fatal(err)
 	}
 	t.Cleanup(emb.Close)
-	return []backend{{name: "redis", addr: srv.Addr(), srv: srv}, {name: "embedded", addr: emb.Addr()}}
+	cl := redistest.StartCluster(t)
+	return []backend{
+		{name: "redis", addr: srv.Addr(), srv: srv},
+		{name: "cluster", cluster: cl.Addrs()},
+		{name: "embedded", addr: emb.Addr()},
+	}
 }
 
 // harness is a Service on a Store with a clock the test moves.
 type harness struct {
 	t      testing.TB
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	store  *redisstore.Store
 	svc    *presence.Service
 	prefix string
@@ -46,10 +65,10 @@ type harness struct {
 	now    time.Time
 }
 
-func newHarness(t testing.TB, addr string, cfg redisstore.Config) *harness {
+func newHarness(t testing.TB, b backend, cfg redisstore.Config) *harness {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	t.Cleanup(func() { rdb.Close() })
+	rdb := b.client(t)
+	cfg.Cluster = b.cluster != nil
 	if cfg.Prefix == "" {
 		cfg.Prefix = redistest.UniquePrefix(t)
 	}
@@ -125,6 +144,23 @@ func (h *harness) member(token, user string) *presence.Member {
 	return nil
 }
 
+// keys lists keys matching pattern on every master.
+func (h *harness) keys(pattern string) ([]string, error) {
+	if cl, ok := h.rdb.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		var all []string
+		err := cl.ForEachMaster(context.Background(), func(ctx context.Context, c *redis.Client) error {
+			k, err := c.Keys(ctx, pattern).Result()
+			mu.Lock()
+			all = append(all, k...)
+			mu.Unlock()
+			return err
+		})
+		return all, err
+	}
+	return h.rdb.Keys(context.Background(), pattern).Result()
+}
+
 func ids(l *presence.RoomList) []string {
 	out := make([]string, len(l.Members))
 	for i, m := range l.Members {
@@ -151,7 +187,12 @@ type events struct {
 func (h *harness) subscribe(room string) *events {
 	h.t.Helper()
 	rk := h.store.Keys().Room(presence.RoomRef{Org: h.org, RoomID: room})
-	ps := h.rdb.Subscribe(context.Background(), rk.Events)
+	var ps *redis.PubSub
+	if _, ok := h.rdb.(*redis.ClusterClient); ok {
+		ps = h.rdb.SSubscribe(context.Background(), rk.Events)
+	} else {
+		ps = h.rdb.Subscribe(context.Background(), rk.Events)
+	}
 	if _, err := ps.Receive(context.Background()); err != nil {
 		h.t.Fatal(err)
 	}
@@ -205,7 +246,7 @@ func TestStoreContract(t *testing.T) {
 			for _, tc := range contract {
 				t.Run(tc.name, func(t *testing.T) {
 					t.Parallel()
-					tc.run(t, newHarness(t, b.addr, redisstore.Config{}))
+					tc.run(t, newHarness(t, b, redisstore.Config{}))
 				})
 			}
 		})
@@ -656,13 +697,13 @@ var contract = []struct {
 	}},
 	{"KeysExpire", func(t *testing.T, h *harness) {
 		h.beat("u1", "lobby", "s1", 0)
-		keys, err := h.rdb.Keys(context.Background(), h.prefix+":*").Result()
+		keys, err := h.keys(h.prefix + ":*")
 		if err != nil || len(keys) < 6 {
 			t.Fatalf("keys = %v, %v", keys, err)
 		}
 		for _, k := range keys {
 			ttl, _ := h.rdb.PTTL(context.Background(), k).Result()
-			if k == h.prefix+":secret" || k[len(k)-3:] == "{0}" {
+			if k == h.prefix+":secret" || k == h.prefix+":incarnation" || strings.HasPrefix(k, h.prefix+":deadlines:") {
 				continue // the token secret and the deadline index are shared, not room state
 			}
 			if ttl <= 0 || ttl > 168*time.Hour+26*time.Minute {
@@ -675,8 +716,8 @@ var contract = []struct {
 func TestTwoNodesExpireExactlyOnce(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
-			a := newHarness(t, b.addr, redisstore.Config{})
-			c := newHarness(t, b.addr, redisstore.Config{Prefix: a.prefix})
+			a := newHarness(t, b, redisstore.Config{})
+			c := newHarness(t, b, redisstore.Config{Prefix: a.prefix})
 			ev := a.subscribe("r")
 			const users = 50
 			for i := 0; i < users; i++ {
@@ -721,7 +762,7 @@ func TestReaperRealTime(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t, b.addr, redisstore.Config{})
+			h := newHarness(t, b, redisstore.Config{})
 			h.svc = presence.NewService(h.store, h.svc.Tokens(), presence.ServiceConfig{})
 			if err := h.store.Open(context.Background()); err != nil {
 				t.Fatal(err)
@@ -749,7 +790,7 @@ func TestReaperRealTime(t *testing.T) {
 // again and restores the token secret, so tokens clients hold stay valid.
 func TestRedisRestart(t *testing.T) {
 	srv := redistest.Start(t)
-	h := newHarness(t, srv.Addr(), redisstore.Config{ReapInterval: 20 * time.Millisecond})
+	h := newHarness(t, backend{name: "redis", addr: srv.Addr()}, redisstore.Config{ReapInterval: 20 * time.Millisecond})
 	if err := h.store.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -792,7 +833,7 @@ func TestRedisRestart(t *testing.T) {
 func TestBatchedHeartbeats(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
-			h := newHarness(t, b.addr, redisstore.Config{})
+			h := newHarness(t, b, redisstore.Config{})
 			if err := h.store.Open(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -833,5 +874,34 @@ func TestBatchedHeartbeats(t *testing.T) {
 				t.Fatalf("count = %+v, want 400 online (100 owners + 300)", c)
 			}
 		})
+	}
+}
+
+// TestClusterIndexSpread: in Redis Cluster the deadline index is spread
+// over keys in different slots (and masters), so no single key is hot.
+func TestClusterIndexSpread(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	h := newHarness(t, backend{name: "cluster", cluster: cl.Addrs()}, redisstore.Config{})
+	for i := 0; i < 64; i++ {
+		h.beat("u", fmt.Sprintf("room-%d", i), fmt.Sprintf("s%d", i), 0)
+	}
+	keys, err := h.keys(h.prefix + ":deadlines:*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	masters := map[string]bool{}
+	for _, k := range keys {
+		c, err := h.rdb.(*redis.ClusterClient).MasterForKey(context.Background(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		masters[c.Options().Addr] = true
+	}
+	if len(keys) < 8 || len(masters) < 2 {
+		t.Fatalf("index keys %v on %d masters", keys, len(masters))
+	}
+	h.advance(30 * time.Second)
+	if n := h.reap(); n != 64 {
+		t.Fatalf("reaped %d of 64 sessions across the shards", n)
 	}
 }
