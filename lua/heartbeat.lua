@@ -8,7 +8,9 @@
 --       13 "1" to set the data, 14 data JSON ("" clears it),
 --       15 "1" for a keep-alive of a node-owned session: if the session is
 --          gone, do not create it again; return {roomEpoch, "", -1} (the
---          node then tells an ended session from a Redis that lost its data)
+--          node then tells an ended session from a Redis that lost its data),
+--       16 "1" to end the room's expired sessions first ("0" right after a
+--          store outage, so the nodes' keep-alives can refresh theirs)
 -- A room's epoch is "0" until the room is removed (remove_room.lua), so the
 -- room tokens clients hold survive a Redis that lost its data.
 -- Returns {roomEpoch, sessionEpoch, version, lowered}, or an error
@@ -19,7 +21,16 @@ local now = tonumber(ARGV[1])
 local channel, cmd = ARGV[2], ARGV[3]
 local sid, uid = ARGV[6], ARGV[7]
 
-reap_expired(now, 64, channel, cmd)
+-- A node-owned session whose socket is still open is alive even if its
+-- deadline passed (the store was unreachable meanwhile): its owner vouches
+-- for it, so it is refreshed before the room's expired sessions are ended.
+if ARGV[15] == '1' and redis.call('HEXISTS', K_SESS, sid) == 1 then
+  redis.call('ZADD', K_SESSIONS, ARGV[8], sid)
+end
+
+if ARGV[16] == '1' then
+  reap_expired(now, 64, channel, cmd)
+end
 
 local epoch = redis.call('HGET', K_ROOM, 'e') or '0'
 

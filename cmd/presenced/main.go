@@ -72,6 +72,8 @@ type Main struct {
 
 	embedded *redisstore.Embedded
 	rdb      redis.UniversalClient
+	replica  *redis.Client // region-local read replica, or nil
+	cluster  bool
 	store    *redisstore.Store
 	sub      *redisstore.Subscriber
 	verifier *auth.Verifier
@@ -145,6 +147,8 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxSessionTimeout: time.Duration(float64(presence.MaxInterval) * c.TimeoutFactor),
 		ReapInterval:      c.ReapInterval,
 		Logger:            log,
+		Cluster:           m.cluster,
+		Reader:            m.reader(),
 	})
 	secret, err := m.waitForStore(ctx, c)
 	if err != nil {
@@ -236,16 +240,31 @@ func (m *Main) Run(ctx context.Context) error {
 	return nil
 }
 
-// openRedis creates the Redis client: the configured Redis, or the embedded
-// store when none is configured.
+// openRedis creates the Redis clients: a Redis Cluster, a Sentinel-managed
+// primary, one Redis (with an optional region-local replica for reads), or
+// the embedded store when none is configured.
 func (m *Main) openRedis(ctx context.Context, c Config) error {
+	const timeout = time.Second
 	switch {
 	case len(c.RedisClusterAddrs) > 0:
-		return errors.New("PRESENCE_REDIS_CLUSTER_ADDRS: Redis Cluster mode is not available in this version")
+		m.rdb = redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: c.RedisClusterAddrs, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
+			PoolTimeout: timeout, ContextTimeoutEnabled: true, MaxRetries: 1,
+		})
+		m.cluster = true
+		m.Logger.Info("store: Redis Cluster", "seeds", c.RedisClusterAddrs)
+		return nil
 	case len(c.SentinelAddrs) > 0:
-		return errors.New("PRESENCE_REDIS_SENTINEL_ADDRS: Redis Sentinel mode is not available in this version")
-	case c.RedisReplicaURL != "":
-		return errors.New("PRESENCE_REDIS_REPLICA_URL: read replicas are not available in this version")
+		if c.SentinelMaster == "" {
+			return errors.New("PRESENCE_REDIS_SENTINEL_MASTER: required with PRESENCE_REDIS_SENTINEL_ADDRS")
+		}
+		m.rdb = redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: c.SentinelMaster, SentinelAddrs: c.SentinelAddrs,
+			DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
+			PoolTimeout: timeout, ContextTimeoutEnabled: true, MaxRetries: 1,
+		})
+		m.Logger.Info("store: Redis Sentinel", "sentinels", c.SentinelAddrs, "master", c.SentinelMaster)
+		return nil
 	}
 	url := c.RedisURL
 	if url == "" {
@@ -260,17 +279,29 @@ func (m *Main) openRedis(ctx context.Context, c Config) error {
 	} else if c.EmbeddedRedisAddr != "" {
 		m.Logger.Warn("PRESENCE_EMBEDDED_REDIS_ADDR is ignored: a Redis is configured")
 	}
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		return fmt.Errorf("PRESENCE_REDIS_URL: %w", err)
+	client := func(setting, url string) (*redis.Client, error) {
+		opt, err := redis.ParseURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", setting, err)
+		}
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = timeout, timeout, timeout, timeout
+		opt.ContextTimeoutEnabled = true
+		opt.MaxRetries = 1
+		return redis.NewClient(opt), nil
 	}
-	opt.DialTimeout = time.Second
-	opt.ReadTimeout = time.Second
-	opt.WriteTimeout = time.Second
-	opt.PoolTimeout = time.Second
-	opt.ContextTimeoutEnabled = true
-	opt.MaxRetries = 1
-	m.rdb = redis.NewClient(opt)
+	var err error
+	if m.rdb, err = client("PRESENCE_REDIS_URL", url); err != nil {
+		return err
+	}
+	if c.RedisReplicaURL != "" {
+		if m.embedded != nil {
+			return errors.New("PRESENCE_REDIS_REPLICA_URL needs PRESENCE_REDIS_URL")
+		}
+		if m.replica, err = client("PRESENCE_REDIS_REPLICA_URL", c.RedisReplicaURL); err != nil {
+			return err
+		}
+		m.Logger.Info("store: lists and subscriptions read from the region-local replica", "region", c.Region)
+	}
 	return nil
 }
 
@@ -291,6 +322,14 @@ func (m *Main) waitForStore(ctx context.Context, c Config) ([]byte, error) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// reader is the read replica as a client for the store (nil: the primary).
+func (m *Main) reader() redis.UniversalClient {
+	if m.replica == nil {
+		return nil
+	}
+	return m.replica
 }
 
 // ready reports whether the store answers and pub/sub is connected.
@@ -346,6 +385,9 @@ func (m *Main) Close() error {
 	}
 	if m.rdb != nil {
 		m.rdb.Close()
+	}
+	if m.replica != nil {
+		m.replica.Close()
 	}
 	if m.embedded != nil {
 		m.embedded.Close()

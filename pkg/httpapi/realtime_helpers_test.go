@@ -35,6 +35,7 @@ type nodeOpts struct {
 	queue    int
 	maxRooms int
 	auth     bool
+	cluster  *redistest.Cluster // run on this Redis Cluster instead of srv
 }
 
 // startNodes starts n nodes on one Redis and key prefix.
@@ -50,9 +51,14 @@ func startNodes(t *testing.T, srv *redistest.Server, n int, o nodeOpts) []*node 
 
 func startNode(t *testing.T, srv *redistest.Server, prefix, name string, o nodeOpts) *node {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), DialTimeout: 500 * time.Millisecond})
+	var rdb redis.UniversalClient
+	if o.cluster != nil {
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: o.cluster.Addrs(), DialTimeout: 500 * time.Millisecond})
+	} else {
+		rdb = redis.NewClient(&redis.Options{Addr: srv.Addr(), DialTimeout: 500 * time.Millisecond})
+	}
 	t.Cleanup(func() { rdb.Close() })
-	store := redisstore.NewStore(rdb, redisstore.Config{Prefix: prefix, ReapInterval: 50 * time.Millisecond})
+	store := redisstore.NewStore(rdb, redisstore.Config{Prefix: prefix, ReapInterval: 50 * time.Millisecond, Cluster: o.cluster != nil})
 	secret, err := store.EnsureSecret(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)

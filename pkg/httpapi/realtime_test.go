@@ -23,8 +23,16 @@ func eventKinds(evs []map[string]any) string {
 // nodes B and C, over WebSockets and HTTP, in version order; keep-alives and
 // second tabs produce nothing.
 func TestRealtimeAcrossNodes(t *testing.T) {
-	srv := redistest.Start(t)
-	nodes := startNodes(t, srv, 3, nodeOpts{})
+	realtimeAcrossNodes(t, startNodes(t, redistest.Start(t), 3, nodeOpts{}))
+}
+
+// TestRealtimeAcrossNodesCluster: the same on a real Redis Cluster (sharded
+// pub/sub).
+func TestRealtimeAcrossNodesCluster(t *testing.T) {
+	realtimeAcrossNodes(t, startNodes(t, nil, 3, nodeOpts{cluster: redistest.StartCluster(t)}))
+}
+
+func realtimeAcrossNodes(t *testing.T, nodes []*node) {
 	a, b, c := nodes[0], nodes[1], nodes[2]
 
 	w := dialWS(t, a.url)
@@ -92,11 +100,24 @@ func TestRealtimeAcrossNodes(t *testing.T) {
 // their sockets get a sync, and events flow again.
 func TestSyncAfterPubSubKill(t *testing.T) {
 	srv := redistest.Start(t)
-	nodes := startNodes(t, srv, 2, nodeOpts{})
+	syncAfterPubSubKill(t, startNodes(t, srv, 2, nodeOpts{}), []*redistest.Server{srv})
+}
+
+// TestSyncAfterPubSubKillCluster: the same on a Redis Cluster: every
+// master kills its pub/sub clients; the nodes subscribe again where the
+// channels live.
+func TestSyncAfterPubSubKillCluster(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	syncAfterPubSubKill(t, startNodes(t, nil, 2, nodeOpts{cluster: cl}), cl.Servers)
+}
+
+func syncAfterPubSubKill(t *testing.T, nodes []*node, servers []*redistest.Server) {
 	w := dialWS(t, nodes[0].url)
 	w.join(1, map[string]any{"roomId": "r", "sessionId": "w", "userId": "watcher"})
-	if err := srv.Client(t).ClientKillByFilter(context.Background(), "TYPE", "pubsub").Err(); err != nil {
-		t.Fatal(err)
+	for _, srv := range servers {
+		if err := srv.Client(t).ClientKillByFilter(context.Background(), "TYPE", "pubsub").Err(); err != nil && !strings.Contains(err.Error(), "No such client") {
+			t.Fatal(err)
+		}
 	}
 	w.waitFor("sync", func(m map[string]any) bool { return m["type"] == "sync" && m["roomId"] == "r" })
 	httpBeat(t, nodes[1].url, map[string]any{"roomId": "r", "sessionId": "z", "userId": "zoe"})
@@ -138,8 +159,14 @@ func TestRedisRestartWithDataLoss(t *testing.T) {
 // TestResumeAfterAbruptDrop: a socket lost without a close frame keeps its
 // session; the client resumes it on another node with no leave and no join.
 func TestResumeAfterAbruptDrop(t *testing.T) {
-	srv := redistest.Start(t)
-	nodes := startNodes(t, srv, 3, nodeOpts{})
+	resumeAfterAbruptDrop(t, startNodes(t, redistest.Start(t), 3, nodeOpts{}))
+}
+
+func TestResumeAfterAbruptDropCluster(t *testing.T) {
+	resumeAfterAbruptDrop(t, startNodes(t, nil, 3, nodeOpts{cluster: redistest.StartCluster(t)}))
+}
+
+func resumeAfterAbruptDrop(t *testing.T, nodes []*node) {
 	w := dialWS(t, nodes[2].url)
 	w.join(1, map[string]any{"roomId": "r", "sessionId": "w", "userId": "watcher"})
 	c := dialWS(t, nodes[0].url)
@@ -390,5 +417,26 @@ func TestRoomRemovedSyncsWatchers(t *testing.T) {
 	m := w.waitFor("sync", func(m map[string]any) bool { return m["type"] == "sync" })
 	if len(m["members"].([]any)) != 0 || m["version"] != float64(2) {
 		t.Fatalf("sync after removal: %v", m)
+	}
+}
+
+// TestClusterSlotMoves: a room's slot migrates to another master while a
+// watcher follows the room; the node follows the channel to its new master
+// (Redis sends sunsubscribe) and the watcher keeps seeing the truth.
+func TestClusterSlotMoves(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	nodes := startNodes(t, nil, 2, nodeOpts{cluster: cl})
+	w := dialWS(t, nodes[0].url)
+	w.join(1, map[string]any{"roomId": "r", "sessionId": "w", "userId": "watcher"})
+	httpBeat(t, nodes[1].url, map[string]any{"roomId": "r", "sessionId": "a", "userId": "ada"})
+	w.waitView("r", "watcher", "ada")
+	to := cl.MoveSlot(t, "{default::r}")
+	t.Logf("slot of {default::r} moved to %s", to)
+	w.waitFor("sync after the move", func(m map[string]any) bool { return m["type"] == "sync" })
+	httpBeat(t, nodes[1].url, map[string]any{"roomId": "r", "sessionId": "b", "userId": "bob"})
+	w.waitView("r", "watcher", "ada", "bob")
+	// The session data moved too: a fresh list through the other node agrees.
+	if got := fmt.Sprint(trueOnline(t, nodes[1].url, "r")); got != "[ada bob watcher]" {
+		t.Fatalf("online after the move: %s", got)
 	}
 }

@@ -96,9 +96,9 @@ func (sub *Subscriber) Open(ctx context.Context) error {
 
 func (s *Store) subscribe(ctx context.Context) *redis.PubSub {
 	if s.cfg.Cluster {
-		return s.rdb.SSubscribe(ctx)
+		return s.read.SSubscribe(ctx)
 	}
-	return s.rdb.Subscribe(ctx)
+	return s.read.Subscribe(ctx)
 }
 
 // Close stops the receive loops and closes the connections. Idempotent.

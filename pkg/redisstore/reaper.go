@@ -132,6 +132,9 @@ func (s *Store) runReaper(ctx context.Context) {
 			return
 		case <-time.After(d):
 		}
+		if s.inGrace() {
+			continue // Redis was just away: let the keep-alives refresh first
+		}
 		if _, err := s.Reap(ctx, time.Now()); err != nil && ctx.Err() == nil && time.Since(lastErr) > 10*time.Second {
 			lastErr = time.Now()
 			s.log.Warn("reaper failed", "err", err)

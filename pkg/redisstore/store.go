@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/presencecluster/presence/lua"
@@ -38,6 +39,12 @@ type Config struct {
 	CallTimeout time.Duration
 	// ReapInterval is how often the reaper looks for due rooms. Zero means 250ms.
 	ReapInterval time.Duration
+	// ReapGrace: after a call found Redis unavailable, the reaper waits this
+	// long before it reaps again, so that the nodes' keep-alives (which
+	// could not reach Redis either) refresh their sessions first and a
+	// store outage does not end sessions whose sockets stayed open. Zero
+	// means 3s.
+	ReapGrace time.Duration
 	// IndexShards is the number of deadline index keys. Zero means 1.
 	IndexShards int
 	// Cluster is Redis Cluster mode: events use sharded pub/sub
@@ -47,11 +54,17 @@ type Config struct {
 	Cluster bool
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Reader, when set, is a region-local read replica: lists and counts
+	// (read-only scripts, EVALSHA_RO) and pub/sub subscriptions use it;
+	// every write goes to the primary. Reads then lag writes by the
+	// replication delay.
+	Reader redis.UniversalClient
 }
 
 // Store is the presence store on Redis.
 type Store struct {
 	rdb  redis.UniversalClient
+	read redis.UniversalClient // Reader, or rdb
 	cfg  Config
 	keys Keys
 	ttl  int64 // ms
@@ -66,6 +79,8 @@ type Store struct {
 	incarnation string
 
 	hbQueue chan *hbRequest // nil until Open: heartbeats go out one by one
+
+	lastOutage atomic.Int64 // unix ns of the last call that found Redis unavailable
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -90,6 +105,9 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	if cfg.ReapInterval == 0 {
 		cfg.ReapInterval = 250 * time.Millisecond
 	}
+	if cfg.ReapGrace == 0 {
+		cfg.ReapGrace = 3 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -98,6 +116,7 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	}
 	s := &Store{
 		rdb:  rdb,
+		read: rdb,
 		cfg:  cfg,
 		keys: Keys{Prefix: cfg.Prefix, Shards: cfg.IndexShards},
 		ttl:  (cfg.Retention + cfg.MaxSessionTimeout).Milliseconds(),
@@ -106,6 +125,9 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	}
 	if cfg.Cluster {
 		s.pub = "SPUBLISH"
+	}
+	if cfg.Reader != nil {
+		s.read = cfg.Reader
 	}
 	load := func(name string) *redis.Script {
 		sc := redis.NewScript(lua.Source(name))
@@ -259,6 +281,20 @@ func isScriptError(err error) bool {
 	return errors.As(err, &rerr) && !isUnavailable(err)
 }
 
+// inGrace reports whether Redis was unavailable within the reap grace.
+func (s *Store) inGrace() bool {
+	return time.Since(time.Unix(0, s.lastOutage.Load())) < s.cfg.ReapGrace
+}
+
+// reapFlag tells the heartbeat script whether to end its room's expired
+// sessions (not right after an outage: see ReapGrace).
+func (s *Store) reapFlag() string {
+	if s.inGrace() {
+		return "0"
+	}
+	return "1"
+}
+
 func (s *Store) queueHeartbeat(ctx context.Context, p redis.Pipeliner, hb *presence.Heartbeat) *redis.Cmd {
 	rk := s.keys.Room(hb.Room)
 	now := hb.Now.UnixMilli()
@@ -283,7 +319,7 @@ func (s *Store) queueHeartbeat(ctx context.Context, p redis.Pipeliner, hb *prese
 	cmd := s.heartbeat.EvalSha(ctx, p, rk.List[:],
 		now, rk.Events, s.pub, s.ttl, s.cfg.Retention.Milliseconds(),
 		hb.SessionID, hb.UserID, deadline, epoch, hb.Node,
-		setProfile, profile, setData, string(hb.Data), keepAlive)
+		setProfile, profile, setData, string(hb.Data), keepAlive, s.reapFlag())
 	if !s.cfg.Cluster {
 		// After the script, never before: see the reaper's index protocol.
 		// (One Redis runs a pipeline in order; a cluster does not.)
@@ -350,7 +386,7 @@ func (s *Store) List(ctx context.Context, room presence.RoomRef, q presence.List
 	if now.IsZero() {
 		now = time.Now()
 	}
-	v, err := s.list.Run(ctx, s.rdb, rk.List[:], q.Epoch, q.Limit, online,
+	v, err := s.list.RunRO(ctx, s.read, rk.List[:], q.Epoch, q.Limit, online,
 		now.UnixMilli(), s.cfg.Retention.Milliseconds()).Slice()
 	if err != nil {
 		return nil, s.wrap("list", err)
@@ -396,7 +432,7 @@ func (s *Store) Count(ctx context.Context, room presence.RoomRef) (*presence.Roo
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	rk := s.keys.Room(room)
-	v, err := s.count.Run(ctx, s.rdb, rk.List[:]).Int64Slice()
+	v, err := s.count.RunRO(ctx, s.read, rk.List[:]).Int64Slice()
 	if err != nil {
 		return nil, s.wrap("count", err)
 	}
@@ -497,6 +533,7 @@ func (s *Store) wrap(op string, err error) error {
 	case strings.HasPrefix(msg, "NOT_FOUND "):
 		return presence.Errorf(presence.ENOTFOUND, "%s", strings.TrimPrefix(msg, "NOT_FOUND "))
 	case isUnavailable(err):
+		s.lastOutage.Store(time.Now().UnixNano())
 		return fmt.Errorf("%s: %w: %w", op, presence.Errorf(presence.EUNAVAILABLE, "store unavailable"), err)
 	}
 	return fmt.Errorf("%s: %w", op, err)

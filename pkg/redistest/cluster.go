@@ -69,3 +69,62 @@ func (c *Cluster) Client(tb testing.TB) *redis.ClusterClient {
 	tb.Cleanup(func() { cl.Close() })
 	return cl
 }
+
+// MoveSlot migrates the slot that key hashes to onto another master (the
+// next one), keys and all, as `redis-cli --cluster reshard` would. It
+// returns the address of the new owner.
+func (c *Cluster) MoveSlot(tb testing.TB, key string) string {
+	tb.Helper()
+	ctx := context.Background()
+	cl := c.Client(tb)
+	slot, err := cl.ClusterKeySlot(ctx, key).Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	owner, err := cl.MasterForKey(ctx, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var src, dst *redis.Client
+	var srcID, dstID string
+	for i, s := range c.Servers {
+		if s.Addr() == owner.Options().Addr {
+			src = redis.NewClient(&redis.Options{Addr: s.Addr()})
+			dst = redis.NewClient(&redis.Options{Addr: c.Servers[(i+1)%len(c.Servers)].Addr()})
+		}
+	}
+	if src == nil {
+		tb.Fatalf("no owner for slot %d", slot)
+	}
+	defer src.Close()
+	defer dst.Close()
+	srcID, _ = src.Do(ctx, "CLUSTER", "MYID").Text()
+	dstID, _ = dst.Do(ctx, "CLUSTER", "MYID").Text()
+	must := func(err error) {
+		tb.Helper()
+		if err != nil {
+			tb.Fatalf("move slot %d: %v", slot, err)
+		}
+	}
+	must(dst.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", srcID).Err())
+	must(src.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", dstID).Err())
+	for {
+		keys, err := src.ClusterGetKeysInSlot(ctx, int(slot), 100).Result()
+		must(err)
+		if len(keys) == 0 {
+			break
+		}
+		host, port, _ := strings.Cut(dst.Options().Addr, ":")
+		args := []any{"MIGRATE", host, port, "", 0, 5000, "KEYS"}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		must(src.Do(ctx, args...).Err())
+	}
+	for _, s := range c.Servers {
+		n := redis.NewClient(&redis.Options{Addr: s.Addr()})
+		must(n.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dstID).Err())
+		n.Close()
+	}
+	return dst.Options().Addr
+}
