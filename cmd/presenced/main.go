@@ -141,7 +141,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.openRedis(ctx, c); err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.store = redisstore.NewStore(m.rdb, redisstore.Config{
+		Registerer:        reg,
 		Prefix:            c.KeyPrefix,
 		Retention:         c.OfflineRetention,
 		MaxSessionTimeout: time.Duration(float64(presence.MaxInterval) * c.TimeoutFactor),
@@ -188,8 +191,6 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxDataBytes:  c.MaxDataBytes,
 		Node:          c.NodeID + "@" + c.Region,
 	})
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var api *httpapi.Server
 	m.sub = m.store.NewSubscriber(redisstore.SubscriberConfig{
 		OnMessage:     func(r presence.RoomRef, p []byte) { api.OnMessage(r, p) },

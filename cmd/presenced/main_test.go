@@ -160,3 +160,35 @@ func lookup(env map[string]string) func(string) (string, bool) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestMetrics: the node exports the metrics the README documents, and they
+// move with the traffic.
+func TestMetrics(t *testing.T) {
+	srv := redistest.Start(t)
+	m := MustRunMain(t, map[string]string{"PRESENCE_REDIS_URL": srv.URL()})
+	base := "http://" + m.Addr()
+	post(t, base+"/v1/heartbeat", `{"roomId":"r","sessionId":"s","userId":"u","interval":1000}`)
+	deadline := time.Now().Add(6 * time.Second)
+	for {
+		_, body := get(t, base+"/metrics")
+		missing := []string{}
+		for _, want := range []string{
+			`presence_heartbeats_total 1`, `presence_sessions_reaped_total 1`,
+			`presence_redis_call_duration_seconds_count{cmd="pipeline"}`, `presence_http_requests_total{route="/v1/heartbeat",status="200"} 1`,
+			`presence_websockets 0`, `presence_sessions_kept_alive 0`, `presence_events_received_total`,
+			`presence_pubsub_reconnects_total`, `presence_syncs_sent_total`, `presence_ws_rate_limited_total`,
+			`presence_events_delivered_total`, `presence_http_overloaded_total`, `go_goroutines`, `process_open_fds`,
+		} {
+			if !strings.Contains(body, want) {
+				missing = append(missing, want)
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics missing %v", missing)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

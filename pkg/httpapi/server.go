@@ -144,6 +144,7 @@ func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
 			OnEnded:       func(o *presence.Owned) { o.Owner.(*socket).sessionEnded(o) },
 		})
 		s.keeper.Open()
+		s.registerKeeper(cfg.Registerer)
 	}
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true

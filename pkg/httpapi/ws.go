@@ -566,6 +566,16 @@ type wsMetrics struct {
 	overloaded  prometheus.Counter
 }
 
+// registerKeeper exports the number of sessions the node keeps alive.
+func (s *Server) registerKeeper(reg prometheus.Registerer) {
+	if reg == nil || s.keeper == nil {
+		return
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "presence_sessions_kept_alive", Help: "Sessions this node keeps alive for its sockets.",
+	}, func() float64 { return float64(s.keeper.Len()) }))
+}
+
 func newWSMetrics(reg prometheus.Registerer) *wsMetrics {
 	m := &wsMetrics{
 		sockets:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "presence_websockets", Help: "Open WebSockets."}),

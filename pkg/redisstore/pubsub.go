@@ -67,6 +67,9 @@ func (s *Store) NewSubscriber(cfg SubscriberConfig) *Subscriber {
 	if cfg.OnResubscribe == nil {
 		cfg.OnResubscribe = func(presence.RoomRef) {}
 	}
+	onMessage, onResubscribe := cfg.OnMessage, cfg.OnResubscribe
+	cfg.OnMessage = func(r presence.RoomRef, p []byte) { s.met.received.Inc(); onMessage(r, p) }
+	cfg.OnResubscribe = func(r presence.RoomRef) { s.met.reconnects.Inc(); onResubscribe(r) }
 	return &Subscriber{store: s, cfg: cfg}
 }
 

@@ -135,7 +135,9 @@ func (s *Store) runReaper(ctx context.Context) {
 		if s.inGrace() {
 			continue // Redis was just away: let the keep-alives refresh first
 		}
-		if _, err := s.Reap(ctx, time.Now()); err != nil && ctx.Err() == nil && time.Since(lastErr) > 10*time.Second {
+		n, err := s.Reap(ctx, time.Now())
+		s.met.reaped.Add(float64(n))
+		if err != nil && ctx.Err() == nil && time.Since(lastErr) > 10*time.Second {
 			lastErr = time.Now()
 			s.log.Warn("reaper failed", "err", err)
 		}

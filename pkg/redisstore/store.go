@@ -20,6 +20,7 @@ import (
 
 	"github.com/presencecluster/presence/lua"
 	"github.com/presencecluster/presence/pkg/presence"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -54,6 +55,8 @@ type Config struct {
 	Cluster bool
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Registerer receives the store's metrics. Nil: not exported.
+	Registerer prometheus.Registerer
 	// Reader, when set, is a region-local read replica: lists and counts
 	// (read-only scripts, EVALSHA_RO) and pub/sub subscriptions use it;
 	// every write goes to the primary. Reads then lag writes by the
@@ -81,6 +84,7 @@ type Store struct {
 	hbQueue chan *hbRequest // nil until Open: heartbeats go out one by one
 
 	lastOutage atomic.Int64 // unix ns of the last call that found Redis unavailable
+	met        *storeMetrics
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -128,6 +132,13 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	}
 	if cfg.Reader != nil {
 		s.read = cfg.Reader
+	}
+	s.met = newStoreMetrics(cfg.Registerer)
+	if cfg.Registerer != nil {
+		rdb.AddHook(latencyHook{s.met.latency})
+		if cfg.Reader != nil {
+			cfg.Reader.AddHook(latencyHook{s.met.latency})
+		}
 	}
 	load := func(name string) *redis.Script {
 		sc := redis.NewScript(lua.Source(name))
@@ -226,6 +237,7 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 			cmds[i] = s.queueHeartbeat(ctx, p, hb)
 		}
 	})
+	s.met.heartbeats.Add(float64(len(hbs)))
 	res := make([]presence.HeartbeatResult, len(hbs))
 	errs := make([]error, len(hbs))
 	var lower []*presence.Heartbeat
