@@ -541,11 +541,7 @@ func (s *Server) members(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	onlineOnly, err := boolQuery(c, "onlineOnly")
-	if err != nil {
-		return err
-	}
-	limit, err := intQuery(c, "limit")
+	onlineOnly, limit, err := listQuery(c)
 	if err != nil {
 		return err
 	}
@@ -621,11 +617,7 @@ func (s *Server) userRooms(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	onlineOnly, err := boolQuery(c, "onlineOnly")
-	if err != nil {
-		return err
-	}
-	limit, err := intQuery(c, "limit")
+	onlineOnly, limit, err := listQuery(c)
 	if err != nil {
 		return err
 	}
@@ -646,6 +638,15 @@ func (s *Server) readyz(c echo.Context) error {
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// listQuery reads ?onlineOnly= and ?limit= (zero: the default).
+func listQuery(c echo.Context) (onlineOnly bool, limit int, err error) {
+	if onlineOnly, err = boolQuery(c, "onlineOnly"); err != nil {
+		return false, 0, err
+	}
+	limit, err = intQuery(c, "limit")
+	return onlineOnly, limit, err
 }
 
 func intQuery(c echo.Context, name string) (int, error) {
