@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,13 +14,11 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/presencecluster/presence/pkg/auth"
 	"github.com/presencecluster/presence/pkg/client"
 	"github.com/presencecluster/presence/pkg/httpapi"
+	"github.com/presencecluster/presence/pkg/httpapi/httpapitest"
 	"github.com/presencecluster/presence/pkg/presence"
-	"github.com/presencecluster/presence/pkg/redisstore"
 	"github.com/presencecluster/presence/pkg/redistest"
-	"github.com/redis/go-redis/v9"
 )
 
 // node is one presence node (store, subscriber, hub) on a shared Redis,
@@ -31,55 +28,14 @@ type node struct {
 	api *httpapi.Server
 }
 
-// startNodes starts n nodes on one Redis and key prefix (as in
-// pkg/httpapi's realtime tests).
+// startNodes starts n nodes on one Redis and key prefix.
 func startNodes(t *testing.T, srv *redistest.Server, n int) []*node {
 	t.Helper()
-	prefix := redistest.UniquePrefix(t)
 	var nodes []*node
-	for i := 0; i < n; i++ {
-		nodes = append(nodes, startNode(t, srv, prefix, fmt.Sprintf("n%d", i)))
+	for _, tn := range httpapitest.StartMany(t, n, httpapitest.Options{Redis: srv, Quiet: true}) {
+		nodes = append(nodes, &node{url: tn.URL, api: tn.API})
 	}
 	return nodes
-}
-
-func startNode(t *testing.T, srv *redistest.Server, prefix, name string) *node {
-	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), DialTimeout: 500 * time.Millisecond})
-	t.Cleanup(func() { rdb.Close() })
-	store := redisstore.NewStore(rdb, redisstore.Config{Prefix: prefix, ReapInterval: 50 * time.Millisecond})
-	secret, err := store.EnsureSecret(context.Background(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	tokens, _ := presence.NewTokens(secret)
-	svc := presence.NewService(store, tokens, presence.ServiceConfig{Node: name + "@local"})
-	v, _ := auth.NewVerifier(context.Background(), auth.Config{})
-	n := &node{}
-	sub := store.NewSubscriber(redisstore.SubscriberConfig{
-		OnMessage:     func(r presence.RoomRef, p []byte) { n.api.OnMessage(r, p) },
-		OnResubscribe: func(r presence.RoomRef) { n.api.OnResubscribe(r) },
-	})
-	n.api = httpapi.NewServer(svc, v, httpapi.Config{Subscriber: sub, Node: name + "@local", WSPingInterval: 2 * time.Second,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err := sub.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(n.api)
-	n.url = hs.URL
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		n.api.Drain(ctx)
-		cancel()
-		hs.Close()
-		n.api.Close()
-		sub.Close()
-	})
-	return n
 }
 
 func ctx(t *testing.T) context.Context {

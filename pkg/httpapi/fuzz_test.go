@@ -2,22 +2,14 @@ package httpapi_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"testing"
-	"time"
 
-	"github.com/presencecluster/presence/pkg/auth"
-	"github.com/presencecluster/presence/pkg/httpapi"
+	"github.com/presencecluster/presence/pkg/httpapi/httpapitest"
 	"github.com/presencecluster/presence/pkg/presence"
-	"github.com/presencecluster/presence/pkg/redisstore"
-	"github.com/presencecluster/presence/pkg/redistest"
-	"github.com/redis/go-redis/v9"
 )
 
 // fuzzTokenSecret signs the room tokens of testdata/fuzz/FuzzListQuery.
@@ -28,27 +20,9 @@ const fuzzTokenSecret = "httpapi-fuzz-token-secret-0123456789"
 // fuzz target builds its stack once, not per input.
 func fuzzAPI(tb testing.TB) (http.Handler, *presence.Tokens) {
 	tb.Helper()
-	srv := redistest.Start(tb)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), DialTimeout: 500 * time.Millisecond, MaxRetries: -1})
-	tb.Cleanup(func() { rdb.Close() })
-	store := redisstore.NewStore(rdb, redisstore.Config{Prefix: redistest.UniquePrefix(tb), ReapInterval: 50 * time.Millisecond})
-	secret, err := store.EnsureSecret(context.Background(), fuzzTokenSecret)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := store.Open(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { store.Close() })
-	tokens, _ := presence.NewTokens(secret)
-	svc := presence.NewService(store, tokens, presence.ServiceConfig{Node: "fuzz@local"})
-	v, err := auth.NewVerifier(context.Background(), auth.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		tb.Fatal(err)
-	}
 	// Internal errors would be logged; the fuzz checks fail on them anyway.
-	api := httpapi.NewServer(svc, v, httpapi.Config{Ready: store.Ping, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	return api, tokens
+	n := httpapitest.Start(tb, httpapitest.Options{TokenSecret: fuzzTokenSecret, Quiet: true})
+	return n.API, n.Tokens
 }
 
 func fzServe(h http.Handler, r *http.Request) *httptest.ResponseRecorder {

@@ -8,16 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/presencecluster/presence/pkg/auth"
-	"github.com/presencecluster/presence/pkg/httpapi"
+	"github.com/presencecluster/presence/pkg/httpapi/httpapitest"
 	"github.com/presencecluster/presence/pkg/presence"
-	"github.com/presencecluster/presence/pkg/redisstore"
 	"github.com/presencecluster/presence/pkg/redistest"
 	"github.com/redis/go-redis/v9"
 )
@@ -35,42 +32,19 @@ type stackOpts struct {
 type stack struct {
 	t      *testing.T
 	url    string
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 	srv    *redistest.Server
 }
 
 func newStack(t *testing.T, o stackOpts) *stack {
 	t.Helper()
-	if o.redis == nil {
-		o.redis = redistest.Start(t)
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: o.redis.Addr(), DialTimeout: 500 * time.Millisecond, MaxRetries: -1})
-	t.Cleanup(func() { rdb.Close() })
-	prefix := redistest.UniquePrefix(t)
-	store := redisstore.NewStore(rdb, redisstore.Config{Prefix: prefix, ReapInterval: 50 * time.Millisecond})
-	secret, err := store.EnsureSecret(context.Background(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	tokens, _ := presence.NewTokens(secret)
-	svc := presence.NewService(store, tokens, presence.ServiceConfig{Node: "test@local"})
-	cfg := auth.Config{}
+	opts := httpapitest.Options{Redis: o.redis, AnonymousEmpty: o.anonymousEmpty}
 	if o.auth {
-		cfg = auth.Config{HS256Secret: hsSecret, AdminToken: adminToken}
+		opts.Auth = &auth.Config{HS256Secret: hsSecret, AdminToken: adminToken}
 	}
-	v, err := auth.NewVerifier(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httpapi.NewServer(svc, v, httpapi.Config{AnonymousEmpty: o.anonymousEmpty, Ready: store.Ping})
-	hs := httptest.NewServer(api)
-	t.Cleanup(hs.Close)
-	return &stack{t: t, url: hs.URL, rdb: rdb, prefix: prefix, srv: o.redis}
+	n := httpapitest.Start(t, opts)
+	return &stack{t: t, url: n.URL, rdb: n.Redis, prefix: n.Prefix, srv: n.Srv}
 }
 
 type resp struct {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync"
@@ -16,19 +15,15 @@ import (
 	"github.com/coder/websocket"
 	"github.com/presencecluster/presence/pkg/auth"
 	"github.com/presencecluster/presence/pkg/httpapi"
+	"github.com/presencecluster/presence/pkg/httpapi/httpapitest"
 	"github.com/presencecluster/presence/pkg/presence"
-	"github.com/presencecluster/presence/pkg/redisstore"
 	"github.com/presencecluster/presence/pkg/redistest"
-	"github.com/redis/go-redis/v9"
 )
 
 // node is one presence node (store, subscriber, hub) on a shared Redis.
 type node struct {
-	name string
-	url  string
-	api  *httpapi.Server
-	hs   *httptest.Server
-	sub  *redisstore.Subscriber
+	url string
+	api *httpapi.Server
 }
 
 type nodeOpts struct {
@@ -38,65 +33,18 @@ type nodeOpts struct {
 	cluster  *redistest.Cluster // run on this Redis Cluster instead of srv
 }
 
-// startNodes starts n nodes on one Redis and key prefix.
+// startNodes starts n nodes on one Redis (or cluster) and key prefix.
 func startNodes(t *testing.T, srv *redistest.Server, n int, o nodeOpts) []*node {
 	t.Helper()
-	prefix := redistest.UniquePrefix(t)
+	opts := httpapitest.Options{Redis: srv, Cluster: o.cluster, Queue: o.queue, MaxRooms: o.maxRooms}
+	if o.auth {
+		opts.Auth = &auth.Config{HS256Secret: hsSecret, AdminToken: adminToken}
+	}
 	var nodes []*node
-	for i := 0; i < n; i++ {
-		nodes = append(nodes, startNode(t, srv, prefix, fmt.Sprintf("n%d", i), o))
+	for _, tn := range httpapitest.StartMany(t, n, opts) {
+		nodes = append(nodes, &node{url: tn.URL, api: tn.API})
 	}
 	return nodes
-}
-
-func startNode(t *testing.T, srv *redistest.Server, prefix, name string, o nodeOpts) *node {
-	t.Helper()
-	var rdb redis.UniversalClient
-	if o.cluster != nil {
-		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: o.cluster.Addrs(), DialTimeout: 500 * time.Millisecond})
-	} else {
-		rdb = redis.NewClient(&redis.Options{Addr: srv.Addr(), DialTimeout: 500 * time.Millisecond})
-	}
-	t.Cleanup(func() { rdb.Close() })
-	store := redisstore.NewStore(rdb, redisstore.Config{Prefix: prefix, ReapInterval: 50 * time.Millisecond, Cluster: o.cluster != nil})
-	secret, err := store.EnsureSecret(context.Background(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	tokens, _ := presence.NewTokens(secret)
-	svc := presence.NewService(store, tokens, presence.ServiceConfig{Node: name + "@local"})
-	cfg := auth.Config{}
-	if o.auth {
-		cfg = auth.Config{HS256Secret: hsSecret, AdminToken: adminToken}
-	}
-	v, _ := auth.NewVerifier(context.Background(), cfg)
-	n := &node{name: name}
-	n.sub = store.NewSubscriber(redisstore.SubscriberConfig{
-		OnMessage:     func(r presence.RoomRef, p []byte) { n.api.OnMessage(r, p) },
-		OnResubscribe: func(r presence.RoomRef) { n.api.OnResubscribe(r) },
-	})
-	n.api = httpapi.NewServer(svc, v, httpapi.Config{
-		Subscriber: n.sub, Node: name + "@local", WSQueue: o.queue, WSMaxRooms: o.maxRooms,
-		WSPingInterval: 2 * time.Second,
-	})
-	if err := n.sub.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	n.hs = httptest.NewServer(n.api)
-	n.url = n.hs.URL
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		n.api.Drain(ctx)
-		cancel()
-		n.hs.Close()
-		n.api.Close()
-		n.sub.Close()
-	})
-	return n
 }
 
 // wsClient is a WebSocket client that records every message it receives.
