@@ -235,6 +235,9 @@ func TestDrain(t *testing.T) {
 	if _, err := tryDialWS(t, nodes[0].url, true); err == nil {
 		t.Fatal("a draining node accepted a socket")
 	}
+	if r := (&stack{t: t, url: nodes[0].url}).do("GET", "/readyz", nil); r.status != 503 {
+		t.Fatalf("readyz of a draining node: %d", r.status)
+	}
 	for i := range clients {
 		c := dialWS(t, nodes[1].url)
 		c.join(1, map[string]any{"roomId": "r", "sessionId": fmt.Sprint("s", i), "userId": fmt.Sprint("u", i), "interval": 1000})

@@ -629,6 +629,9 @@ func (s *Server) userRooms(c echo.Context) error {
 }
 
 func (s *Server) readyz(c echo.Context) error {
+	if s.draining.Load() {
+		return presence.Errorf(presence.EUNAVAILABLE, "draining")
+	}
 	if s.cfg.Ready != nil {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 		defer cancel()
