@@ -177,17 +177,6 @@ func (h *Hub) resync(room presence.RoomRef) {
 	}
 }
 
-// resyncAll sends every room's sockets a sync.
-func (h *Hub) resyncAll() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for room, r := range h.rooms {
-		if !r.syncing {
-			h.startSyncLocked(room, r)
-		}
-	}
-}
-
 func (h *Hub) startSyncLocked(room presence.RoomRef, r *hubRoom) {
 	r.syncing = true
 	r.pending = nil

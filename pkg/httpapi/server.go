@@ -93,9 +93,11 @@ type Server struct {
 	met      *wsMetrics
 	sockets  atomic.Int64
 	draining atomic.Bool
-	sockMu   sync.Mutex
-	sockSet  map[*socket]struct{}
-	closing  sync.Once
+	// lastRefreshAll (unix ns) debounces keeper refreshes after reconnects.
+	lastRefreshAll atomic.Int64
+	sockMu         sync.Mutex
+	sockSet        map[*socket]struct{}
+	closing        sync.Once
 }
 
 // NewServer returns a Server for svc. auth may be nil: auth is then off.
@@ -200,10 +202,15 @@ func (s *Server) OnMessage(room presence.RoomRef, payload []byte) {
 // connection: its sockets get a sync, and the node's sessions are refreshed
 // at once (Redis may have restarted without its data).
 func (s *Server) OnResubscribe(room presence.RoomRef) {
-	if s.hub != nil {
-		s.keeper.RefreshAll()
-		s.hub.resync(room)
+	if s.hub == nil {
+		return
 	}
+	// A reconnect restores many rooms at once: refresh the sessions once.
+	now := time.Now().UnixNano()
+	if last := s.lastRefreshAll.Load(); now-last > int64(time.Second) && s.lastRefreshAll.CompareAndSwap(last, now) {
+		s.keeper.RefreshAll()
+	}
+	s.hub.resync(room)
 }
 
 // Sockets is the number of open WebSockets.
