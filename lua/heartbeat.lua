@@ -96,6 +96,13 @@ else
   version = tonumber(redis.call('HGET', K_ROOM, 'v')) or 0
 end
 
-prune(now, tonumber(ARGV[5]), channel, cmd)
-touch(ARGV[4])
+-- A plain keep-alive changes nothing: the keys' time to live (retention +
+-- the longest session timeout) and the pruning of old members only need
+-- doing when something changed, or once a minute. (Every key a heartbeat
+-- creates comes with a join or an update, so no key is left without a TTL.)
+if event or changed or now - (tonumber(redis.call('HGET', K_ROOM, 't')) or 0) > 60000 then
+  prune(now, tonumber(ARGV[5]), channel, cmd)
+  redis.call('HSET', K_ROOM, 't', now)
+  touch(ARGV[4])
+end
 return {epoch, sepoch, version, lowered}

@@ -4,8 +4,8 @@
 -- Every room script takes the same five KEYS, all under the room's hash tag
 -- {<org>::<roomId>} so that a script touches one Redis Cluster slot:
 --   KEYS[1] room     hash: v (version), q (join sequence), e (room epoch),
---                    o (online users), u:<userId> (the user's live session
---                    ids, joined by "\n")
+--                    o (online users), t (when the keys' TTL was last set),
+--                    u:<userId> (the user's live session ids, joined by "\n")
 --   KEYS[2] sessions zset: sessionId -> deadline (unix ms)
 --   KEYS[3] sess     hash: sessionId -> "<epoch>\t<node>\t<userId>"
 --   KEYS[4] order    zset: userId -> online: join sequence (< ONLINE_MAX);
