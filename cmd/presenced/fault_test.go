@@ -305,24 +305,32 @@ func (c *cluster) reconnects() map[string]int64 {
 	return out
 }
 
-// nodeSyncs returns each node's count of syncs sent to sockets.
-func (c *cluster) nodeSyncs() []float64 {
-	var out []float64
+// nodeSyncs returns each node's count of syncs sent to sockets, and whether
+// it has sockets now.
+func (c *cluster) nodeSyncs() syncState {
+	var out syncState
 	for _, n := range c.nodes {
-		out = append(out, n.metric(c.t, "presence_syncs_sent_total"))
+		out.syncs = append(out.syncs, n.metric(c.t, "presence_syncs_sent_total"))
+		out.sockets = append(out.sockets, n.metric(c.t, "presence_websockets") > 0)
 	}
 	return out
 }
 
-// wantMoreSyncs checks that every node with sockets sent them syncs since
-// before: the fault really cut what it claims to.
-func (c *cluster) wantMoreSyncs(before []float64) {
+// syncState is, per node, the syncs sent so far and whether it had sockets.
+type syncState struct {
+	syncs   []float64
+	sockets []bool
+}
+
+// wantMoreSyncs checks that every node that had sockets before the fault
+// sent them syncs since: the fault really cut what it claims to.
+func (c *cluster) wantMoreSyncs(before syncState) {
 	c.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var missing []string
-		for i, n := range c.nodeSyncs() {
-			if n <= before[i] && c.nodes[i].metric(c.t, "presence_websockets") > 0 {
+		for i, n := range c.nodeSyncs().syncs {
+			if n <= before.syncs[i] && before.sockets[i] {
 				missing = append(missing, c.nodes[i].name)
 			}
 		}
@@ -330,7 +338,7 @@ func (c *cluster) wantMoreSyncs(before []float64) {
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("no sync from %v (with sockets) after the fault", missing)
+			c.t.Fatalf("no sync from %v (which had sockets) after the fault", missing)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -31,12 +31,17 @@ type nodeOpts struct {
 	maxRooms int
 	auth     bool
 	cluster  *redistest.Cluster // run on this Redis Cluster instead of srv
+	// writeTimeout: a write to a socket that does not read fails after it.
+	writeTimeout time.Duration
+	// pingInterval: a socket that does not answer a ping within it is
+	// dropped (zero: 2s).
+	pingInterval time.Duration
 }
 
 // startNodes starts n nodes on one Redis (or cluster) and key prefix.
 func startNodes(t *testing.T, srv *redistest.Server, n int, o nodeOpts) []*node {
 	t.Helper()
-	opts := httpapitest.Options{Redis: srv, Cluster: o.cluster, Queue: o.queue, MaxRooms: o.maxRooms}
+	opts := httpapitest.Options{Redis: srv, Cluster: o.cluster, Queue: o.queue, MaxRooms: o.maxRooms, WriteTimeout: o.writeTimeout, PingInterval: o.pingInterval}
 	if o.auth {
 		opts.Auth = &auth.Config{HS256Secret: hsSecret, AdminToken: adminToken}
 	}
@@ -85,6 +90,11 @@ func tryDialWS(t testing.TB, base string, read bool, headers ...string) (*wsClie
 	}
 	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if tc, ok := conn.(*net.TCPConn); ok && !read {
+			// A client that does not read: a tiny receive window, so that
+			// the server's writes block soon (as over a slow network).
+			tc.SetReadBuffer(64 << 10)
+		}
 		c.raw = conn
 		return conn, err
 	}}

@@ -211,9 +211,18 @@ func (s *Server) serveWS(c echo.Context) error {
 	if s.draining.Load() {
 		return presence.Errorf(presence.EUNAVAILABLE, "the node is shutting down")
 	}
-	if max := s.cfg.MaxSockets; max > 0 && s.sockets.Load() >= int64(max) {
+	// Reserve the socket's place before the handshake, so that concurrent
+	// upgrades cannot exceed the limit.
+	if n := s.sockets.Add(1); s.cfg.MaxSockets > 0 && n > int64(s.cfg.MaxSockets) {
+		s.sockets.Add(-1)
 		return presence.Errorf(presence.EUNAVAILABLE, "the node has reached its socket limit")
 	}
+	reserved := true
+	defer func() {
+		if reserved {
+			s.sockets.Add(-1)
+		}
+	}()
 	// The server's read/write timeouts guard plain requests; a socket lives
 	// on, so they are lifted before the upgrade (liveness is checked by pings).
 	rc := http.NewResponseController(c.Response().Writer)
@@ -223,6 +232,7 @@ func (s *Server) serveWS(c echo.Context) error {
 	if err != nil {
 		return nil // Accept has answered the client
 	}
+	reserved = false // serveSocket owns the place now
 	s.serveSocket(conn, id)
 	return nil
 }
@@ -254,7 +264,6 @@ func (s *Server) serveSocket(conn *websocket.Conn, id *presence.Identity) {
 		watched: map[presence.RoomRef]bool{},
 	}
 	s.register(sock)
-	s.sockets.Add(1)
 	s.met.sockets.Inc()
 	defer func() {
 		s.sockets.Add(-1)

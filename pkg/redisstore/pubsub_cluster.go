@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -197,7 +198,12 @@ func (cs *clusterSubscriber) receive(ctx context.Context, n *nodeSub) {
 			}
 			// The connection failed (or go-redis's own resubscribe was
 			// refused): start this node over where the channels live now.
-			cs.sub.cfg.Logger.Warn("sharded pub/sub connection lost", "node", n.addr, "err", err)
+			if strings.HasPrefix(err.Error(), "MOVED") {
+				// A slot moved; go-redis learns the new owner shortly.
+				cs.sub.cfg.Logger.Debug("sharded pub/sub: slot moved", "node", n.addr, "err", err)
+			} else {
+				cs.sub.cfg.Logger.Warn("sharded pub/sub connection lost", "node", n.addr, "err", err)
+			}
 			n.mu.Lock()
 			channels := make(map[string]presence.RoomRef, len(n.rooms))
 			for ch, room := range n.rooms {

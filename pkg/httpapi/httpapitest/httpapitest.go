@@ -33,6 +33,11 @@ type Options struct {
 	TokenSecret string
 	// Queue, MaxRooms: the WebSocket limits (zero: the server's defaults).
 	Queue, MaxRooms int
+	// WriteTimeout bounds a write to a socket (zero: the server's default).
+	WriteTimeout time.Duration
+	// PingInterval: sockets are pinged this often, and one that does not
+	// answer within it is dropped. Zero means 2s (quick tests).
+	PingInterval time.Duration
 	// Quiet discards the node's logs.
 	Quiet bool
 }
@@ -59,6 +64,9 @@ func Start(tb testing.TB, o Options) *Node {
 	}
 	if o.Name == "" {
 		o.Name = "node"
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = 2 * time.Second
 	}
 	log := slog.Default()
 	if o.Quiet {
@@ -105,7 +113,7 @@ func Start(tb testing.TB, o Options) *Node {
 	n.API = httpapi.NewServer(svc, v, httpapi.Config{
 		AnonymousEmpty: o.AnonymousEmpty, Ready: store.Ping, Logger: log,
 		Subscriber: sub, Node: label, WSQueue: o.Queue, WSMaxRooms: o.MaxRooms,
-		WSPingInterval: 2 * time.Second,
+		WSPingInterval: o.PingInterval, WSWriteTimeout: o.WriteTimeout,
 	})
 	if err := sub.Open(context.Background()); err != nil {
 		tb.Fatal(err)
