@@ -24,4 +24,14 @@ go test -race -count=1 -timeout 15m ./...
 #   - browser tests (client against a running presenced)
 # ---------------------------------------------------------------------------
 
+# JavaScript client (clients/js): unit tests, React hooks, and the client
+# against a presenced the tests build and start; then the demo page in
+# Debian's chromium (/usr/bin/chromium, or CHROMIUM_PATH). Needs Node.js
+# (>= 20.19); .ci/run installs chromium and the npm packages.
+[ -d clients/js/node_modules ] || (cd clients/js && npm ci --no-audit --no-fund)
+echo "==> npm test (clients/js)"
+(cd clients/js && npm test)
+echo "==> npm run test:browser (clients/js)"
+(cd clients/js && npm run test:browser)
+
 echo "==> all tests passed"

@@ -44,6 +44,8 @@ type Config struct {
 	// setting; tests shorten it.
 	HeaderTimeout   time.Duration
 	ShutdownTimeout time.Duration
+	// Demo is PRESENCE_DEMO: auto (on with the embedded store), on or off.
+	Demo string
 }
 
 // setting is one configuration value: an environment variable and the flag
@@ -141,6 +143,13 @@ var settings = []setting{
 		return nil
 	}},
 	{"PRESENCE_SHUTDOWN_TIMEOUT", "10s", "how long a graceful shutdown may take", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+	{"PRESENCE_DEMO", "auto", "serve the demo page at /demo/: auto (on with the embedded store, off with a Redis URL), on or off", func(c *Config, v string) error {
+		if v != "auto" && v != "on" && v != "off" {
+			return fmt.Errorf("must be auto, on or off: %q", v)
+		}
+		c.Demo = v
+		return nil
+	}},
 }
 
 func flagName(env string) string {

@@ -20,7 +20,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/labstack/echo/v4"
 	"github.com/presencecluster/presence/pkg/auth"
+	"github.com/presencecluster/presence/pkg/demo"
 	"github.com/presencecluster/presence/pkg/httpapi"
 	"github.com/presencecluster/presence/pkg/presence"
 	"github.com/presencecluster/presence/pkg/redisstore"
@@ -218,6 +220,14 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxInFlight:    c.MaxInFlight,
 	})
 	m.api = api
+	demoOn := c.Demo == "on" || c.Demo == "auto" && m.embedded != nil // auto: only on the embedded store
+	if demoOn {
+		e := api.Echo()
+		e.GET("/demo/*", echo.WrapHandler(http.StripPrefix("/demo", demo.Handler())))
+		toDemo := func(ec echo.Context) error { return ec.Redirect(http.StatusFound, "/demo/") }
+		e.GET("/demo", toDemo)
+		e.GET("/", toDemo)
+	}
 	if err := m.sub.Open(ctx); err != nil {
 		return err
 	}
@@ -238,6 +248,13 @@ func (m *Main) Run(ctx context.Context) error {
 	m.serveErr = make(chan error, 1)
 	go func() { m.serveErr <- m.http.Serve(m.ln) }()
 	log.Info("listening", "addr", m.ln.Addr().String())
+	if demoOn {
+		host, port, _ := net.SplitHostPort(m.ln.Addr().String())
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+			host = "localhost"
+		}
+		log.Info("demo page (PRESENCE_DEMO=off to turn it off)", "url", "http://"+net.JoinHostPort(host, port)+"/demo/")
+	}
 	return nil
 }
 
