@@ -161,7 +161,7 @@ func (h *Hub) deliverLocked(room presence.RoomRef, r *hubRoom, ev storeEvent) {
 	}
 	r.last, r.known = ev.Version, true
 	frame, _ := json.Marshal(presenceMsg{Type: "presence", RoomID: room.RoomID, Version: ev.Version, Event: ev.Event, Member: ev.Member})
-	it := item{kind: kindEvent, room: room, version: ev.Version, data: frame}
+	it := &item{kind: kindEvent, room: room, version: ev.Version, data: frame}
 	for s := range r.sockets {
 		s.enqueue(it)
 	}
@@ -205,7 +205,7 @@ func (h *Hub) sync(room presence.RoomRef, r *hubRoom) {
 			continue
 		}
 		frame, _ := json.Marshal(snapshotMsg{Type: "sync", RoomID: room.RoomID, Version: l.Version, Members: l.Members})
-		it := item{kind: kindSync, room: room, version: l.Version, data: frame}
+		it := &item{kind: kindSync, room: room, version: l.Version, data: frame}
 		for s := range r.sockets {
 			s.enqueue(it)
 		}

@@ -95,6 +95,7 @@ type Server struct {
 	draining atomic.Bool
 	// lastRefreshAll (unix ns) debounces keeper refreshes after reconnects.
 	lastRefreshAll atomic.Int64
+	stopPing       context.CancelFunc
 	sockMu         sync.Mutex
 	sockSet        map[*socket]struct{}
 	closing        sync.Once
@@ -147,6 +148,9 @@ func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
 		})
 		s.keeper.Open()
 		s.registerKeeper(cfg.Registerer)
+		pctx, cancel := context.WithCancel(context.Background())
+		s.stopPing = cancel
+		go s.pingIdle(pctx)
 	}
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
@@ -279,6 +283,9 @@ func (s *Server) Close() {
 	s.closing.Do(func() {
 		if s.keeper != nil {
 			s.keeper.Close()
+		}
+		if s.stopPing != nil {
+			s.stopPing()
 		}
 	})
 }

@@ -39,8 +39,8 @@ type socket struct {
 	id   *presence.Identity
 	ctx  context.Context
 
-	replies  chan item // replies; the reader waits for room in it
-	events   chan item // events and syncs; never waited for: on overflow, dropped
+	replies  chan item  // replies; the reader waits for room in it
+	events   chan *item // events and syncs (shared by all sockets of a room); never waited for: on overflow, dropped
 	overflow atomic.Bool
 	wake     chan struct{}
 
@@ -50,6 +50,11 @@ type socket struct {
 
 	mu    sync.Mutex
 	ended []*presence.Owned // sessions ended by someone else, to clean up
+
+	// lastRead is when the client last sent anything (unix ns): the node
+	// pings only sockets that have been quiet for a ping interval.
+	lastRead atomic.Int64
+	pinging  atomic.Bool
 }
 
 func (s *socket) uses(room presence.RoomRef) bool {
@@ -69,7 +74,7 @@ func (s *socket) roomCount() int {
 // enqueue hands an event or sync to the socket without waiting. When the
 // queue is full, the socket is marked: its writer drops what is queued and
 // sends a sync of each of its rooms once it catches up.
-func (s *socket) enqueue(it item) {
+func (s *socket) enqueue(it *item) {
 	select {
 	case s.events <- it:
 	default:
@@ -173,7 +178,7 @@ func (s *socket) writeLoop(ctx context.Context) error {
 			if s.overflow.Load() {
 				continue // dropped: a sync follows
 			}
-			if err := handle(it); err != nil {
+			if err := handle(*it); err != nil {
 				return err
 			}
 		case <-s.wake:
@@ -258,7 +263,7 @@ func (s *Server) serveSocket(conn *websocket.Conn, id *presence.Identity) {
 	sock := &socket{
 		srv: s, conn: conn, id: id, ctx: ctx,
 		replies: make(chan item, 16),
-		events:  make(chan item, s.cfg.WSQueue),
+		events:  make(chan *item, s.cfg.WSQueue),
 		wake:    make(chan struct{}, 1),
 		joined:  map[presence.RoomRef]*presence.Owned{},
 		watched: map[presence.RoomRef]bool{},
@@ -271,9 +276,9 @@ func (s *Server) serveSocket(conn *websocket.Conn, id *presence.Identity) {
 		s.unregister(sock)
 	}()
 
+	sock.lastRead.Store(time.Now().UnixNano())
 	writeDone := make(chan error, 1)
 	go func() { writeDone <- sock.writeLoop(ctx) }()
-	go sock.pingLoop(ctx)
 
 	closeFrame := sock.readLoop(ctx)
 
@@ -314,6 +319,7 @@ func (s *socket) readLoop(ctx context.Context) bool {
 		if err != nil {
 			return websocket.CloseStatus(err) != -1
 		}
+		s.lastRead.Store(time.Now().UnixNano())
 		s.cleanupEnded()
 		if !limiter.allow(time.Now()) {
 			s.srv.met.rateLimited.Inc()
@@ -600,23 +606,49 @@ func newWSMetrics(reg prometheus.Registerer) *wsMetrics {
 	return m
 }
 
-// pingLoop pings the client; one that does not answer in time is gone
-// (without a close frame: its sessions wait for their deadline).
-func (s *socket) pingLoop(ctx context.Context) {
-	t := time.NewTicker(s.srv.cfg.WSPingInterval)
+// pingIdle pings, a few at a time, the sockets whose client has sent
+// nothing for a ping interval (clients that ping themselves are never
+// pinged); one that does not answer within the interval is gone, without a
+// close frame: its sessions wait for their deadline. One loop per node
+// instead of a goroutine per socket keeps an idle socket cheap.
+func (s *Server) pingIdle(ctx context.Context) {
+	interval := s.cfg.WSPingInterval
+	t := time.NewTicker(interval / 2)
 	defer t.Stop()
+	sem := make(chan struct{}, 64)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			pctx, cancel := context.WithTimeout(ctx, s.srv.cfg.WSPingInterval)
-			err := s.conn.Ping(pctx)
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				s.conn.CloseNow()
+		}
+		quiet := time.Now().Add(-interval).UnixNano()
+		s.sockMu.Lock()
+		var due []*socket
+		for sock := range s.sockSet {
+			if sock.lastRead.Load() < quiet && !sock.pinging.Load() {
+				due = append(due, sock)
+			}
+		}
+		s.sockMu.Unlock()
+		for _, sock := range due {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
 				return
 			}
+			sock.pinging.Store(true)
+			go func() {
+				defer func() { <-sem; sock.pinging.Store(false) }()
+				pctx, cancel := context.WithTimeout(sock.ctx, interval)
+				err := sock.conn.Ping(pctx)
+				cancel()
+				if err != nil && sock.ctx.Err() == nil {
+					sock.conn.CloseNow()
+					return
+				}
+				sock.lastRead.Store(time.Now().UnixNano())
+			}()
 		}
 	}
 }

@@ -86,7 +86,7 @@ func BenchmarkFanout(b *testing.B) {
 			var wg sync.WaitGroup
 			socks := make([]*socket, n)
 			for i := range socks {
-				s := &socket{events: make(chan item, 256), wake: make(chan struct{}, 1)}
+				s := &socket{events: make(chan *item, 256), wake: make(chan struct{}, 1)}
 				socks[i] = s
 				r.sockets[s] = struct{}{}
 			}
