@@ -6,9 +6,11 @@
 //
 // It reads the same keys through the same code as the nodes: key names come
 // from redisstore.Keys, and members and user rooms from redisstore.Store's
-// List, Count and UserRooms (the Lua scripts the API uses). It changes no
-// presence state; only `user`, like the API, drops entries of the user's
-// room index that point at rooms which forgot the user.
+// List, Count and UserRooms (the Lua scripts the API uses). The inspection
+// commands change no presence state (only `user`, like the API, drops
+// entries of the user's room index that point at rooms which forgot the
+// user); `bench` is the load generator: it drives running nodes (and makes
+// sessions there) to measure them.
 //
 // Usage:
 //
@@ -52,7 +54,8 @@ type quietLogger struct{}
 func (quietLogger) Printf(context.Context, string, ...any) {}
 
 const usageText = `presencectl: operator CLI of a presence cluster. It reads the cluster's Redis
-(or the RESP address of a node's embedded store) and changes no presence state.
+(or the RESP address of a node's embedded store); the inspection commands change no
+presence state, bench loads running nodes.
 
 Usage:
   presencectl [global flags] <command> [flags] [args]
@@ -72,7 +75,9 @@ Commands:
   watch <roomId>             print the room's events as they are published (one
                              line each; --json: the raw event JSON per line)
                              until interrupted (Ctrl-C, SIGTERM).
-  bench                      load generator (not implemented yet).
+  bench <scenario>           load generator against running nodes: heartbeat,
+                             connections, fanout, list, expiry (and report);
+                             'presencectl bench -h' for the scenarios.
   help                       this text.
 
 Global flags (before or after the command):
@@ -158,6 +163,7 @@ var commands = map[string]command{
 	"room":  {"<roomId> [--limit N]", "a room's members in list order and its live sessions", cmdRoom},
 	"user":  {"<userId>", "the user's rooms, online first", cmdUser},
 	"watch": {"<roomId>", "print the room's events as they are published, until interrupted", cmdWatch},
+	"bench": {"<scenario> [flags]", "load generator against running nodes (see presencectl bench -h)", cmdBench},
 }
 
 // run runs presencectl with args (without the program name) and returns the
@@ -195,9 +201,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usageText)
 		return 0
-	case "bench":
-		fmt.Fprintln(stderr, "presencectl: bench: not implemented yet")
-		return 2
 	}
 	cmd, ok := commands[name]
 	if !ok {

@@ -446,7 +446,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"--bogus", "rooms"}, 2, "flag provided but not defined: -bogus"},
 		{[]string{"rooms", "--bogus"}, 2, "flag provided but not defined: -bogus"},
 		{[]string{"--timeout", "0", "user", "ada"}, 2, "--timeout must be positive"},
-		{[]string{"bench"}, 2, "not implemented yet"},
+		{[]string{"bench"}, 2, "bench: missing <scenario>"},
 		{[]string{"help"}, 0, "watch <roomId>"},
 		{[]string{"-h"}, 0, "rooms [--limit N]"},
 		{[]string{"room", "-h"}, 0, "Usage: presencectl [global flags] room <roomId> [--limit N]"},

@@ -80,13 +80,14 @@ func BenchmarkFanout(b *testing.B) {
 	for _, n := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			h := newHub(nil, nil, nil, newWSMetrics(nil))
+			srv := &Server{met: h.met} // a socket reports queue overflows here
 			room := presence.RoomRef{Org: "o", RoomID: "r"}
 			r := &hubRoom{refs: 1, ready: make(chan struct{}), sockets: map[*socket]struct{}{}}
 			h.rooms[room] = r
 			var wg sync.WaitGroup
 			socks := make([]*socket, n)
 			for i := range socks {
-				s := &socket{events: make(chan *item, 256), wake: make(chan struct{}, 1)}
+				s := &socket{srv: srv, events: make(chan *item, 256), wake: make(chan struct{}, 1)}
 				socks[i] = s
 				r.sockets[s] = struct{}{}
 			}

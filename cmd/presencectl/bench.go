@@ -1,0 +1,588 @@
+package main
+
+// bench.go: `presencectl bench <scenario>`, the load generator. It talks to
+// running nodes over HTTP and WebSockets (auth off, or a --token), prints a
+// progress line on stderr every second and a result table (or --json) at
+// the end. Exit status: 0 when the run completed without errors, 1 when
+// requests failed (more than --max-errors), events were lost, or the nodes
+// could not be reached, 2 for a usage error.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+const benchUsage = `Usage: presencectl [global flags] bench <scenario> [flags]
+
+Load generator against running nodes (auth off, or --token). A progress line
+goes to stderr every --progress; the result table (or one JSON document with
+--json) to stdout at the end. Exit status 1 when requests failed (more than
+--max-errors), events were lost or a node was unreachable; 2 on a usage error.
+
+Scenarios:
+  heartbeat    HTTP heartbeats at --concurrency (default 64): first each of
+               --sessions (10000, spread over --rooms 100) is created, then
+               they are refreshed for --duration (10s; 0: create only).
+               Throughput and latency p50/p90/p99/p999/max of each phase.
+               With --redis-stats, the Redis commands (EVALSHA, PUBLISH) the
+               refresh phase caused (global --redis-url).
+  connections  --sockets (1000) idle WebSockets, each joined to a room of
+               --room-size (10) sockets, spread round robin over the --url
+               nodes, bound to --source-addrs (e.g. 127.0.0.2-127.0.0.9) so
+               more than one address's 28k ephemeral ports fit; more than
+               --per-process (15000) sockets are split over child processes.
+               Reports each node's memory per socket from its /metrics
+               (heap in use, stacks, RSS; sampled before the first socket,
+               and after the last join + --settle (5s) + the node's next GC
+               cycle, waited for up to --gc-wait (150s; the runtime forces
+               one every 2 min; 0: no wait)). With --redis-stats, the Redis
+               commands while the sockets are idle (--idle-window, default
+               one --interval (10s)): one keep-alive each, no PUBLISH.
+  fanout       joins and leaves (HTTP heartbeat / disconnect) through the
+               first --url at --rate (1000) per second for --duration (10s),
+               over --rooms (10) rooms of --users (100) users each; --watchers
+               (10) WebSockets per room watch on the second --url. Delivery
+               latency from send to receipt p50/p99/p999, lost events.
+  list         a room of --members (10000) members (HTTP heartbeats, 10 min
+               interval) listed with --limit (104) at --concurrency (4) for
+               --duration (5s), without and then with If-None-Match; p50/p99.
+  expiry       starts its own node (--presenced-bin, on the global
+               --redis-url and --prefix), opens --sessions (10000) WebSockets
+               to it over --rooms (100) rooms with --interval (10s), watches
+               every room on --url (another node), kills the node (SIGKILL)
+               and measures the time until every leave has been delivered,
+               against the timeout (interval x --timeout-factor 2.5) + 2 s.
+  report       reads the results a scripts/bench.sh run left in --dir and
+               prints the Markdown table (results, baselines, targets).
+
+Flags of every scenario:
+  --url URL             node base URL, repeatable or comma-separated
+                        (default http://127.0.0.1:8080)
+  --token T             bearer token (env PRESENCECTL_BENCH_TOKEN)
+  --run-id ID           names rooms, users and sessions bench-<ID>-...
+                        (default: random)
+  --progress D          progress line interval on stderr (default 1s; 0: none)
+  --max-errors N        failed requests tolerated before exit status 1 (0)
+  --request-timeout D   bound of each HTTP request or join (default 5s)
+  --json                one JSON document instead of the table
+
+Scenario flags (defaults above):
+  --duration D  --concurrency N  --sessions N  --rooms N  --interval D
+  --redis-stats  --sockets N  --room-size N  --source-addrs LIST
+  --per-process N  --dial-concurrency N (connections 25, expiry 100, per
+  process)  --settle D  --hold D
+  --idle-window D  --gc-wait D  --rate N  --watchers N  --users N  --members N  --limit N
+  --presenced-bin PATH  --timeout-factor F  --grace D (10s)  --dir DIR
+
+--source-addrs takes addresses and ranges: 127.0.0.2-127.0.0.9,127.0.1.1.
+
+Examples:
+  presencectl bench heartbeat --url http://127.0.0.1:8080 --concurrency 64 --duration 20s
+  presencectl bench connections --url http://127.0.0.1:8081,http://127.0.0.1:8082 \
+      --sockets 40000 --source-addrs 127.0.0.2-127.0.0.9
+  presencectl bench fanout --url http://127.0.0.1:8081 --url http://127.0.0.1:8082 --rate 1000
+  presencectl bench list --members 10000 --concurrency 4
+  presencectl --redis-url redis://127.0.0.1:6379 bench expiry \
+      --presenced-bin ./presenced --url http://127.0.0.1:8082 --sessions 10000
+`
+
+// benchOpts are the parsed flags of a bench run.
+type benchOpts struct {
+	urls        []string
+	token       string
+	runID       string
+	progress    time.Duration
+	maxErrors   int64
+	reqTimeout  time.Duration
+	duration    time.Duration
+	concurrency int
+
+	sessions   int
+	rooms      int
+	interval   time.Duration
+	redisStats bool
+
+	sockets     int
+	roomSize    int
+	sourceAddrs []net.IP
+	sourceSpec  string
+	perProcess  int
+	dialConc    int
+	settle      time.Duration
+	hold        time.Duration
+	idleWindow  time.Duration
+	gcWait      time.Duration
+
+	rate     float64
+	watchers int
+	users    int
+
+	members int
+	limit   int
+
+	presencedBin  string
+	timeoutFactor float64
+	grace         time.Duration
+
+	dir string
+
+	// worker: this process is a child of `connections` (hidden flags).
+	worker       bool
+	workerOffset int
+}
+
+// scenario is one `bench` scenario.
+type scenario struct {
+	// flags that apply besides the common ones.
+	flags []string
+	// defaults sets the scenario's defaults of flags that were not given.
+	defaults func(o *benchOpts, set map[string]bool)
+	run      func(ctx context.Context, b *bench) (benchResult, error)
+}
+
+// commonFlags apply to every scenario (besides the global ones).
+var commonFlags = []string{"url", "token", "run-id", "progress", "max-errors", "request-timeout",
+	"redis-url", "prefix", "org", "json", "timeout"}
+
+var scenarios = map[string]scenario{
+	"heartbeat": {
+		flags: []string{"duration", "concurrency", "sessions", "rooms", "interval", "redis-stats"},
+		defaults: func(o *benchOpts, set map[string]bool) {
+			def(set, "duration", &o.duration, 10*time.Second)
+			def(set, "concurrency", &o.concurrency, 64)
+			def(set, "sessions", &o.sessions, 10000)
+			def(set, "rooms", &o.rooms, 100)
+			def(set, "interval", &o.interval, time.Minute)
+		},
+		run: runHeartbeat,
+	},
+	"connections": {
+		flags: []string{"sockets", "room-size", "source-addrs", "per-process", "dial-concurrency", "settle",
+			"hold", "interval", "redis-stats", "idle-window", "gc-wait", "worker", "worker-offset"},
+		defaults: func(o *benchOpts, set map[string]bool) {
+			def(set, "sockets", &o.sockets, 1000)
+			def(set, "room-size", &o.roomSize, 10)
+			def(set, "per-process", &o.perProcess, 15000)
+			def(set, "dial-concurrency", &o.dialConc, 25)
+			def(set, "settle", &o.settle, 5*time.Second)
+			def(set, "interval", &o.interval, 10*time.Second)
+			def(set, "idle-window", &o.idleWindow, o.interval)
+			def(set, "gc-wait", &o.gcWait, 150*time.Second)
+		},
+		run: runConnections,
+	},
+	"fanout": {
+		flags: []string{"duration", "concurrency", "rate", "rooms", "watchers", "users"},
+		defaults: func(o *benchOpts, set map[string]bool) {
+			def(set, "duration", &o.duration, 10*time.Second)
+			def(set, "concurrency", &o.concurrency, 64)
+			def(set, "rate", &o.rate, 1000)
+			def(set, "rooms", &o.rooms, 10)
+			def(set, "watchers", &o.watchers, 10)
+			def(set, "users", &o.users, 100)
+		},
+		run: runFanout,
+	},
+	"list": {
+		flags: []string{"duration", "concurrency", "members", "limit"},
+		defaults: func(o *benchOpts, set map[string]bool) {
+			def(set, "duration", &o.duration, 5*time.Second)
+			def(set, "concurrency", &o.concurrency, 4)
+			def(set, "members", &o.members, 10000)
+			def(set, "limit", &o.limit, 104)
+		},
+		run: runList,
+	},
+	"expiry": {
+		flags: []string{"presenced-bin", "sessions", "rooms", "interval", "timeout-factor", "grace", "dial-concurrency"},
+		defaults: func(o *benchOpts, set map[string]bool) {
+			def(set, "sessions", &o.sessions, 10000)
+			def(set, "rooms", &o.rooms, 100)
+			def(set, "interval", &o.interval, 10*time.Second)
+			def(set, "timeout-factor", &o.timeoutFactor, 2.5)
+			def(set, "grace", &o.grace, 10*time.Second)
+			def(set, "dial-concurrency", &o.dialConc, 100)
+		},
+		run: runExpiry,
+	},
+	"report": {
+		flags:    []string{"dir"},
+		defaults: func(o *benchOpts, set map[string]bool) {},
+		run:      runReport,
+	},
+}
+
+func def[T any](set map[string]bool, name string, p *T, v T) {
+	if !set[name] {
+		*p = v
+	}
+}
+
+// urlList is a repeatable, comma-separated flag.
+type urlList struct{ p *[]string }
+
+func (u urlList) String() string {
+	if u.p == nil {
+		return ""
+	}
+	return strings.Join(*u.p, ",")
+}
+
+func (u urlList) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*u.p = append(*u.p, strings.TrimRight(s, "/"))
+		}
+	}
+	return nil
+}
+
+// bench is one run of a scenario.
+type bench struct {
+	c        *cli
+	name     string
+	o        benchOpts
+	stdout   io.Writer
+	stderr   io.Writer
+	started  time.Time
+	stderrMu sync.Mutex
+}
+
+// benchResult is what a scenario measured.
+type benchResult interface {
+	writeTable(w io.Writer)
+}
+
+// parseBench parses the arguments of `bench` (after the word bench) on fs,
+// which holds the global flags already.
+func parseBench(c *cli, fs *flag.FlagSet, args []string) (string, benchOpts, error) {
+	var o benchOpts
+	fs.Var(urlList{&o.urls}, "url", "node base URL (repeatable, comma-separated)")
+	fs.StringVar(&o.token, "token", "", "bearer token")
+	fs.StringVar(&o.runID, "run-id", "", "run id (names rooms, users, sessions)")
+	fs.DurationVar(&o.progress, "progress", time.Second, "progress line interval (0: none)")
+	fs.Int64Var(&o.maxErrors, "max-errors", 0, "failed requests tolerated")
+	fs.DurationVar(&o.reqTimeout, "request-timeout", 5*time.Second, "bound of one request")
+	fs.DurationVar(&o.duration, "duration", 0, "how long to run")
+	fs.IntVar(&o.concurrency, "concurrency", 0, "requests in flight")
+	fs.IntVar(&o.sessions, "sessions", 0, "sessions")
+	fs.IntVar(&o.rooms, "rooms", 0, "rooms")
+	fs.DurationVar(&o.interval, "interval", 0, "heartbeat interval of the sessions")
+	fs.BoolVar(&o.redisStats, "redis-stats", false, "read Redis command statistics (--redis-url)")
+	fs.IntVar(&o.sockets, "sockets", 0, "WebSockets to open")
+	fs.IntVar(&o.roomSize, "room-size", 0, "sockets per room")
+	fs.StringVar(&o.sourceSpec, "source-addrs", "", "local addresses to bind (ranges: 127.0.0.2-127.0.0.9)")
+	fs.IntVar(&o.perProcess, "per-process", 0, "most sockets per process")
+	fs.IntVar(&o.dialConc, "dial-concurrency", 0, "sockets opened at once per process")
+	fs.DurationVar(&o.settle, "settle", 0, "wait after the last join before sampling memory")
+	fs.DurationVar(&o.hold, "hold", 0, "keep the sockets open this long after measuring")
+	fs.DurationVar(&o.idleWindow, "idle-window", 0, "window of the idle Redis statistics")
+	fs.DurationVar(&o.gcWait, "gc-wait", 0, "after --settle, wait up to this long for a GC cycle on every node")
+	fs.Float64Var(&o.rate, "rate", 0, "joins+leaves per second")
+	fs.IntVar(&o.watchers, "watchers", 0, "watching sockets per room")
+	fs.IntVar(&o.users, "users", 0, "users per room")
+	fs.IntVar(&o.members, "members", 0, "members of the listed room")
+	fs.IntVar(&o.limit, "limit", 0, "list limit")
+	fs.StringVar(&o.presencedBin, "presenced-bin", "", "presenced binary (expiry)")
+	fs.Float64Var(&o.timeoutFactor, "timeout-factor", 0, "the nodes' PRESENCE_TIMEOUT_FACTOR")
+	fs.DurationVar(&o.grace, "grace", 0, "how long to wait past the bound for missing leaves")
+	fs.StringVar(&o.dir, "dir", "", "results directory (report)")
+	fs.BoolVar(&o.worker, "worker", false, "internal: child process of connections")
+	fs.IntVar(&o.workerOffset, "worker-offset", 0, "internal: first socket index of a child")
+
+	pos, err := c.parse(fs, args, 1, "<scenario> (heartbeat, connections, fanout, list, expiry, report)")
+	if err != nil {
+		return "", o, err
+	}
+	name := pos[0]
+	sc, ok := scenarios[name]
+	if !ok {
+		return "", o, usagef("unknown scenario %q (heartbeat, connections, fanout, list, expiry, report)", name)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	allowed := map[string]bool{}
+	for _, f := range append(append([]string{}, commonFlags...), sc.flags...) {
+		allowed[f] = true
+	}
+	var wrong []string
+	for f := range set {
+		if !allowed[f] {
+			wrong = append(wrong, "--"+f)
+		}
+	}
+	if len(wrong) > 0 {
+		sort.Strings(wrong)
+		return "", o, usagef("%s: %s does not apply", name, strings.Join(wrong, ", "))
+	}
+	sc.defaults(&o, set)
+	if o.token == "" {
+		o.token = os.Getenv("PRESENCECTL_BENCH_TOKEN")
+	}
+	if len(o.urls) == 0 {
+		o.urls = []string{"http://127.0.0.1:8080"}
+	}
+	for _, u := range o.urls {
+		if _, err := parseEndpoint(u); err != nil {
+			return "", o, usagef("--url %s: %v", u, err)
+		}
+	}
+	if o.runID == "" {
+		var b [3]byte
+		rand.Read(b[:])
+		o.runID = hex.EncodeToString(b[:])
+	}
+	if o.sourceSpec != "" {
+		ips, err := parseSourceAddrs(o.sourceSpec)
+		if err != nil {
+			return "", o, usagef("--source-addrs: %v", err)
+		}
+		o.sourceAddrs = ips
+	}
+	if err := o.check(name, set); err != nil {
+		return "", o, err
+	}
+	return name, o, nil
+}
+
+// check validates the values of a scenario's flags.
+func (o *benchOpts) check(name string, set map[string]bool) error {
+	positive := func(flag string, v int) error {
+		if v <= 0 {
+			return usagef("--%s must be positive", flag)
+		}
+		return nil
+	}
+	if o.progress < 0 || o.reqTimeout <= 0 || o.maxErrors < 0 {
+		return usagef("--progress must be >= 0, --request-timeout > 0, --max-errors >= 0")
+	}
+	if strings.ContainsAny(o.runID, "{}\n\t ") || len(o.runID) > 64 {
+		return usagef("--run-id: at most 64 characters, no spaces or braces")
+	}
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	switch name {
+	case "heartbeat":
+		add(positive("concurrency", o.concurrency))
+		add(positive("sessions", o.sessions))
+		add(positive("rooms", o.rooms))
+		if o.duration < 0 {
+			add(usagef("--duration must be >= 0"))
+		}
+		add(checkInterval(o.interval))
+	case "connections":
+		add(positive("sockets", o.sockets))
+		add(positive("room-size", o.roomSize))
+		add(positive("per-process", o.perProcess))
+		add(positive("dial-concurrency", o.dialConc))
+		add(checkInterval(o.interval))
+		if o.settle < 0 || o.hold < 0 || o.idleWindow <= 0 || o.gcWait < 0 {
+			add(usagef("--settle, --hold and --gc-wait must be >= 0, --idle-window > 0"))
+		}
+		if o.worker && o.sockets > o.perProcess {
+			add(usagef("--worker: more than --per-process sockets"))
+		}
+	case "fanout":
+		add(positive("concurrency", o.concurrency))
+		add(positive("rooms", o.rooms))
+		add(positive("watchers", o.watchers))
+		add(positive("users", o.users))
+		if o.rate <= 0 || o.duration <= 0 {
+			add(usagef("--rate and --duration must be positive"))
+		}
+		if o.users < 2 {
+			add(usagef("--users must be at least 2"))
+		}
+		if o.watchers*o.rooms > 15000 {
+			add(usagef("--watchers x --rooms: at most 15000 sockets in one process"))
+		}
+	case "list":
+		add(positive("concurrency", o.concurrency))
+		add(positive("members", o.members))
+		if o.limit < 1 || o.limit > 1000 {
+			add(usagef("--limit must be 1-1000"))
+		}
+		if o.duration <= 0 {
+			add(usagef("--duration must be positive"))
+		}
+	case "expiry":
+		if o.presencedBin == "" {
+			add(usagef("--presenced-bin is required: expiry starts (and kills) its own node"))
+		}
+		add(positive("sessions", o.sessions))
+		add(positive("rooms", o.rooms))
+		add(positive("dial-concurrency", o.dialConc))
+		add(checkInterval(o.interval))
+		if o.timeoutFactor < 1 || o.timeoutFactor > 10 {
+			add(usagef("--timeout-factor must be 1-10"))
+		}
+		if o.sessions > 15000 {
+			add(usagef("--sessions: at most 15000 (one process holds the sockets)"))
+		}
+		if o.grace < 0 {
+			add(usagef("--grace must be >= 0"))
+		}
+	case "report":
+		if o.dir == "" {
+			add(usagef("--dir is required"))
+		}
+	}
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+func checkInterval(d time.Duration) error {
+	if d < time.Second || d > 10*time.Minute || d%time.Millisecond != 0 {
+		return usagef("--interval must be 1s-10m in whole milliseconds")
+	}
+	return nil
+}
+
+// parseSourceAddrs parses "127.0.0.2-127.0.0.9,127.0.1.1" (IPv4 ranges
+// within the last octet's span, or any two IPv4 addresses in order).
+func parseSourceAddrs(spec string) ([]net.IP, error) {
+	var out []net.IP
+	seen := map[string]bool{}
+	for _, part := range strings.Split(spec, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a := net.ParseIP(strings.TrimSpace(lo)).To4()
+		if a == nil {
+			return nil, fmt.Errorf("%q is not an IPv4 address", lo)
+		}
+		b := a
+		if isRange {
+			b = net.ParseIP(strings.TrimSpace(hi)).To4()
+			if b == nil {
+				return nil, fmt.Errorf("%q is not an IPv4 address", hi)
+			}
+		}
+		from, to := ip4(a), ip4(b)
+		if to < from {
+			return nil, fmt.Errorf("range %s is backwards", part)
+		}
+		if to-from >= 4096 {
+			return nil, fmt.Errorf("range %s has more than 4096 addresses", part)
+		}
+		for v := from; v <= to; v++ {
+			ip := net.IPv4(byte(v>>24), byte(v>>16), byte(v>>8), byte(v)).To4()
+			if !seen[ip.String()] {
+				seen[ip.String()] = true
+				out = append(out, ip)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no address")
+	}
+	return out, nil
+}
+
+func ip4(ip net.IP) uint32 {
+	return uint32(ip[0])<<24 | uint32(ip[1])<<16 | uint32(ip[2])<<8 | uint32(ip[3])
+}
+
+// cmdBench runs `presencectl bench`.
+func cmdBench(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error {
+	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "-help" {
+			fmt.Fprint(c.stdout, benchUsage)
+			return nil
+		}
+		if a == "--" {
+			break
+		}
+	}
+	name, o, err := parseBench(c, fs, args)
+	if err != nil {
+		return err
+	}
+	b := &bench{c: c, name: name, o: o, stdout: c.stdout, stderr: c.stderr, started: time.Now()}
+	res, err := scenarios[name].run(ctx, b)
+	if res != nil && !(o.worker) {
+		if c.g.json {
+			if werr := writeJSON(c.stdout, res); werr != nil && err == nil {
+				err = werr
+			}
+		} else {
+			res.writeTable(c.stdout)
+		}
+	}
+	return err
+}
+
+// logf writes a line to stderr (progress and notes), never to stdout.
+func (b *bench) logf(format string, args ...any) {
+	b.stderrMu.Lock()
+	defer b.stderrMu.Unlock()
+	fmt.Fprintf(b.stderr, "bench %s: "+format+"\n", append([]any{b.name}, args...)...)
+}
+
+// progressEvery calls line every --progress and prints what it returns,
+// until the returned stop is called.
+func (b *bench) progressEvery(line func(elapsed time.Duration) string) (stop func()) {
+	if b.o.progress <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(b.o.progress)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				el := time.Since(start)
+				b.logf("%6.1fs  %s", el.Seconds(), line(el))
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			<-finished
+		})
+	}
+}
+
+// name returns the id of object kind i of this run: bench-<run>-<kind><i>.
+func (b *bench) id(kind string, i int) string {
+	return fmt.Sprintf("bench-%s-%s%d", b.o.runID, kind, i)
+}
+
+// errTooMany is returned (after the result) when more requests failed than
+// --max-errors allows.
+func (b *bench) checkErrors(what string, n int64, first string) error {
+	if n > b.o.maxErrors {
+		if first != "" {
+			return fmt.Errorf("%d %s failed (--max-errors %d); first: %s", n, what, b.o.maxErrors, first)
+		}
+		return fmt.Errorf("%d %s failed (--max-errors %d)", n, what, b.o.maxErrors)
+	}
+	return nil
+}

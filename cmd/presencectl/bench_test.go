@@ -1,0 +1,399 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/presencecluster/presence/pkg/auth"
+	"github.com/presencecluster/presence/pkg/httpapi"
+	"github.com/presencecluster/presence/pkg/presence"
+	"github.com/presencecluster/presence/pkg/redisstore"
+	"github.com/presencecluster/presence/pkg/redistest"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+)
+
+// TestMain lets the test binary stand in for presencectl when `bench
+// connections` re-executes itself for its child processes.
+func TestMain(m *testing.M) {
+	if os.Getenv("PRESENCECTL_BENCH_WORKER") == "1" {
+		redis.SetLogger(quietLogger{})
+		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+	}
+	os.Exit(m.Run())
+}
+
+func TestBenchArgs(t *testing.T) {
+	env := map[string]string{"PRESENCE_REDIS_URL": "redis://127.0.0.1:1"}
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"bench"}, 2, "bench: missing <scenario>"},
+		{[]string{"bench", "fly"}, 2, `unknown scenario "fly"`},
+		{[]string{"bench", "heartbeat", "list"}, 2, `unexpected argument "list"`},
+		{[]string{"bench", "heartbeat", "--rate", "5"}, 2, "heartbeat: --rate does not apply"},
+		{[]string{"bench", "list", "--sockets", "5", "--watchers", "1"}, 2, "--sockets, --watchers does not apply"},
+		{[]string{"bench", "heartbeat", "--url", "https://x:1"}, 2, "must be http://host:port"},
+		{[]string{"bench", "heartbeat", "--url", "http://x:1?a=b"}, 2, "must be http://host:port[/path]"},
+		{[]string{"bench", "heartbeat", "--concurrency", "0"}, 2, "--concurrency must be positive"},
+		{[]string{"bench", "heartbeat", "--interval", "500ms"}, 2, "--interval must be 1s-10m"},
+		{[]string{"bench", "heartbeat", "--duration", "-1s"}, 2, "--duration must be >= 0"},
+		{[]string{"bench", "connections", "--source-addrs", "127.0.0.9-127.0.0.2"}, 2, "is backwards"},
+		{[]string{"bench", "connections", "--source-addrs", "::1"}, 2, "not an IPv4 address"},
+		{[]string{"bench", "connections", "--sockets", "-3"}, 2, "--sockets must be positive"},
+		{[]string{"bench", "fanout", "--users", "1"}, 2, "--users must be at least 2"},
+		{[]string{"bench", "fanout", "--watchers", "2000"}, 2, "at most 15000 sockets"},
+		{[]string{"bench", "list", "--limit", "1001"}, 2, "--limit must be 1-1000"},
+		{[]string{"bench", "expiry"}, 2, "--presenced-bin is required"},
+		{[]string{"bench", "expiry", "--presenced-bin", "x", "--timeout-factor", "11"}, 2, "--timeout-factor must be 1-10"},
+		{[]string{"bench", "report"}, 2, "--dir is required"},
+		{[]string{"bench", "heartbeat", "--run-id", "a b"}, 2, "--run-id"},
+		{[]string{"bench", "-h"}, 0, "Scenarios:"},
+		{[]string{"bench", "heartbeat", "--help"}, 0, "--source-addrs takes addresses and ranges"},
+		{[]string{"help"}, 0, "bench <scenario>"},
+	} {
+		r := ctl(t, env, tc.args...)
+		where := r.stderr
+		if tc.code == 0 {
+			where = r.stdout
+		}
+		if r.code != tc.code || !strings.Contains(where, tc.out) {
+			t.Errorf("%q: exit %d, want %d with %q\nstdout: %s\nstderr: %s", tc.args, r.code, tc.code, tc.out, r.stdout, r.stderr)
+		}
+	}
+}
+
+func TestBenchParse(t *testing.T) {
+	c := &cli{g: globals{redisURL: "redis://x", prefix: "presence", org: "default", timeout: time.Second}}
+	parse := func(args ...string) benchOpts {
+		t.Helper()
+		fs := newFlagSet(c)
+		_, o, err := parseBench(c, fs, args)
+		if err != nil {
+			t.Fatalf("%q: %v", args, err)
+		}
+		return o
+	}
+	o := parse("--url", "http://a:1/,http://b:2", "heartbeat", "--url", "http://c:3", "--concurrency", "7")
+	if got := strings.Join(o.urls, " "); got != "http://a:1 http://b:2 http://c:3" {
+		t.Errorf("urls: %s", got)
+	}
+	if o.concurrency != 7 || o.sessions != 10000 || o.rooms != 100 || o.duration != 10*time.Second || o.interval != time.Minute {
+		t.Errorf("heartbeat defaults: %+v", o)
+	}
+	if len(o.runID) != 6 {
+		t.Errorf("run id %q", o.runID)
+	}
+	o = parse("list")
+	if o.concurrency != 4 || o.members != 10000 || o.limit != 104 || o.duration != 5*time.Second || o.urls[0] != "http://127.0.0.1:8080" {
+		t.Errorf("list defaults: %+v", o)
+	}
+	o = parse("connections", "--interval", "20s", "--source-addrs", "127.0.0.2-127.0.0.4, 127.0.0.3,127.0.1.1")
+	var ips []string
+	for _, ip := range o.sourceAddrs {
+		ips = append(ips, ip.String())
+	}
+	if got := strings.Join(ips, " "); got != "127.0.0.2 127.0.0.3 127.0.0.4 127.0.1.1" {
+		t.Errorf("source addrs: %s", got)
+	}
+	if o.idleWindow != 20*time.Second || o.perProcess != 15000 || o.sockets != 1000 || o.gcWait != 150*time.Second {
+		t.Errorf("connections defaults: %+v", o)
+	}
+	o = parse("fanout", "--rate", "250")
+	if o.rate != 250 || o.rooms != 10 || o.watchers != 10 || o.users != 100 {
+		t.Errorf("fanout: %+v", o)
+	}
+	o = parse("expiry", "--presenced-bin", "/x")
+	if o.sessions != 10000 || o.timeoutFactor != 2.5 || o.interval != 10*time.Second || o.grace != 10*time.Second {
+		t.Errorf("expiry defaults: %+v", o)
+	}
+	if _, err := parseSourceAddrs("127.0.0.1-127.0.255.255"); err == nil {
+		t.Error("a range of 65k addresses is refused")
+	}
+}
+
+// newFlagSet is the flag set the command runner hands a command.
+func newFlagSet(c *cli) *flag.FlagSet {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.g.register(fs)
+	return fs
+}
+
+// TestBenchHistogram: quantiles are within the bucket precision.
+func TestBenchHistogram(t *testing.T) {
+	var h hist
+	for i := 1; i <= 10000; i++ {
+		h.add(time.Duration(i) * time.Microsecond)
+	}
+	for _, q := range []float64{0.5, 0.9, 0.99, 0.999} {
+		want := q * 10000 * float64(time.Microsecond)
+		got := float64(h.quantile(q))
+		if got < want*0.99 || got > want*1.01 {
+			t.Errorf("q%.3f = %v, want %v", q, time.Duration(got), time.Duration(want))
+		}
+	}
+	if h.quantile(1) != 10*time.Millisecond || h.summary().MaxMs != 10 {
+		t.Errorf("max %v %v", h.quantile(1), h.summary())
+	}
+	var o hist
+	o.add(time.Hour)
+	h.merge(&o)
+	if h.n != 10001 || h.quantile(1) != time.Hour {
+		t.Errorf("merge: n %d max %v", h.n, h.quantile(1))
+	}
+}
+
+// TestBenchUnreachable: a node that is not there fails the run (exit 1),
+// quickly.
+func TestBenchUnreachable(t *testing.T) {
+	url := fmt.Sprintf("http://127.0.0.1:%d", redistest.FreePort(t))
+	start := time.Now()
+	r := ctl(t, nil, "bench", "heartbeat", "--url", url, "--sessions", "10", "--concurrency", "2", "--progress", "0")
+	if r.code != 1 || !strings.Contains(r.stderr, "10 heartbeats failed") || !strings.Contains(r.stderr, "connection refused") {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
+	}
+	r = ctl(t, nil, "bench", "connections", "--url", url, "--sockets", "3", "--progress", "0")
+	if r.code != 1 || !strings.Contains(r.stderr, "metrics of "+url) {
+		t.Fatalf("connections: exit %d\nstderr %s", r.code, r.stderr)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("took %v", d)
+	}
+}
+
+// benchNode is a node in the test's process with the metrics of presenced.
+type benchNode struct {
+	url string
+}
+
+func startBenchNode(t *testing.T, srv *redistest.Server, prefix, name string) *benchNode {
+	t.Helper()
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	store := redisstore.NewStore(rdb, redisstore.Config{Prefix: prefix, ReapInterval: 50 * time.Millisecond, Logger: log})
+	secret, err := store.EnsureSecret(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	tokens, err := presence.NewTokens(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := presence.NewService(store, tokens, presence.ServiceConfig{Node: name + "@local"})
+	v, err := auth.NewVerifier(ctx, auth.Config{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var api *httpapi.Server
+	sub := store.NewSubscriber(redisstore.SubscriberConfig{
+		OnMessage:     func(r presence.RoomRef, p []byte) { api.OnMessage(r, p) },
+		OnResubscribe: func(r presence.RoomRef) { api.OnResubscribe(r) },
+		Logger:        log,
+	})
+	api = httpapi.NewServer(svc, v, httpapi.Config{Subscriber: sub, Node: name + "@local", Logger: log,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Registerer: reg})
+	if err := sub.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(api)
+	t.Cleanup(func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		api.Drain(dctx)
+		cancel()
+		hs.Close()
+		api.Close()
+		sub.Close()
+	})
+	return &benchNode{url: hs.URL}
+}
+
+var (
+	presencedOnce sync.Once
+	presencedPath string
+	presencedErr  error
+)
+
+// presencedBin builds cmd/presenced once per test binary.
+func presencedBin(t *testing.T) string {
+	presencedOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "presencectl-bench-test")
+		if err != nil {
+			presencedErr = err
+			return
+		}
+		presencedPath = filepath.Join(dir, "presenced")
+		out, err := exec.Command("go", "build", "-o", presencedPath, "../presenced").CombinedOutput()
+		if err != nil {
+			presencedErr = fmt.Errorf("go build ../presenced: %v\n%s", err, out)
+		}
+	})
+	if presencedErr != nil {
+		t.Fatal(presencedErr)
+	}
+	return presencedPath
+}
+
+// TestBenchScenarios runs every scenario, tiny, against two nodes on a real
+// Redis (the expiry scenario starts and kills a presenced process of its
+// own), then the report over their results.
+func TestBenchScenarios(t *testing.T) {
+	srv := redistest.Start(t)
+	prefix := redistest.UniquePrefix(t)
+	a := startBenchNode(t, srv, prefix, "a")
+	b := startBenchNode(t, srv, prefix, "b")
+	urls := a.url + "," + b.url
+	env := map[string]string{"PRESENCE_REDIS_URL": srv.URL(), "PRESENCE_KEY_PREFIX": prefix}
+	dir := t.TempDir()
+	save := func(name, out string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("heartbeat", func(t *testing.T) {
+		r := ctl(t, env, "--json", "bench", "heartbeat", "--url", a.url, "--sessions", "60", "--rooms", "3",
+			"--concurrency", "4", "--duration", "1s", "--redis-stats", "--progress", "300ms").ok(t)
+		res := decode[heartbeatResult](t, r.stdout)
+		if res.Create.Requests != 60 || res.Create.Errors != 0 || res.Refresh == nil || res.Refresh.Requests < 60 || res.Refresh.Errors != 0 {
+			t.Fatalf("result: %+v %+v", res.Create, res.Refresh)
+		}
+		if l := res.Refresh.Latency; l.Count != uint64(res.Refresh.Requests) || !(l.P50Ms > 0 && l.P50Ms <= l.P99Ms && l.P99Ms <= l.MaxMs) {
+			t.Fatalf("latency: %+v", l)
+		}
+		// Keep-alives change nothing: no PUBLISH, one EVALSHA each.
+		if res.Redis == nil || res.Redis.Publish != 0 || res.Redis.Evalsha < res.Refresh.Requests {
+			t.Fatalf("redis: %+v", res.Redis)
+		}
+		if !strings.Contains(r.stderr, "refresh: ") {
+			t.Fatalf("no progress line: %s", r.stderr)
+		}
+		save("heartbeat.json", r.stdout)
+		// The table.
+		r = ctl(t, env, "bench", "heartbeat", "--url", b.url, "--sessions", "10", "--rooms", "2", "--concurrency", "2", "--duration", "0").ok(t)
+		if !strings.Contains(r.stdout, "create") || strings.Contains(r.stdout, "refresh") {
+			t.Fatalf("table: %s", r.stdout)
+		}
+	})
+
+	t.Run("list", func(t *testing.T) {
+		r := ctl(t, env, "--json", "bench", "list", "--url", urls, "--members", "150", "--limit", "104", "--concurrency", "2",
+			"--duration", "500ms").ok(t)
+		res := decode[listResult](t, r.stdout)
+		if res.Create.Requests != 150 || res.OnlineSeen != 150 || res.Plain.Requests == 0 || res.ETag.Requests == 0 ||
+			res.Changed != 0 || res.BodyBytes < 104*40 || res.ETagValue == "" {
+			t.Fatalf("result: %+v", res)
+		}
+		save("list.json", r.stdout)
+	})
+
+	t.Run("fanout", func(t *testing.T) {
+		r := ctl(t, env, "--json", "bench", "fanout", "--url", urls, "--rate", "200", "--duration", "1s", "--rooms", "2",
+			"--users", "10", "--watchers", "3", "--concurrency", "4").ok(t)
+		res := decode[fanoutResult](t, r.stdout)
+		if res.SameNode || res.Joins+res.Leaves < 150 || res.Leaves == 0 || res.Errors != 0 || res.Missing != 0 ||
+			res.Delivered != (res.Joins+res.Leaves)*3 || res.Delivery.Count != uint64(res.Delivered) || res.Unmatched != 0 {
+			t.Fatalf("result: %+v", res)
+		}
+		save("fanout.json", r.stdout)
+		// Nobody stays online.
+		cnt := ctl(t, env, "--json", "room", "bench-"+res.RunID+"-fan0").ok(t)
+		if !strings.Contains(cnt.stdout, `"online": 0`) {
+			t.Fatalf("room after the run: %s", cnt.stdout)
+		}
+	})
+
+	t.Run("connections", func(t *testing.T) {
+		// 7 sockets over 2 nodes and 2 source addresses, at most 3 per
+		// process: 3 child processes.
+		r := ctl(t, env, "--json", "bench", "connections", "--url", urls, "--sockets", "7", "--per-process", "3",
+			"--room-size", "2", "--source-addrs", "127.0.0.2-127.0.0.3", "--settle", "100ms", "--gc-wait", "0",
+			"--redis-stats", "--interval", "1s", "--idle-window", "1500ms").ok(t)
+		res := decode[connectionsResult](t, r.stdout)
+		if res.Opened != 7 || res.Failed != 0 || res.Processes != 3 || !res.Closed || len(res.Nodes) != 2 || res.Open.Count != 7 {
+			t.Fatalf("result: %+v", res)
+		}
+		// Both nodes run in this process: each counts its own sockets.
+		if res.Nodes[0].Sockets != 4 || res.Nodes[1].Sockets != 3 {
+			t.Fatalf("sockets per node: %d %d", res.Nodes[0].Sockets, res.Nodes[1].Sockets)
+		}
+		if res.Idle == nil || res.Idle.Publish != 0 || res.Idle.Evalsha == 0 {
+			t.Fatalf("idle: %+v", res.Idle)
+		}
+		save("connections.json", r.stdout)
+		// In one process, with the table.
+		r = ctl(t, env, "bench", "connections", "--url", b.url, "--sockets", "2", "--settle", "0s", "--gc-wait", "0").ok(t)
+		if !strings.Contains(r.stdout, b.url) || !strings.Contains(r.stdout, "2 opened, 0 failed") {
+			t.Fatalf("table: %s", r.stdout)
+		}
+	})
+
+	t.Run("expiry", func(t *testing.T) {
+		bin := presencedBin(t)
+		r := ctl(t, env, "--json", "bench", "expiry", "--presenced-bin", bin, "--url", b.url, "--sessions", "12", "--rooms", "3",
+			"--interval", "1s", "--grace", "5s").ok(t)
+		res := decode[expiryResult](t, r.stdout)
+		if !res.Complete || res.Leaves != 12 || res.Duplicates != 0 || res.BoundMs != 4500 || res.LastMs <= 0 || res.FirstMs > res.LastMs {
+			t.Fatalf("result: %+v", res)
+		}
+		save("expiry.json", r.stdout)
+		// A binary that is not a node fails the run.
+		r = ctl(t, env, "bench", "expiry", "--presenced-bin", "/bin/false", "--url", b.url, "--sessions", "2", "--rooms", "1")
+		if r.code != 1 || !strings.Contains(r.stderr, "exited at start") {
+			t.Fatalf("bad binary: exit %d, stderr %s", r.code, r.stderr)
+		}
+	})
+
+	t.Run("report", func(t *testing.T) {
+		save("machine.json", `{"nproc":"2","model":"Test CPU","go":"go1.x","redis":"7.0","kernel":"6.1","date":"2026-01-01"}`)
+		save("rb-heartbeat.csv", "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\",\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n\"EVALSHA x\",\"10.00\",\"1\",\"0.1\",\"1\",\"2\",\"3\",\"4\"\n")
+		save("redis-memory.json", `{"sessions":1000,"rooms":100,"before":1000000,"after":1150000}`)
+		save("commands.txt", "presencectl bench heartbeat\n")
+		r := ctl(t, env, "bench", "report", "--dir", dir).ok(t)
+		for _, want := range []string{
+			"| HTTP heartbeat throughput, one node |", "10/s EVALSHA", "| Redis memory per session | 150 B |",
+			"| **PASS** |", "Node memory per idle WebSocket", "Cross-node event delivery p99",
+			"List of a 10,000-member room", "Every leave delivered after kill -9", "2 cores (Test CPU)",
+			"presencectl bench heartbeat\n```",
+		} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("report lacks %q:\n%s", want, r.stdout)
+			}
+		}
+		if strings.Contains(r.stdout, "not measured") {
+			t.Errorf("a scenario is missing from the report:\n%s", r.stdout)
+		}
+		rep := decode[reportResult](t, ctl(t, env, "--json", "bench", "report", "--dir", dir).ok(t).stdout)
+		if len(rep.Rows) != 8 {
+			t.Errorf("%d rows: %+v", len(rep.Rows), rep.Rows)
+		}
+		// A corrupt result file fails the report.
+		save("list.json", "{")
+		if r := ctl(t, env, "bench", "report", "--dir", dir); r.code != 1 || !strings.Contains(r.stderr, "list.json") {
+			t.Errorf("corrupt file: exit %d, stderr %s", r.code, r.stderr)
+		}
+	})
+}

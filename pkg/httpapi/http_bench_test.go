@@ -1,0 +1,148 @@
+package httpapi_test
+
+// Benchmarks of the HTTP handlers on a real redis-server, called through
+// Server.ServeHTTP (no network: what the node itself spends per request):
+//
+//	go test -run XXX -bench HTTP -benchtime 2s ./pkg/httpapi
+//	go test -run XXX -bench HTTPHeartbeat -cpuprofile cpu.out ./pkg/httpapi
+//
+// The fan-out of one event to local sockets is BenchmarkFanout
+// (wsproto_test.go).
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/presencecluster/presence/pkg/auth"
+	"github.com/presencecluster/presence/pkg/httpapi"
+	"github.com/presencecluster/presence/pkg/presence"
+	"github.com/presencecluster/presence/pkg/redisstore"
+	"github.com/presencecluster/presence/pkg/redistest"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+// benchServer is a node (auth off, metrics registered as in presenced) on
+// its own redis-server.
+func benchServer(b *testing.B) *httpapi.Server {
+	b.Helper()
+	srv := redistest.Start(b)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 64})
+	b.Cleanup(func() { rdb.Close() })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store := redisstore.NewStore(rdb, redisstore.Config{Prefix: "bench", Logger: log})
+	secret, err := store.EnsureSecret(context.Background(), "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := store.Open(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close() })
+	tokens, _ := presence.NewTokens(secret)
+	svc := presence.NewService(store, tokens, presence.ServiceConfig{Node: "bench@local"})
+	v, err := auth.NewVerifier(context.Background(), auth.Config{Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return httpapi.NewServer(svc, v, httpapi.Config{Logger: log, Registerer: prometheus.NewRegistry()})
+}
+
+func serve(b *testing.B, api *httpapi.Server, method, target, body string, header ...string) *httptest.ResponseRecorder {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req := httptest.NewRequest(method, target, rd)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	w := httptest.NewRecorder()
+	api.ServeHTTP(w, req)
+	return w
+}
+
+func heartbeatJSON(room string, i int) string {
+	return fmt.Sprintf(`{"roomId":%q,"sessionId":"s%d","userId":"u%d","interval":600000}`, room, i, i)
+}
+
+// BenchmarkHTTPHeartbeatRefresh: keep-alive heartbeats (POST /v1/heartbeat)
+// of 10,000 sessions over 100 rooms from 64 goroutines.
+func BenchmarkHTTPHeartbeatRefresh(b *testing.B) {
+	api := benchServer(b)
+	bodies := make([]string, 10000)
+	for i := range bodies {
+		bodies[i] = heartbeatJSON(fmt.Sprint("r", i%100), i)
+		if w := serve(b, api, http.MethodPost, "/v1/heartbeat", bodies[i]); w.Code != 200 {
+			b.Fatalf("heartbeat: %d %s", w.Code, w.Body)
+		}
+	}
+	var next atomic.Int64
+	b.SetParallelism(32)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := int(next.Add(1)) % len(bodies)
+			if w := serve(b, api, http.MethodPost, "/v1/heartbeat", bodies[i]); w.Code != 200 {
+				b.Errorf("heartbeat: %d %s", w.Code, w.Body)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkHTTPList10k: GET /v1/list of a 10,000-member room, limit 104,
+// without and with If-None-Match.
+func BenchmarkHTTPList10k(b *testing.B) {
+	api := benchServer(b)
+	var token string
+	for i := 0; i < 10000; i++ {
+		w := serve(b, api, http.MethodPost, "/v1/heartbeat", heartbeatJSON("big", i))
+		if w.Code != 200 {
+			b.Fatalf("heartbeat: %d %s", w.Code, w.Body)
+		}
+		if i == 0 {
+			token = jsonField(w.Body.Bytes(), "roomToken")
+		}
+	}
+	target := "/v1/list?limit=104&roomToken=" + url.QueryEscape(token)
+	first := serve(b, api, http.MethodGet, target, "")
+	etag := first.Header().Get("ETag")
+	if first.Code != 200 || etag == "" || bytes.Count(first.Body.Bytes(), []byte(`"userId"`)) != 104 {
+		b.Fatalf("list: %d %q %d bytes", first.Code, etag, first.Body.Len())
+	}
+	for _, tc := range []struct {
+		name   string
+		header []string
+		code   int
+	}{{"200", nil, 200}, {"304", []string{"If-None-Match", etag}, 304}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if w := serve(b, api, http.MethodGet, target, "", tc.header...); w.Code != tc.code {
+					b.Fatalf("list: %d, want %d", w.Code, tc.code)
+				}
+			}
+		})
+	}
+}
+
+func jsonField(body []byte, key string) string {
+	k := []byte(`"` + key + `":"`)
+	i := bytes.Index(body, k)
+	if i < 0 {
+		return ""
+	}
+	rest := body[i+len(k):]
+	return string(rest[:bytes.IndexByte(rest, '"')])
+}
