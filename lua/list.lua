@@ -17,13 +17,23 @@ if ARGV[3] == '1' then
 end
 local uids = redis.call('ZRANGEBYSCORE', K_ORDER, '-inf', '(' .. int(max), 'WITHSCORES', 'LIMIT', 0, limit)
 local out = {tonumber(meta[2]) or 0}
+if #uids == 0 then
+  return out
+end
+-- Two calls for the whole page, not two per member.
+local lists, fields = {}, {}
 for i = 1, #uids, 2 do
-  local uid = uids[i]
-  local p = redis.call('HMGET', K_PROFILE, 'd:' .. uid, 'p:' .. uid)
-  out[#out + 1] = uid
-  out[#out + 1] = uids[i + 1]
-  out[#out + 1] = count_sessions(redis.call('HGET', K_ROOM, 'u:' .. uid))
-  out[#out + 1] = p[1] or ''
-  out[#out + 1] = p[2] or ''
+  lists[#lists + 1] = 'u:' .. uids[i]
+  fields[#fields + 1] = 'd:' .. uids[i]
+  fields[#fields + 1] = 'p:' .. uids[i]
+end
+local sessions = redis.call('HMGET', K_ROOM, unpack(lists))
+local profiles = redis.call('HMGET', K_PROFILE, unpack(fields))
+for k = 1, #lists do
+  out[#out + 1] = uids[2 * k - 1]
+  out[#out + 1] = uids[2 * k]
+  out[#out + 1] = count_sessions(sessions[k])
+  out[#out + 1] = profiles[2 * k - 1] or ''
+  out[#out + 1] = profiles[2 * k] or ''
 end
 return out
