@@ -9,6 +9,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -17,6 +18,24 @@ import (
 )
 
 // ---- rooms ----
+
+// scanners are the Redis servers to SCAN: every master of a Cluster, or
+// the one Redis.
+func (c *cli) scanners(ctx context.Context) []redis.Cmdable {
+	cl, ok := c.rdb.(*redis.ClusterClient)
+	if !ok {
+		return []redis.Cmdable{c.rdb}
+	}
+	var out []redis.Cmdable
+	var mu sync.Mutex
+	cl.ForEachMaster(ctx, func(_ context.Context, m *redis.Client) error {
+		mu.Lock()
+		out = append(out, m)
+		mu.Unlock()
+		return nil
+	})
+	return out
+}
 
 // scanCount is the COUNT hint of each SCAN call.
 const scanCount = 500
@@ -43,9 +62,10 @@ func cmdRooms(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) erro
 	seen := map[string]struct{}{}
 	var top []presence.RoomCount
 	var cursor uint64
-	for {
+	scanners := c.scanners(ctx)
+	for len(scanners) > 0 {
 		cctx, cancel := c.call(ctx)
-		keys, next, err := c.rdb.Scan(cctx, cursor, pattern, scanCount).Result()
+		keys, next, err := scanners[0].Scan(cctx, cursor, pattern, scanCount).Result()
 		cancel()
 		if err != nil {
 			return fmt.Errorf("scan: %w", err)
@@ -69,7 +89,7 @@ func cmdRooms(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) erro
 		}
 		cursor = next
 		if cursor == 0 {
-			break
+			scanners = scanners[1:] // this node is done: the next master
 		}
 	}
 	top = sortRooms(top)
@@ -373,7 +393,12 @@ func cmdWatch(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) erro
 		return err
 	}
 	channel := c.keys.Room(c.room(pos[0])).Events
-	ps := c.rdb.Subscribe(ctx, channel)
+	var ps *redis.PubSub
+	if c.g.cluster != "" {
+		ps = c.rdb.SSubscribe(ctx, channel) // sharded pub/sub in Cluster mode
+	} else {
+		ps = c.rdb.Subscribe(ctx, channel)
+	}
 	defer ps.Close()
 	// The first reply confirms the subscription.
 	if _, err := ps.ReceiveTimeout(ctx, c.g.timeout); err != nil {

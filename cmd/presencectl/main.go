@@ -96,6 +96,7 @@ Exit status: 0 success, 1 error (Redis unreachable, room not found),
 // globals are the flags every command takes.
 type globals struct {
 	redisURL string
+	cluster  string // comma-separated Redis Cluster seeds; overrides redisURL
 	prefix   string
 	org      string
 	json     bool
@@ -108,6 +109,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.redisURL, "redis-url", g.redisURL, "Redis URL or host:port (env PRESENCE_REDIS_URL)")
 	// Help shows the default; never a password from the environment.
 	fs.Lookup("redis-url").DefValue = redact(g.redisURL)
+	fs.StringVar(&g.cluster, "redis-cluster-addrs", g.cluster, "comma-separated Redis Cluster seed addresses (env PRESENCE_REDIS_CLUSTER_ADDRS); used instead of --redis-url")
 	fs.StringVar(&g.prefix, "prefix", g.prefix, "key prefix (env PRESENCE_KEY_PREFIX)")
 	fs.StringVar(&g.org, "org", g.org, "org")
 	fs.BoolVar(&g.json, "json", g.json, "JSON output")
@@ -135,7 +137,7 @@ type cli struct {
 	g      globals
 	stdout io.Writer
 	stderr io.Writer
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	store  *redisstore.Store
 	keys   redisstore.Keys
 }
@@ -172,6 +174,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	c := &cli{
 		g: globals{
 			redisURL: envOr(getenv, "PRESENCE_REDIS_URL", "redis://127.0.0.1:6379"),
+			cluster:  envOr(getenv, "PRESENCE_REDIS_CLUSTER_ADDRS", ""),
 			prefix:   envOr(getenv, "PRESENCE_KEY_PREFIX", "presence"),
 			org:      "default",
 			timeout:  5 * time.Second,
@@ -268,6 +271,21 @@ func (c *cli) parse(fs *flag.FlagSet, args []string, want int, names string) ([]
 
 // connect creates the Redis client and checks that Redis answers.
 func (c *cli) connect(ctx context.Context) error {
+	if c.g.cluster != "" {
+		t := c.g.timeout
+		c.rdb = redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: strings.Split(c.g.cluster, ","), DialTimeout: t, ReadTimeout: t, WriteTimeout: t,
+			PoolTimeout: t, ContextTimeoutEnabled: true, MaxRetries: 1, PoolSize: 4,
+		})
+		c.store = redisstore.NewStore(c.rdb, redisstore.Config{Prefix: c.g.prefix, CallTimeout: t, Cluster: true})
+		c.keys = c.store.Keys()
+		pctx, cancel := c.call(ctx)
+		defer cancel()
+		if err := c.rdb.Ping(pctx).Err(); err != nil {
+			return fmt.Errorf("cannot reach the Redis Cluster at %s (timeout %s): %w", c.g.cluster, t, err)
+		}
+		return nil
+	}
 	raw := c.g.redisURL
 	if !strings.Contains(raw, "://") {
 		raw = "redis://" + raw

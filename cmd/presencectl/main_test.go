@@ -542,3 +542,61 @@ func TestEmbeddedStore(t *testing.T) {
 		t.Fatalf("rooms on the embedded store = %+v", rooms)
 	}
 }
+
+// TestCluster: rooms (a SCAN over every master), room, user and watch
+// (sharded pub/sub) against a real 3-master Redis Cluster.
+func TestCluster(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	rdb := cl.Client(t)
+	prefix := redistest.UniquePrefix(t)
+	store := redisstore.NewStore(rdb, redisstore.Config{Prefix: prefix, Cluster: true})
+	secret, err := store.EnsureSecret(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, _ := presence.NewTokens(secret)
+	n := &node{t: t, store: store, svc: presence.NewService(store, tokens, presence.ServiceConfig{Node: "c1@eu"})}
+	rooms := []string{"lobby", "doc-1", "doc-2", "chat", "ops", "design"} // spread over slots and masters
+	for i, r := range rooms {
+		n.beat("default", fmt.Sprintf("u%d", i), "", r, fmt.Sprintf("s%d", i), 30*time.Second)
+	}
+	env := map[string]string{"PRESENCE_REDIS_CLUSTER_ADDRS": strings.Join(cl.Addrs(), ","), "PRESENCE_KEY_PREFIX": prefix}
+	out := decode[struct {
+		Org   string               `json:"org"`
+		Total int                  `json:"total"`
+		Rooms []presence.RoomCount `json:"rooms"`
+	}](t, ctl(t, env, "rooms", "--json").ok(t).stdout)
+	if out.Total != len(rooms) {
+		t.Fatalf("rooms found %d, want %d (every master scanned)", out.Total, len(rooms))
+	}
+	room := ctl(t, env, "room", "doc-2").ok(t).stdout
+	if !strings.Contains(room, "u2") || !strings.Contains(room, "c1@eu") {
+		t.Fatalf("room doc-2:\n%s", room)
+	}
+	if user := ctl(t, env, "user", "u3").ok(t).stdout; !strings.Contains(user, "chat") {
+		t.Fatalf("user u3:\n%s", user)
+	}
+	// watch: sharded pub/sub on the room's master.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"watch", "ops", "--json"}, &stdout, &stderr, func(k string) string { return env[k] })
+	}()
+	channel := store.Keys().Room(presence.RoomRef{Org: "default", RoomID: "ops"}).Events
+	waitFor(t, "the sharded subscription", func() bool {
+		m, err := rdb.MasterForKey(context.Background(), channel)
+		if err != nil {
+			return false
+		}
+		res, _ := m.Do(context.Background(), "PUBSUB", "SHARDNUMSUB", channel).Slice()
+		return len(res) == 2 && fmt.Sprint(res[1]) == "1"
+	})
+	n.beat("default", "zed", "", "ops", "sz", 30*time.Second)
+	waitFor(t, "the join event", func() bool { return strings.Contains(stdout.String(), `"userId":"zed"`) })
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("watch exited %d: %s", code, stderr.String())
+	}
+}
