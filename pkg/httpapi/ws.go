@@ -238,7 +238,10 @@ func (s *Server) serveWS(c echo.Context) error {
 		return nil // Accept has answered the client
 	}
 	reserved = false // serveSocket owns the place now
-	s.serveSocket(conn, id)
+	// The connection is hijacked: the handler may return. The socket lives
+	// on a fresh goroutine, whose small stack is not the one the handler's
+	// request processing grew (an idle socket is mostly its stacks).
+	go s.serveSocket(conn, id)
 	return nil
 }
 
