@@ -11,10 +11,8 @@ package httpapi_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -22,39 +20,15 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/presencecluster/presence/pkg/auth"
 	"github.com/presencecluster/presence/pkg/httpapi"
-	"github.com/presencecluster/presence/pkg/presence"
-	"github.com/presencecluster/presence/pkg/redisstore"
-	"github.com/presencecluster/presence/pkg/redistest"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
+	"github.com/presencecluster/presence/pkg/httpapi/httpapitest"
 )
 
 // benchServer is a node (auth off, metrics registered as in presenced) on
 // its own redis-server.
 func benchServer(b *testing.B) *httpapi.Server {
 	b.Helper()
-	srv := redistest.Start(b)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 64})
-	b.Cleanup(func() { rdb.Close() })
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store := redisstore.NewStore(rdb, redisstore.Config{Prefix: "bench", Logger: log})
-	secret, err := store.EnsureSecret(context.Background(), "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := store.Open(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { store.Close() })
-	tokens, _ := presence.NewTokens(secret)
-	svc := presence.NewService(store, tokens, presence.ServiceConfig{Node: "bench@local"})
-	v, err := auth.NewVerifier(context.Background(), auth.Config{Logger: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return httpapi.NewServer(svc, v, httpapi.Config{Logger: log, Registerer: prometheus.NewRegistry()})
+	return httpapitest.Start(b, httpapitest.Options{Quiet: true, Metrics: true, PoolSize: 64}).API
 }
 
 func serve(b *testing.B, api *httpapi.Server, method, target, body string, header ...string) *httptest.ResponseRecorder {

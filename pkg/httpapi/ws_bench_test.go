@@ -16,13 +16,10 @@ package httpapi_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -30,56 +27,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/presencecluster/presence/pkg/auth"
-	"github.com/presencecluster/presence/pkg/httpapi"
-	"github.com/presencecluster/presence/pkg/presence"
-	"github.com/presencecluster/presence/pkg/redisstore"
-	"github.com/presencecluster/presence/pkg/redistest"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
+	"github.com/presencecluster/presence/pkg/httpapi/httpapitest"
 )
 
 // realtimeBenchServer is a node with WebSockets on its own redis-server;
-// queue is Config.WSQueue (0: the default, 256).
-func realtimeBenchServer(b *testing.B, queue int) *httptest.Server {
+// queue is Config.WSQueue (0: the default, 256). It returns the node's URL.
+func realtimeBenchServer(b *testing.B, queue int) string {
 	b.Helper()
-	srv := redistest.Start(b)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	b.Cleanup(func() { rdb.Close() })
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store := redisstore.NewStore(rdb, redisstore.Config{Prefix: "bench", Logger: log})
-	secret, err := store.EnsureSecret(context.Background(), "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := store.Open(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { store.Close() })
-	tokens, _ := presence.NewTokens(secret)
-	svc := presence.NewService(store, tokens, presence.ServiceConfig{Node: "bench@local"})
-	v, _ := auth.NewVerifier(context.Background(), auth.Config{Logger: log})
-	var api *httpapi.Server
-	sub := store.NewSubscriber(redisstore.SubscriberConfig{
-		OnMessage:     func(r presence.RoomRef, p []byte) { api.OnMessage(r, p) },
-		OnResubscribe: func(r presence.RoomRef) { api.OnResubscribe(r) },
-		Logger:        log,
-	})
-	api = httpapi.NewServer(svc, v, httpapi.Config{Subscriber: sub, Node: "bench@local", Logger: log, Registerer: prometheus.NewRegistry(),
-		WSQueue: queue})
-	if err := sub.Open(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { sub.Close() })
-	hs := httptest.NewServer(api)
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		api.Drain(ctx)
-		cancel()
-		hs.Close()
-		api.Close()
-	})
-	return hs
+	return httpapitest.Start(b, httpapitest.Options{Quiet: true, Metrics: true, Queue: queue, PingInterval: 15 * time.Second}).URL
 }
 
 // rawJoin opens a WebSocket with a bare TCP connection and joins a room,
@@ -163,7 +118,7 @@ func BenchmarkIdleSockets(b *testing.B) {
 
 func benchIdleSockets(b *testing.B, queue int) {
 	hs := realtimeBenchServer(b, queue)
-	addr := strings.TrimPrefix(hs.URL, "http://")
+	addr := strings.TrimPrefix(hs, "http://")
 	if _, err := rawJoin(addr, "warm-up", "w"); err != nil {
 		b.Fatal(err)
 	}

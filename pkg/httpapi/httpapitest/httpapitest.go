@@ -17,6 +17,7 @@ import (
 	"github.com/presencecluster/presence/pkg/presence"
 	"github.com/presencecluster/presence/pkg/redisstore"
 	"github.com/presencecluster/presence/pkg/redistest"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -40,6 +41,11 @@ type Options struct {
 	PingInterval time.Duration
 	// Quiet discards the node's logs.
 	Quiet bool
+	// Metrics registers the node's metrics (as presenced does) in a registry
+	// of its own.
+	Metrics bool
+	// PoolSize of the Redis client; zero means go-redis's default.
+	PoolSize int
 }
 
 // Node is a running node.
@@ -74,13 +80,17 @@ func Start(tb testing.TB, o Options) *Node {
 	}
 	var rdb redis.UniversalClient
 	if o.Cluster != nil {
-		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: o.Cluster.Addrs(), DialTimeout: 500 * time.Millisecond})
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: o.Cluster.Addrs(), DialTimeout: 500 * time.Millisecond, PoolSize: o.PoolSize})
 	} else {
-		rdb = redis.NewClient(&redis.Options{Addr: o.Redis.Addr(), DialTimeout: 500 * time.Millisecond, MaxRetries: -1})
+		rdb = redis.NewClient(&redis.Options{Addr: o.Redis.Addr(), DialTimeout: 500 * time.Millisecond, MaxRetries: -1, PoolSize: o.PoolSize})
+	}
+	var reg prometheus.Registerer
+	if o.Metrics {
+		reg = prometheus.NewRegistry()
 	}
 	tb.Cleanup(func() { rdb.Close() })
 	store := redisstore.NewStore(rdb, redisstore.Config{Prefix: o.Prefix, ReapInterval: 50 * time.Millisecond,
-		Cluster: o.Cluster != nil, Logger: log})
+		Cluster: o.Cluster != nil, Logger: log, Registerer: reg})
 	secret, err := store.EnsureSecret(context.Background(), o.TokenSecret)
 	if err != nil {
 		tb.Fatal(err)
@@ -113,7 +123,7 @@ func Start(tb testing.TB, o Options) *Node {
 	n.API = httpapi.NewServer(svc, v, httpapi.Config{
 		AnonymousEmpty: o.AnonymousEmpty, Ready: store.Ping, Logger: log,
 		Subscriber: sub, Node: label, WSQueue: o.Queue, WSMaxRooms: o.MaxRooms,
-		WSPingInterval: o.PingInterval, WSWriteTimeout: o.WriteTimeout,
+		WSPingInterval: o.PingInterval, WSWriteTimeout: o.WriteTimeout, Registerer: reg,
 	})
 	if err := sub.Open(context.Background()); err != nil {
 		tb.Fatal(err)
