@@ -214,6 +214,18 @@ func removeChan(list []chan struct{}, c chan struct{}) []chan struct{} {
 	return list
 }
 
+// pingIfIdle reports whether err is only a read timeout of an idle
+// connection and, if so, whether the connection still answers a PING.
+func pingIfIdle(ctx context.Context, ps *redis.PubSub, err error) (idle, alive bool) {
+	var nerr net.Error
+	if !errors.As(err, &nerr) || !nerr.Timeout() {
+		return false, false
+	}
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return true, ps.Ping(pctx) == nil
+}
+
 // receive reads one connection until ctx is done. A confirmation that no
 // Subscribe call waits for is a subscription that go-redis restored after a
 // reconnect: the room is reported to OnResubscribe.
@@ -226,14 +238,10 @@ func (sub *Subscriber) receive(ctx context.Context, c *subConn) {
 			if ctx.Err() != nil {
 				return
 			}
-			var nerr net.Error
-			if errors.As(err, &nerr) && nerr.Timeout() {
-				// Idle: check the connection is still there.
-				pctx, cancel := context.WithTimeout(ctx, time.Second)
-				if perr := c.ps.Ping(pctx); perr != nil {
+			if idle, alive := pingIfIdle(ctx, c.ps, err); idle {
+				if !alive {
 					c.up.Store(false)
 				}
-				cancel()
 				continue
 			}
 			if c.up.Swap(false) {

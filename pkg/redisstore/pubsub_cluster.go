@@ -2,8 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"errors"
-	"net"
 	"strings"
 	"sync"
 	"time"
@@ -187,14 +185,8 @@ func (cs *clusterSubscriber) receive(ctx context.Context, n *nodeSub) {
 			if ctx.Err() != nil {
 				return
 			}
-			var nerr net.Error
-			if errors.As(err, &nerr) && nerr.Timeout() {
-				pctx, cancel := context.WithTimeout(ctx, time.Second)
-				perr := n.ps.Ping(pctx)
-				cancel()
-				if perr == nil {
-					continue
-				}
+			if idle, alive := pingIfIdle(ctx, n.ps, err); idle && alive {
+				continue
 			}
 			// The connection failed (or go-redis's own resubscribe was
 			// refused): start this node over where the channels live now.
