@@ -3,6 +3,8 @@
 -- KEYS: the five room keys (see lib.lua)
 -- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
 --       5 sessionId, 6 session epoch
+-- A session HELD by a node's socket that ends without a leave (the user has
+-- other sessions) gets an "ended" notice on the events channel.
 -- Returns 1 when a session ended, else 0.
 local now = tonumber(ARGV[1])
 local sess = redis.call('HGET', K_SESS, ARGV[5])
@@ -13,9 +15,16 @@ local epoch = parse_sess(sess)
 if epoch ~= ARGV[6] then
   return 0
 end
+local held = is_held(redis.call('ZSCORE', K_SESSIONS, ARGV[5]))
 local uid, left = end_session(ARGV[5], now)
 if left then
   publish(ARGV[2], ARGV[3], 'leave', uid)
+elseif held then
+  -- Nothing visible changed (the user has other sessions), but the node
+  -- that holds this session for a socket must learn that it ended: a notice
+  -- without a version, which nodes do not pass on to clients.
+  redis.call(ARGV[3], ARGV[2], '{"event":"ended","userId":' .. cjson.encode(uid) .. ',"sessionId":'
+    .. cjson.encode(ARGV[5]) .. ',"epoch":' .. cjson.encode(epoch) .. '}')
 end
 touch(ARGV[4])
 return 1

@@ -2,13 +2,17 @@
 -- member's profile and data in the same step.
 -- KEYS: the five room keys (see lib.lua)
 -- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
---       5 offline retention (ms), 6 sessionId, 7 userId, 8 deadline (ms),
+--       5 offline retention (ms), 6 sessionId, 7 userId, 8 deadline (ms), or
+--          HELD for a session that lives by its node's lease (node in ARGV 10),
 --       9 epoch for a new session, 10 node label,
 --       11 "1" to set the profile, 12 profile "<name>\t<image>",
 --       13 "1" to set the data, 14 data JSON ("" clears it),
 --       15 "1" for a keep-alive of a node-owned session: if the session is
 --          gone, do not create it again; return {roomEpoch, "", -1} (the
---          node then tells an ended session from a Redis that lost its data),
+--          node then tells an ended session from a Redis that lost its data);
+--          "2" for a node releasing a session it held (ARGV 10 is the
+--          holder): only the deadline changes, and only if that node still
+--          holds it,
 --       16 "1" to end the room's expired sessions first ("0" right after a
 --          store outage, so the nodes' keep-alives can refresh theirs)
 -- A room's epoch is "0" until the room is removed (remove_room.lua), so the
@@ -20,6 +24,23 @@
 local now = tonumber(ARGV[1])
 local channel, cmd = ARGV[2], ARGV[3]
 local sid, uid = ARGV[6], ARGV[7]
+
+-- A node lets go of a session it held for a socket that was lost: the
+-- session gets its ordinary deadline, unless another node (where the client
+-- resumed) or the client itself has taken it over meanwhile.
+if ARGV[15] == '2' then
+  local v = redis.call('HGET', K_SESS, sid)
+  local version = tonumber(redis.call('HGET', K_ROOM, 'v')) or 0
+  if not v then
+    return {'', '', -1, 0}
+  end
+  local e, node = parse_sess(v)
+  if node == ARGV[10] and is_held(redis.call('ZSCORE', K_SESSIONS, sid)) then
+    redis.call('ZADD', K_SESSIONS, ARGV[8], sid)
+    return {'', e, version, 1}
+  end
+  return {'', e, version, 0}
+end
 
 -- A node-owned session whose socket is still open is alive even if its
 -- deadline passed (the store was unreachable meanwhile): its owner vouches
@@ -64,7 +85,7 @@ else
 end
 local first = redis.call('ZRANGE', K_SESSIONS, 0, 0, 'WITHSCORES')
 local lowered = 0
-if #first == 0 or tonumber(ARGV[8]) < tonumber(first[2]) then
+if not is_held(ARGV[8]) and (#first == 0 or tonumber(ARGV[8]) < score(first[2])) then
   lowered = 1
 end
 redis.call('ZADD', K_SESSIONS, ARGV[8], sid)

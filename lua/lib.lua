@@ -6,7 +6,8 @@
 --   KEYS[1] room     hash: v (version), q (join sequence), e (room epoch),
 --                    o (online users), t (when the keys' TTL was last set),
 --                    u:<userId> (the user's live session ids, joined by "\n")
---   KEYS[2] sessions zset: sessionId -> deadline (unix ms)
+--   KEYS[2] sessions zset: sessionId -> deadline (unix ms), or HELD for a
+--                    session that lives by its node's lease
 --   KEYS[3] sess     hash: sessionId -> "<epoch>\t<node>\t<userId>"
 --   KEYS[4] order    zset: userId -> online: join sequence (< ONLINE_MAX);
 --                    offline: OFFLINE - lastDisconnected
@@ -16,6 +17,31 @@
 local K_ROOM, K_SESSIONS, K_SESS, K_ORDER, K_PROFILE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local OFFLINE = 9000000000000000
 local ONLINE_MAX = 1000000000000000
+-- HELD is the score of a session held by a node's open WebSocket: it has no
+-- deadline of its own but lives by its node's lease (the node is named in
+-- the sess hash). Far above any deadline in ms, so ZRANGEBYSCORE -inf now
+-- never finds it.
+local HELD = 4000000000000000
+
+-- score reads a sorted set score. Redis replies "4000000000000000"; the
+-- embedded store may reply "4e+15", which its Lua's tonumber cannot read.
+local function score(s)
+  local n = tonumber(s)
+  if n == nil and type(s) == 'string' then
+    local m, e = string.match(s, '^([%d%.]+)e%+?(%d+)$')
+    if m then
+      n = tonumber(m) * 10 ^ tonumber(e)
+    end
+  end
+  return n
+end
+
+-- is_held reports whether a sessions score (a string, number or nil) is
+-- HELD.
+local function is_held(s)
+  local n = s and score(s)
+  return n ~= nil and n >= HELD
+end
 
 -- int formats an integer exactly (tostring would use %.14g).
 local function int(n)

@@ -5,10 +5,10 @@
 --       4 now (ms), 5 offline retention (ms): members offline for longer
 --       are not shown (they are forgotten at the room's next change)
 -- Returns {version, then per member: userId, order score, sessions, data,
--- profile}; just {0} when the epoch is not the room's (the room was removed).
+-- profile}; just {-1} when the epoch is not the room's (the room was removed).
 local meta = redis.call('HMGET', K_ROOM, 'e', 'v')
 if ARGV[1] ~= '' and (meta[1] or '0') ~= ARGV[1] then
-  return {0}
+  return {-1}
 end
 local limit = tonumber(ARGV[2])
 local max = OFFLINE - (tonumber(ARGV[4]) - tonumber(ARGV[5]))

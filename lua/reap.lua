@@ -10,7 +10,7 @@ if n > 0 then
   touch(ARGV[4])
 end
 local first = redis.call('ZRANGE', K_SESSIONS, 0, 0, 'WITHSCORES')
-if #first == 0 then
-  return {n, -1}
+if #first == 0 or is_held(first[2]) then
+  return {n, -1} -- no deadline left: only sessions held by nodes' leases
 end
 return {n, tonumber(first[2])}

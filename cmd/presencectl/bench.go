@@ -57,6 +57,14 @@ Scenarios:
   list         a room of --members (10000) members (HTTP heartbeats, 10 min
                interval) listed with --limit (104) at --concurrency (4) for
                --duration (5s), without and then with If-None-Match; p50/p99.
+  slowbody     slow request bodies against the first --url: a baseline of
+               HTTP heartbeats and lists (--concurrency (8) clients each)
+               for --duration (10s), then the same load again while --slow
+               (2000) connections send POST /v1/disconnect with
+               Content-Length: 100 and then a byte every --dribble (5s),
+               opening a new one whenever the node closes one. p50/p99 and
+               error rate of each phase; when the node closed the slow
+               connections, and what it answered.
   expiry       starts its own node (--presenced-bin, on the global
                --redis-url and --prefix), opens --sessions (10000) WebSockets
                to it over --rooms (100) rooms with --interval (10s), watches
@@ -84,6 +92,7 @@ Scenario flags (defaults above):
   process)  --settle D  --hold D
   --idle-window D  --gc-wait D  --rate N  --watchers N  --users N  --members N  --limit N
   --presenced-bin PATH  --timeout-factor F  --grace D (10s)  --dir DIR
+  --slow N  --dribble D
 
 --source-addrs takes addresses and ranges: 127.0.0.2-127.0.0.9,127.0.1.1.
 
@@ -93,6 +102,7 @@ Examples:
       --sockets 40000 --source-addrs 127.0.0.2-127.0.0.9
   presencectl bench fanout --url http://127.0.0.1:8081 --url http://127.0.0.1:8082 --rate 1000
   presencectl bench list --members 10000 --concurrency 4
+  presencectl bench slowbody --url http://127.0.0.1:8080 --slow 2000 --duration 10s
   presencectl --redis-url redis://127.0.0.1:6379 bench expiry \
       --presenced-bin ./presenced --url http://127.0.0.1:8082 --sessions 10000
 `
@@ -136,6 +146,9 @@ type benchOpts struct {
 	grace         time.Duration
 
 	dir string
+
+	slow    int
+	dribble time.Duration
 
 	// worker: this process is a child of `connections` (hidden flags).
 	worker       bool
@@ -215,6 +228,17 @@ var scenarios = map[string]scenario{
 			def(set, "dial-concurrency", &o.dialConc, 100)
 		},
 		run: runExpiry,
+	},
+	"slowbody": {
+		flags: []string{"duration", "concurrency", "slow", "dribble", "dial-concurrency"},
+		defaults: func(o *benchOpts, set map[string]bool) {
+			def(set, "duration", &o.duration, 10*time.Second)
+			def(set, "concurrency", &o.concurrency, 8)
+			def(set, "slow", &o.slow, 2000)
+			def(set, "dribble", &o.dribble, 5*time.Second)
+			def(set, "dial-concurrency", &o.dialConc, 100)
+		},
+		run: runSlowBody,
 	},
 	"report": {
 		flags:    []string{"dir"},
@@ -298,17 +322,19 @@ func parseBench(c *cli, fs *flag.FlagSet, args []string) (string, benchOpts, err
 	fs.Float64Var(&o.timeoutFactor, "timeout-factor", 0, "the nodes' PRESENCE_TIMEOUT_FACTOR")
 	fs.DurationVar(&o.grace, "grace", 0, "how long to wait past the bound for missing leaves")
 	fs.StringVar(&o.dir, "dir", "", "results directory (report)")
+	fs.IntVar(&o.slow, "slow", 0, "slow-body connections (slowbody)")
+	fs.DurationVar(&o.dribble, "dribble", 0, "interval between the bytes of a slow body (slowbody)")
 	fs.BoolVar(&o.worker, "worker", false, "internal: child process of connections")
 	fs.IntVar(&o.workerOffset, "worker-offset", 0, "internal: first socket index of a child")
 
-	pos, err := c.parse(fs, args, 1, "<scenario> (heartbeat, connections, fanout, list, expiry, report)")
+	pos, err := c.parse(fs, args, 1, "<scenario> (heartbeat, connections, fanout, list, slowbody, expiry, report)")
 	if err != nil {
 		return "", o, err
 	}
 	name := pos[0]
 	sc, ok := scenarios[name]
 	if !ok {
-		return "", o, usagef("unknown scenario %q (heartbeat, connections, fanout, list, expiry, report)", name)
+		return "", o, usagef("unknown scenario %q (heartbeat, connections, fanout, list, slowbody, expiry, report)", name)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -436,6 +462,16 @@ func (o *benchOpts) check(name string, set map[string]bool) error {
 		}
 		if o.grace < 0 {
 			add(usagef("--grace must be >= 0"))
+		}
+	case "slowbody":
+		add(positive("concurrency", o.concurrency))
+		add(positive("slow", o.slow))
+		add(positive("dial-concurrency", o.dialConc))
+		if o.duration <= 0 || o.dribble <= 0 {
+			add(usagef("--duration and --dribble must be positive"))
+		}
+		if o.slow > 15000 {
+			add(usagef("--slow: at most 15000 connections (one process holds them)"))
 		}
 	case "report":
 		if o.dir == "" {

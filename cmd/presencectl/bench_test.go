@@ -62,6 +62,9 @@ func TestBenchArgs(t *testing.T) {
 		{[]string{"bench", "expiry"}, 2, "--presenced-bin is required"},
 		{[]string{"bench", "expiry", "--presenced-bin", "x", "--timeout-factor", "11"}, 2, "--timeout-factor must be 1-10"},
 		{[]string{"bench", "report"}, 2, "--dir is required"},
+		{[]string{"bench", "slowbody", "--slow", "0"}, 2, "--slow must be positive"},
+		{[]string{"bench", "slowbody", "--dribble", "0s"}, 2, "--duration and --dribble must be positive"},
+		{[]string{"bench", "heartbeat", "--slow", "5"}, 2, "heartbeat: --slow does not apply"},
 		{[]string{"bench", "heartbeat", "--run-id", "a b"}, 2, "--run-id"},
 		{[]string{"bench", "-h"}, 0, "Scenarios:"},
 		{[]string{"bench", "heartbeat", "--help"}, 0, "--source-addrs takes addresses and ranges"},
@@ -117,6 +120,10 @@ func TestBenchParse(t *testing.T) {
 	o = parse("fanout", "--rate", "250")
 	if o.rate != 250 || o.rooms != 10 || o.watchers != 10 || o.users != 100 {
 		t.Errorf("fanout: %+v", o)
+	}
+	o = parse("slowbody")
+	if o.slow != 2000 || o.dribble != 5*time.Second || o.concurrency != 8 || o.duration != 10*time.Second || o.dialConc != 100 {
+		t.Errorf("slowbody defaults: %+v", o)
 	}
 	o = parse("expiry", "--presenced-bin", "/x")
 	if o.sessions != 10000 || o.timeoutFactor != 2.5 || o.interval != 10*time.Second || o.grace != 10*time.Second {
@@ -182,7 +189,7 @@ type benchNode struct {
 	url string
 }
 
-func startBenchNode(t *testing.T, srv *redistest.Server, prefix, name string) *benchNode {
+func startBenchNode(t *testing.T, srv *redistest.Server, prefix, name string, opts ...func(*httpapi.Config)) *benchNode {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
@@ -214,8 +221,12 @@ func startBenchNode(t *testing.T, srv *redistest.Server, prefix, name string) *b
 		OnResubscribe: func(r presence.RoomRef) { api.OnResubscribe(r) },
 		Logger:        log,
 	})
-	api = httpapi.NewServer(svc, v, httpapi.Config{Subscriber: sub, Node: name + "@local", Logger: log,
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Registerer: reg})
+	cfg := httpapi.Config{Subscriber: sub, Node: name + "@local", Logger: log,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Registerer: reg}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	api = httpapi.NewServer(svc, v, cfg)
 	if err := sub.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -308,6 +319,35 @@ func TestBenchScenarios(t *testing.T) {
 			t.Fatalf("result: %+v", res)
 		}
 		save("list.json", r.stdout)
+	})
+
+	t.Run("slowbody", func(t *testing.T) {
+		// Three times more slow bodies than request slots, a body timeout
+		// shorter than a phase: the node closes them, the load goes on.
+		n := startBenchNode(t, srv, prefix, "slow", func(c *httpapi.Config) {
+			c.MaxInFlight, c.BodyTimeout = 10, 300*time.Millisecond
+		})
+		r := ctl(t, env, "--json", "bench", "slowbody", "--url", n.url, "--slow", "30", "--dribble", "100ms",
+			"--concurrency", "2", "--duration", "1s", "--progress", "0").ok(t)
+		res := decode[slowBodyResult](t, r.stdout)
+		for _, p := range []loadPhase{res.Baseline.Heartbeat, res.Baseline.List, res.Attack.Heartbeat, res.Attack.List} {
+			if p.Requests == 0 || p.Errors != 0 || p.ErrorRate != 0 || p.Latency.P99Ms <= 0 {
+				t.Fatalf("phase: %+v", p)
+			}
+		}
+		s := res.SlowConnections
+		if s.Opened < 60 || s.ClosedByNode < 30 || s.Answers["400"] != s.ClosedByNode || s.DialErrors != 0 ||
+			s.ClosedAfter.P50Ms < 300 || s.ClosedAfter.MaxMs > 3000 || s.Opened != s.ClosedByNode+s.OpenAtEnd {
+			t.Fatalf("slow connections: %+v", s)
+		}
+		// The table.
+		r = ctl(t, env, "bench", "slowbody", "--url", n.url, "--slow", "3", "--dribble", "100ms",
+			"--concurrency", "1", "--duration", "200ms", "--progress", "0").ok(t)
+		for _, want := range []string{"attack heartbeat", "baseline list", "ERR%", "slow connections: "} {
+			if !strings.Contains(r.stdout, want) {
+				t.Fatalf("table lacks %q: %s", want, r.stdout)
+			}
+		}
 	})
 
 	t.Run("fanout", func(t *testing.T) {

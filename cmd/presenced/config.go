@@ -32,6 +32,7 @@ type Config struct {
 	TokenSecret       string
 	TimeoutFactor     float64
 	OfflineRetention  time.Duration
+	NodeLease         time.Duration
 	MaxDataBytes      int
 	CORSOrigins       []string
 	CORSOriginsSet    bool
@@ -42,7 +43,11 @@ type Config struct {
 	MaxInFlight       int
 	// HeaderTimeout bounds reading a request's headers (slow-loris). Not a
 	// setting; tests shorten it.
-	HeaderTimeout   time.Duration
+	HeaderTimeout time.Duration
+	// BodyTimeout bounds reading an API request's body, from the end of its
+	// headers (slow bodies must not hold the in-flight slots). Not a
+	// setting; tests shorten it.
+	BodyTimeout     time.Duration
 	ShutdownTimeout time.Duration
 	// Demo is PRESENCE_DEMO: auto (on with the embedded store), on or off.
 	Demo string
@@ -111,6 +116,7 @@ var settings = []setting{
 		return nil
 	}},
 	{"PRESENCE_OFFLINE_RETENTION", "168h", "how long offline members are kept", dur(func(c *Config) *time.Duration { return &c.OfflineRetention })},
+	{"PRESENCE_NODE_LEASE", "10s", "this node's liveness lease: its sockets' sessions end at most min(interval x factor, lease) + 2s after it dies", dur(func(c *Config) *time.Duration { return &c.NodeLease })},
 	{"PRESENCE_MAX_DATA_BYTES", "4096", "max size of a member's data", func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 2 || n > 60000 {
@@ -196,8 +202,12 @@ func ParseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 		return c, fmt.Errorf("PRESENCE_ANONYMOUS: must be reject or empty, not %q", c.Anonymous)
 	}
 	c.HeaderTimeout = 5 * time.Second
+	c.BodyTimeout = 5 * time.Second
 	if c.ReapInterval < 10*time.Millisecond {
 		return c, fmt.Errorf("PRESENCE_REAP_INTERVAL: must be at least 10ms")
+	}
+	if c.NodeLease < time.Second || c.NodeLease > 10*time.Minute {
+		return c, fmt.Errorf("PRESENCE_NODE_LEASE: must be from 1s to 10m")
 	}
 	if c.OfflineRetention < time.Minute {
 		return c, fmt.Errorf("PRESENCE_OFFLINE_RETENTION: must be at least 1m")

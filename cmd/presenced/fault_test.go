@@ -23,6 +23,10 @@ import (
 // without a heartbeat, longer than the 5 s Redis pause the suite injects.
 const faultInterval = 4 * time.Second
 
+// faultLease is the nodes' PRESENCE_NODE_LEASE: the sessions of a dead
+// node's sockets end within min(10 s, 3 s) + 2 s.
+const faultLease = 3 * time.Second
+
 // cluster is the suite's world: one Redis, a proxy in front of it, three
 // nodes, a recorder of every published event, and a client population.
 type cluster struct {
@@ -67,6 +71,7 @@ func newCluster(t *testing.T, nodes int) *cluster {
 		"PRESENCE_TOKEN_SECRET":     "fault-suite-token-secret-0123456789",
 		"PRESENCE_REAP_INTERVAL":    "100ms",
 		"PRESENCE_SHUTDOWN_TIMEOUT": "5s",
+		"PRESENCE_NODE_LEASE":       faultLease.String(),
 	}
 	for i := 0; i < nodes; i++ {
 		c.nodes = append(c.nodes, startProc(t, fmt.Sprintf("node%d", i), env))
@@ -248,10 +253,13 @@ func (c *cluster) waitConverged(what string, bound time.Duration) time.Duration 
 }
 
 // leaves counts the leave events per user published since t.
-func (c *cluster) leaves(since time.Time) map[string]int {
+func (c *cluster) leaves(since time.Time) map[string]int { return c.events(presence.EventLeave, since) }
+
+// events counts the events of one kind per user published since t.
+func (c *cluster) events(kind string, since time.Time) map[string]int {
 	out := map[string]int{}
 	for _, e := range c.rec.since(since) {
-		if e.Event == presence.EventLeave {
+		if e.Event == kind {
 			out[e.UserID]++
 		}
 	}
@@ -382,6 +390,8 @@ func TestFaults(t *testing.T) {
 	c.waitConverged("start", 10*time.Second)
 	base := c.resources()
 	timeout := time.Duration(float64(faultInterval) * 2.5)
+	// A dead node's socket sessions end by its lease.
+	dead := min(timeout, faultLease) + 2*time.Second
 
 	t.Run("kill -9 of a node", func(t *testing.T) {
 		c.t = t
@@ -395,7 +405,7 @@ func TestFaults(t *testing.T) {
 			c.markGone(u)
 		}
 		c.nodes[0].kill()
-		d := c.waitConverged("after kill -9", timeout+2*time.Second)
+		d := c.waitConverged("after kill -9", dead)
 		time.Sleep(time.Second) // any duplicate leave would be published by now
 		leaves := c.leaves(start)
 		for _, u := range victims {
@@ -411,12 +421,47 @@ func TestFaults(t *testing.T) {
 		if len(leaves) != len(victims) {
 			t.Errorf("leaves: %v, want exactly the %d victims", leaves, len(victims))
 		}
-		t.Logf("kill -9: %d users gone offline within %v (bound %v)", len(victims), d, timeout+2*time.Second)
+		t.Logf("kill -9: %d users gone offline within %v (bound %v)", len(victims), d, dead)
 		c.nodes[0].start(t)
 		for j := 0; j < len(victims); j++ {
 			c.addWS(0)
 		}
 		c.waitConverged("after restarting node0", 10*time.Second)
+	})
+
+	t.Run("node frozen past its lease", func(t *testing.T) {
+		c.t = t
+		// SIGSTOP for longer than the lease: the other nodes end the frozen
+		// node's socket sessions (one leave each); after SIGCONT it takes
+		// them over again by itself (one join each), on the same sockets.
+		users := c.wsAt(1)
+		before := c.reconnects()
+		start := time.Now()
+		c.nodes[1].stop()
+		waitFor(t, "a leave for each of the frozen node's users", dead+2*time.Second, func() bool {
+			return len(c.leaves(start)) == len(users)
+		})
+		c.nodes[1].cont()
+		resumed := time.Now()
+		waitFor(t, "a join for each of them", 5*time.Second, func() bool {
+			return len(c.events(presence.EventJoin, resumed)) == len(users)
+		})
+		t.Logf("frozen node: %d users back %v after SIGCONT", len(users), time.Since(resumed).Round(time.Millisecond))
+		c.waitConverged("after SIGCONT", 5*time.Second)
+		time.Sleep(time.Second) // a duplicate would be published by now
+		leaves, joins := c.leaves(start), c.events(presence.EventJoin, resumed)
+		after := c.reconnects()
+		for _, u := range users {
+			if leaves[u.id] != 1 || joins[u.id] != 1 {
+				t.Errorf("%s: %d leaves and %d joins, want 1 and 1", u.id, leaves[u.id], joins[u.id])
+			}
+			if after[u.id] != before[u.id] {
+				t.Errorf("%s reconnected: its socket should have stayed open", u.id)
+			}
+		}
+		if len(leaves) != len(users) || len(joins) != len(users) {
+			t.Errorf("leaves %v, joins %v: want only the frozen node's %d users", leaves, joins, len(users))
+		}
 	})
 
 	t.Run("rolling SIGTERM restart", func(t *testing.T) {

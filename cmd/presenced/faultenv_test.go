@@ -119,6 +119,22 @@ func (p *proc) kill() {
 	p.cmd = nil
 }
 
+// stop freezes the node (SIGSTOP); cont thaws it (SIGCONT).
+func (p *proc) stop() { p.cmd.Process.Signal(syscall.SIGSTOP) }
+func (p *proc) cont() { p.cmd.Process.Signal(syscall.SIGCONT) }
+
+// waitFor polls ok until it holds, for at most bound.
+func waitFor(tb testing.TB, what string, bound time.Duration, ok func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(bound)
+	for !ok() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("not within %v: %s", bound, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // term sends SIGTERM and waits for the node to exit (it drains first).
 func (p *proc) term(tb testing.TB) {
 	tb.Helper()

@@ -218,6 +218,8 @@ func (m *Main) Run(ctx context.Context) error {
 		Node:           c.NodeID + "@" + c.Region,
 		MaxSockets:     c.MaxSockets,
 		MaxInFlight:    c.MaxInFlight,
+		BodyTimeout:    c.BodyTimeout,
+		NodeLease:      c.NodeLease,
 	})
 	m.api = api
 	demoOn := c.Demo == "on" || c.Demo == "auto" && m.embedded != nil // auto: only on the embedded store
@@ -239,7 +241,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.http = &http.Server{
 		Handler:           m.api,
 		ReadHeaderTimeout: c.HeaderTimeout,
-		ReadTimeout:       30 * time.Second,
+		ReadTimeout:       c.HeaderTimeout + c.BodyTimeout, // headers + body; the API bounds its bodies itself (BodyTimeout)
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    32 << 10,

@@ -111,9 +111,9 @@ func TestMultiRegion(t *testing.T) {
 	if r, p := roReads(rc)-beforeR, roReads(pc)-beforeP; r < 5 || p != 0 {
 		t.Fatalf("read-only scripts: %d on the replica, %d on the primary; want the lists on the replica", r, p)
 	}
-	// Each session records its node and region.
+	// Each session records the node (and region) that holds it for its socket.
 	sess, err := pc.HGetAll(context.Background(), "presence:{default::lobby}:sess").Result()
-	if err != nil || !strings.Contains(sess["ada-tab"], "\tna@a\t") || !strings.Contains(sess["watcher-tab"], "\tnb@b\t") {
+	if err != nil || !strings.Contains(sess["ada-tab"], "\tna@a/") || !strings.Contains(sess["watcher-tab"], "\tnb@b/") {
 		t.Fatalf("sessions: %q %v", sess, err)
 	}
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -390,6 +393,139 @@ func TestVerifyRefusesOversizedToken(t *testing.T) {
 	if !strings.Contains(pe.Message, "too large") {
 		t.Fatalf("message = %q, want the size refusal", pe.Message)
 	}
+}
+
+// signRaw returns the compact JWS of header and payload exactly as given
+// (any bytes, base64url-encoded here), signed HS256 with key.
+func signRaw(key []byte, header, payload string) string {
+	s := b64(header) + "." + b64(payload)
+	h := hmac.New(sha256.New, key)
+	h.Write([]byte(s))
+	return s + "." + base64.RawURLEncoding.EncodeToString(h.Sum(nil))
+}
+
+// TestVerifyRefusesLossyJSONText: regression for a security test finding.
+// encoding/json replaces invalid UTF-8 and lone UTF-16 surrogate escapes by
+// U+FFFD, so "sub":"bob\ud800", "sub":"bob\udfff", and a sub of raw bytes
+// "bob\xff" or "bob\xfe" all became the user "bob\uFFFD": one token could
+// read and remove another user's rooms and sessions. A token whose claims
+// or header JSON holds invalid UTF-8 or a lone surrogate escape anywhere is
+// refused, never repaired.
+func TestVerifyRefusesLossyJSONText(t *testing.T) {
+	v := newVerifier(t, auth.Config{HS256Secret: secret})
+	const hdr = `{"alg":"HS256","typ":"JWT"}`
+	exp := `,"exp":` + future() + `}`
+	claims := func(sub string) string { return `{"sub":"` + sub + `"` + exp }
+
+	for _, tt := range []struct{ name, header, payload, want string }{
+		{"plain", hdr, claims(`bob`), "bob"},
+		{"surrogate pair", hdr, claims(`bob\ud83d\ude00`), "bob\U0001F600"},
+		{"surrogate pair, upper-case hex", hdr, claims(`bob\uD83D\uDE00`), "bob\U0001F600"},
+		{"raw UTF-8 outside the BMP", hdr, claims("bob\U0001F600"), "bob\U0001F600"},
+		{"escaped backslash, then ud800", hdr, claims(`bob\\ud800`), `bob\ud800`},
+		{"three backslashes: one escaped, then a pair", hdr, claims(`bob\\\ud83d\ude00`), "bob\\\U0001F600"},
+		{"U+FFFD itself", hdr, claims(`bob\ufffd`), "bob\uFFFD"},
+	} {
+		t.Run("accepted/"+tt.name, func(t *testing.T) {
+			if got := mustVerify(t, v, signRaw(secret, tt.header, tt.payload)); got.UserID != tt.want {
+				t.Fatalf("UserID = %q, want %q", got.UserID, tt.want)
+			}
+		})
+	}
+
+	for _, tt := range []struct{ name, header, payload string }{
+		// The four subs of the report, which all decoded to "bob\uFFFD".
+		{"sub lone high surrogate", hdr, claims(`bob\ud800`)},
+		{"sub lone low surrogate", hdr, claims(`bob\udfff`)},
+		{"sub raw 0xff", hdr, claims("bob\xff")},
+		{"sub raw 0xfe", hdr, claims("bob\xfe")},
+		// Other spellings of a broken string.
+		{"sub reversed pair", hdr, claims(`bob\udc00\ud800`)},
+		{"sub high surrogate then a letter", hdr, claims(`bob\ud800\u0041`)},
+		{"sub two high surrogates", hdr, claims(`bob\ud800\ud800`)},
+		{"sub high surrogate then raw text", hdr, claims(`bob\ud800x`)},
+		{"sub escaped backslash, then a lone surrogate", hdr, claims(`bob\\\ud800`)},
+		{"sub truncated UTF-8 sequence", hdr, claims("bob\xe2\x82")},
+		{"sub overlong UTF-8", hdr, claims("bob\xc0\xaf")},
+		{"sub UTF-8 encoded surrogate", hdr, claims("bob\xed\xa0\x80")},
+		// Anywhere else in the claims.
+		{"org lone surrogate", hdr, `{"sub":"bob","org_id":"acme\udfff"` + exp},
+		{"name lone surrogate", hdr, `{"sub":"bob","name":"Bob\udc00"` + exp},
+		{"picture raw 0xff", hdr, "{\"sub\":\"bob\",\"picture\":\"https://x/\xff.png\"" + exp},
+		{"unknown claim lone surrogate", hdr, `{"sub":"bob","x":"\ud800"` + exp},
+		{"claim name lone surrogate", hdr, `{"sub":"bob","\ud800":1` + exp},
+		{"rooms raw 0xfe", hdr, "{\"sub\":\"bob\",\"rooms\":[\"doc-\xfe\"]" + exp},
+		// The header.
+		{"header lone surrogate", `{"alg":"HS256","typ":"JWT\ud800"}`, claims(`bob`)},
+		{"header raw 0xff", "{\"alg\":\"HS256\",\"typ\":\"JWT\xff\"}", claims(`bob`)},
+	} {
+		t.Run("refused/"+tt.name, func(t *testing.T) {
+			if pe := mustRefuse(t, v, signRaw(secret, tt.header, tt.payload)); !strings.HasSuffix(pe.Message, "not valid UTF-8") {
+				t.Fatalf("message = %q, want the UTF-8 refusal", pe.Message)
+			}
+		})
+	}
+}
+
+// TestVerifyRefusesInvisibleSub: a sub with a bidi control or an invisible
+// character looks like another user's id; presence.ValidateUserID refuses
+// it, and so does Verify.
+func TestVerifyRefusesInvisibleSub(t *testing.T) {
+	v := newVerifier(t, auth.Config{HS256Secret: secret})
+	for _, r := range []rune{
+		0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069, 0x200E, 0x200F, 0x061C,
+		0x200B, 0x2060, 0xFEFF, 0x00AD, 0x180E,
+	} {
+		t.Run(fmt.Sprintf("U+%04X", r), func(t *testing.T) {
+			mustRefuse(t, v, authtest.HS256(t, secret, map[string]any{"sub": "bob" + string(r)}))
+			mustRefuse(t, v, signRaw(secret, `{"alg":"HS256"}`, fmt.Sprintf(`{"sub":"%cbob","exp":%s}`, r, future())))
+			mustRefuse(t, v, signRaw(secret, `{"alg":"HS256"}`, fmt.Sprintf(`{"sub":"b\u%04xob","exp":%s}`, r, future())))
+		})
+	}
+}
+
+// TestVerifyRefusesCritHeader: regression for a security test finding. A
+// protected header with "crit" lists extensions the verifier must
+// understand (RFC 7515 §4.1.11); this verifier understands none, so any
+// crit member, even an empty or malformed one, refuses the token. jwx
+// does not check crit by itself.
+func TestVerifyRefusesCritHeader(t *testing.T) {
+	v := newVerifier(t, auth.Config{HS256Secret: secret})
+	claims := `{"sub":"bob","exp":` + future() + `}`
+	// An unknown header parameter that is not critical may be ignored.
+	mustVerify(t, v, signRaw(secret, `{"alg":"HS256","zzz":1}`, claims))
+	for name, header := range map[string]string{
+		"the reported header":                `{"alg":"HS256","crit":["zzz"],"zzz":1}`,
+		"crit naming a registered parameter": `{"alg":"HS256","typ":"JWT","crit":["typ"]}`,
+		"crit naming exp":                    `{"alg":"HS256","crit":["exp"],"exp":1}`,
+		"crit empty":                         `{"alg":"HS256","crit":[]}`,
+		"crit null":                          `{"alg":"HS256","crit":null}`,
+		"crit a string":                      `{"alg":"HS256","crit":"zzz","zzz":1}`,
+		"crit a number":                      `{"alg":"HS256","crit":1}`,
+		"crit spelled with an escape":        `{"alg":"HS256","cr\u0069t":["zzz"],"zzz":1}`,
+		"crit twice":                         `{"alg":"HS256","crit":["zzz"],"crit":[],"zzz":1}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if pe := mustRefuse(t, v, signRaw(secret, header, claims)); pe.Message != "invalid token: unsupported header crit" {
+				t.Fatalf("message = %q, want the crit refusal", pe.Message)
+			}
+		})
+	}
+
+	// The same with a key from a key set.
+	priv, set := authtest.NewRSAKey(t, "rsa-1")
+	vj := newVerifier(t, auth.Config{JWKSFile: writeSet(t, set)})
+	hdr := jws.NewHeaders()
+	for k, x := range map[string]any{jws.KeyIDKey: "rsa-1", jws.CriticalKey: []string{"zzz"}, "zzz": 1} {
+		if err := hdr.Set(k, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, err := jws.Sign([]byte(claims), jws.WithKey(jwa.RS256, priv, jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRefuse(t, vj, string(tok))
 }
 
 func TestVerifyRefusedJWKS(t *testing.T) {

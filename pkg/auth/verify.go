@@ -59,8 +59,27 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*presence.Identity, 
 // verifySignature checks the token's signature with the key its header picks
 // and returns the payload.
 func (v *Verifier) verifySignature(ctx context.Context, raw string) ([]byte, refusal) {
-	if !canonicalCompact(raw) {
+	header, payload, ok := canonicalCompact(raw)
+	if !ok {
 		return nil, "malformed"
+	}
+	// encoding/json (and jwx) would replace invalid UTF-8 and lone surrogate
+	// escapes by U+FFFD: two different subs would become one user.
+	if presence.CheckJSONText(header) != nil {
+		return nil, "header is not valid UTF-8"
+	}
+	if presence.CheckJSONText(payload) != nil {
+		return nil, "claims are not valid UTF-8"
+	}
+	// RFC 7515 §4.1.11: a token naming critical extensions must be refused
+	// unless the verifier understands them all; this one understands none
+	// (and jwx does not check crit).
+	var members map[string]json.RawMessage
+	if json.Unmarshal(header, &members) != nil {
+		return nil, "malformed"
+	}
+	if _, ok := members["crit"]; ok {
+		return nil, "unsupported header crit"
 	}
 	msg, err := jws.Parse([]byte(raw), jws.WithCompact())
 	if err != nil || len(msg.Signatures()) != 1 {
@@ -85,11 +104,14 @@ func (v *Verifier) verifySignature(ctx context.Context, raw string) ([]byte, ref
 	default:
 		return nil, "unexpected algorithm"
 	}
-	payload, err := jws.Verify([]byte(raw), jws.WithKey(alg, key))
+	verified, err := jws.Verify([]byte(raw), jws.WithKey(alg, key))
 	if err != nil {
 		return nil, "bad signature"
 	}
-	return payload, ""
+	if !bytes.Equal(verified, payload) { // what was checked above is what gets decoded
+		return nil, "malformed"
+	}
+	return verified, ""
 }
 
 // jwksKey returns the key of the configured key set with id kid, provided it
@@ -245,23 +267,26 @@ func roomPatterns(c any) ([]string, bool) {
 // breaks, no stray trailing bits), the first two each exactly one JSON
 // object. jwx alone is more lenient: it verifies the signature over what it
 // re-encodes, so other spellings of a signed token (and bytes after the
-// header's JSON object) would pass.
-func canonicalCompact(raw string) bool {
+// header's JSON object) would pass. It returns the decoded header and
+// payload.
+func canonicalCompact(raw string) (header, payload []byte, ok bool) {
 	parts := strings.Split(raw, ".")
 	if len(parts) != 3 {
-		return false
+		return nil, nil, false
 	}
+	var segs [3][]byte
 	for i, p := range parts {
 		b, err := base64.RawURLEncoding.DecodeString(p)
 		if err != nil || base64.RawURLEncoding.EncodeToString(b) != p {
-			return false
+			return nil, nil, false
 		}
-		if i < 2 {
-			var obj map[string]json.RawMessage
-			if json.Unmarshal(b, &obj) != nil {
-				return false
-			}
+		segs[i] = b
+	}
+	for _, b := range segs[:2] {
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(b, &obj) != nil || obj == nil {
+			return nil, nil, false
 		}
 	}
-	return true
+	return segs[0], segs[1], true
 }

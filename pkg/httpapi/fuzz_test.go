@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/presencecluster/presence/pkg/httpapi/httpapitest"
 	"github.com/presencecluster/presence/pkg/presence"
@@ -57,10 +59,16 @@ func fzCheckErrorBody(t *testing.T, what string, status int, body []byte) {
 func FuzzHeartbeatBody(f *testing.F) {
 	api, tokens := fuzzAPI(f)
 	f.Add([]byte(`{"roomId":"lobby","sessionId":"s1","userId":"u1"}`))
+	// The outside test's findings: raw invalid UTF-8, lone surrogates.
+	f.Add([]byte("{\"roomId\":\"r\",\"sessionId\":\"m1\",\"userId\":\"u1\",\"data\":\"\xff\xfe\"}"))
+	f.Add([]byte(`{"roomId":"r\ud800","sessionId":"m1","userId":"bob\udfff"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r := httptest.NewRequest("POST", "/v1/heartbeat", bytes.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
 		w := fzServe(api, r)
+		if !utf8.Valid(w.Body.Bytes()) {
+			t.Fatalf("heartbeat %q: answer %q is not UTF-8", body, w.Body.Bytes())
+		}
 		switch w.Code {
 		case 200:
 		case 400, 403, 409, 413:
@@ -95,6 +103,20 @@ func FuzzHeartbeatBody(f *testing.F) {
 		}
 		if presence.ValidateRoomID(room.RoomID) != nil || presence.ValidateSessionID(sid) != nil {
 			t.Fatalf("heartbeat %q: accepted invalid ids", body)
+		}
+		// Nothing accepted was repaired on the way: two spellings never
+		// become one id, and what is stored reads back as valid UTF-8 (a
+		// browser closes a socket on a text frame that is not).
+		if !utf8.Valid(body) {
+			t.Fatalf("heartbeat %q: accepted invalid UTF-8", body)
+		}
+		if lower := strings.ToLower(string(body)); !strings.Contains(lower, `\ufffd`) && !strings.ContainsRune(lower, utf8.RuneError) &&
+			strings.ContainsRune(room.RoomID+sid, utf8.RuneError) {
+			t.Fatalf("heartbeat %q: ids decoded with a replacement character", body)
+		}
+		l := fzServe(api, httptest.NewRequest("GET", "/v1/list?roomToken="+out.RoomToken, nil))
+		if l.Code != 200 || !utf8.Valid(l.Body.Bytes()) {
+			t.Fatalf("heartbeat %q, then list: %d %q", body, l.Code, l.Body.Bytes())
 		}
 	})
 }

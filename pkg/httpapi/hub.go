@@ -1,11 +1,13 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/presencecluster/presence/pkg/presence"
 )
@@ -33,18 +35,23 @@ type Hub struct {
 	sub   RoomSubscriber
 	log   *slog.Logger
 	met   *wsMetrics
+	// keeper learns from the events which of the node's held sessions
+	// someone else ended.
+	keeper *presence.Keeper
 
 	mu    sync.Mutex
 	rooms map[presence.RoomRef]*hubRoom
 }
 
 type hubRoom struct {
-	refs    int
-	ready   chan struct{} // closed when the first Subscribe returned
-	err     error
-	last    int64 // last version delivered
-	known   bool  // last is meaningful
-	sockets map[*socket]struct{}
+	refs  int
+	ready chan struct{} // closed when the first Subscribe returned
+	err   error
+	last  int64 // last version delivered
+	known bool  // last is meaningful
+	// sockets maps each socket of the room to whether it follows the room
+	// only through a room token: those stop at the room's removal.
+	sockets map[*socket]bool
 	syncing bool
 	pending []storeEvent
 }
@@ -72,7 +79,7 @@ func (h *Hub) acquire(ctx context.Context, room presence.RoomRef) error {
 		}
 		return nil
 	}
-	r = &hubRoom{refs: 1, ready: make(chan struct{}), sockets: map[*socket]struct{}{}}
+	r = &hubRoom{refs: 1, ready: make(chan struct{}), sockets: map[*socket]bool{}}
 	h.rooms[room] = r
 	h.mu.Unlock()
 	err := h.sub.Subscribe(ctx, room)
@@ -111,10 +118,16 @@ func (h *Hub) release(room presence.RoomRef) {
 	}
 }
 
-func (h *Hub) attach(room presence.RoomRef, s *socket) {
+// attach hands the room's events to s; byToken marks a socket that follows
+// the room only through a room token.
+func (h *Hub) attach(room presence.RoomRef, s *socket, byToken bool) {
 	h.mu.Lock()
 	if r := h.rooms[room]; r != nil {
-		r.sockets[s] = struct{}{}
+		if byToken && s.isFrozen(room) {
+			delete(r.sockets, s) // the room was removed meanwhile
+		} else {
+			r.sockets[s] = byToken
+		}
 	}
 	h.mu.Unlock()
 }
@@ -129,10 +142,20 @@ func (h *Hub) detach(room presence.RoomRef, s *socket) {
 
 // onMessage is called by the subscriber for each event, in order per room.
 func (h *Hub) onMessage(room presence.RoomRef, payload []byte) {
+	if !utf8.Valid(payload) {
+		// Data stored by an older node, which did not refuse invalid UTF-8.
+		payload = bytes.ToValidUTF8(payload, []byte("\uFFFD"))
+	}
 	var ev storeEvent
 	if err := json.Unmarshal(payload, &ev); err != nil {
 		h.log.Warn("bad event payload", "room", room.RoomID, "err", err)
 		return
+	}
+	if h.keeper != nil {
+		h.keeper.Observe(room, ev.Event, ev.UserID, ev.SessionID, ev.Epoch, ev.Version)
+	}
+	if ev.Event == eventEnded {
+		return // for the keeper only: nothing visible changed
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -150,6 +173,7 @@ func (h *Hub) onMessage(room presence.RoomRef, payload []byte) {
 func (h *Hub) deliverLocked(room presence.RoomRef, r *hubRoom, ev storeEvent) {
 	switch {
 	case ev.Event == presence.EventReset:
+		h.endTokenWatchesLocked(room, r, ev.Version)
 		h.startSyncLocked(room, r)
 		return
 	case r.known && ev.Version == r.last:
@@ -166,6 +190,26 @@ func (h *Hub) deliverLocked(room presence.RoomRef, r *hubRoom, ev storeEvent) {
 		s.enqueue(it)
 	}
 	h.met.delivered.Add(float64(len(r.sockets)))
+}
+
+// endTokenWatchesLocked handles a room's removal for the sockets that watch
+// it by a room token: that token no longer grants the room, so each gets
+// the room as it was removed (empty, at the removal's version) and nothing
+// after it.
+func (h *Hub) endTokenWatchesLocked(room presence.RoomRef, r *hubRoom, version int64) {
+	var it *item
+	for s, byToken := range r.sockets {
+		if !byToken {
+			continue
+		}
+		if it == nil {
+			frame, _ := json.Marshal(snapshotMsg{Type: "sync", RoomID: room.RoomID, Version: version, Members: []presence.Member{}})
+			it = &item{kind: kindSync, room: room, version: version, data: frame}
+		}
+		s.setFrozen(room, true)
+		s.enqueue(it)
+		delete(r.sockets, s)
+	}
 }
 
 // resync sends the room's sockets a sync (after a lost subscription).

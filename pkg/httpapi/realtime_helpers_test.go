@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"github.com/presencecluster/presence/pkg/auth"
@@ -119,6 +120,10 @@ func tryDialWS(t testing.TB, base string, read bool, headers ...string) (*wsClie
 				c.closed = err
 				c.mu.Unlock()
 				return
+			}
+			// A browser closes a socket on a text frame that is not UTF-8.
+			if !utf8.Valid(b) {
+				panic(fmt.Sprintf("server sent invalid UTF-8 %q", b))
 			}
 			var m map[string]any
 			if err := json.Unmarshal(b, &m); err != nil {

@@ -43,6 +43,11 @@ type Config struct {
 	AnonymousEmpty bool
 	// MaxBodyBytes limits request bodies. Zero means 64 KiB.
 	MaxBodyBytes int64
+	// BodyTimeout bounds reading an API request's body, counted from the end
+	// of its headers; a body that is late gets 400 and its connection is
+	// closed. Bodies are read before a request counts against MaxInFlight,
+	// so slow ones cannot hold the slots. Zero means 5s.
+	BodyTimeout time.Duration
 	// Ready reports whether the node can serve (store and pub/sub up). Nil
 	// means always ready.
 	Ready func(context.Context) error
@@ -60,11 +65,15 @@ type Config struct {
 	// sessions). Zero means 2.5 and "".
 	TimeoutFactor float64
 	Node          string
+	// NodeLease is the node's liveness lease (PRESENCE_NODE_LEASE): the
+	// sessions of its sockets live by it. Zero means 10s.
+	NodeLease time.Duration
 	// MaxSockets limits the WebSockets of the node. Zero means no limit.
 	MaxSockets int
 	// MaxInFlight limits the HTTP API requests served at once; more are
 	// refused at once with 503, so a slow Redis cannot pile up requests
-	// (and memory) without bound. Zero means 2000.
+	// (and memory) without bound. A request counts once its body has been
+	// read (BodyTimeout). Zero means 2000.
 	MaxInFlight int
 	// WSQueue is a socket's event queue. Zero means 256.
 	WSQueue int
@@ -89,6 +98,7 @@ type Server struct {
 	log  *slog.Logger
 
 	hub      *Hub
+	origins  *origins
 	keeper   *presence.Keeper
 	met      *wsMetrics
 	sockets  atomic.Int64
@@ -105,6 +115,9 @@ type Server struct {
 func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 64 << 10
+	}
+	if cfg.BodyTimeout == 0 {
+		cfg.BodyTimeout = 5 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -138,14 +151,17 @@ func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
 	}
 	s := &Server{echo: echo.New(), svc: svc, auth: auth, cfg: cfg, log: cfg.Logger, sockSet: map[*socket]struct{}{}}
 	s.met = newWSMetrics(cfg.Registerer)
+	s.origins = newOrigins(cfg.CORSOrigins)
 	if cfg.Subscriber != nil {
 		s.hub = newHub(svc.Store(), cfg.Subscriber, cfg.Logger, s.met)
 		s.keeper = presence.NewKeeper(svc.Store(), presence.KeeperConfig{
 			TimeoutFactor: cfg.TimeoutFactor,
 			Node:          cfg.Node,
+			Lease:         cfg.NodeLease,
 			Logger:        cfg.Logger,
 			OnEnded:       func(o *presence.Owned) { o.Owner.(*socket).sessionEnded(o) },
 		})
+		s.hub.keeper = s.keeper
 		s.keeper.Open()
 		s.registerKeeper(cfg.Registerer)
 		pctx, cancel := context.WithCancel(context.Background())
@@ -163,14 +179,15 @@ func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
 	}}))
 	if len(cfg.CORSOrigins) > 0 {
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
-			AllowOrigins:  cfg.CORSOrigins,
-			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete},
-			AllowHeaders:  []string{"Authorization", "Content-Type", "If-None-Match"},
-			ExposeHeaders: []string{"ETag"},
-			MaxAge:        600,
+			AllowOriginFunc: func(origin string) (bool, error) { return s.origins.allowed(origin), nil },
+			AllowMethods:    []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete},
+			AllowHeaders:    []string{"Authorization", "Content-Type", "If-None-Match"},
+			ExposeHeaders:   []string{"ETag"},
+			MaxAge:          600,
 		}))
 	}
 
+	e.Use(s.bufferBody()) // first the body, then a slot: see limitInFlight
 	e.Use(s.limitInFlight(cfg.MaxInFlight))
 	v1 := e.Group("/v1")
 	v1.POST("/heartbeat", s.heartbeat)
@@ -247,7 +264,10 @@ func (s *Server) unregister(sock *socket) {
 func (s *Server) Drain(ctx context.Context) {
 	s.draining.Store(true)
 	if s.keeper != nil {
-		s.keeper.Close() // the sessions now live until their deadline
+		// The sessions now live until their deadline: the clients resume
+		// them on other nodes.
+		s.keeper.ReleaseAll(ctx)
+		s.keeper.Close()
 	}
 	s.sockMu.Lock()
 	socks := make([]*socket, 0, len(s.sockSet))
@@ -297,7 +317,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.Serv
 func (s *Server) Echo() *echo.Echo { return s.echo }
 
 // limitInFlight refuses a request with 503 when max requests are being
-// served already (WebSockets are counted by MaxSockets instead).
+// served already (WebSockets are counted by MaxSockets instead). It runs
+// after bufferBody: a slot counts only a request that is ready to run, never
+// one still waiting for its body.
 func (s *Server) limitInFlight(max int) echo.MiddlewareFunc {
 	sem := make(chan struct{}, max)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
@@ -391,6 +413,12 @@ func (s *Server) readBody(c echo.Context) ([]byte, error) {
 	}
 	if int64(len(b)) > s.cfg.MaxBodyBytes {
 		return nil, presence.Errorf(presence.ETOOLARGE, "request body over %d bytes", s.cfg.MaxBodyBytes)
+	}
+	// Invalid UTF-8 or a lone surrogate anywhere in a body is refused, never
+	// replaced: it would merge two ids into one, or reach a WebSocket text
+	// frame that browsers refuse.
+	if err := presence.CheckJSONText(b); err != nil {
+		return nil, err
 	}
 	return b, nil
 }

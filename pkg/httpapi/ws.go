@@ -1,13 +1,14 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"github.com/labstack/echo/v4"
@@ -45,20 +46,32 @@ type socket struct {
 	wake     chan struct{}
 
 	// Used by the reader goroutine only (and at close, after it ended).
-	joined  map[presence.RoomRef]*presence.Owned
+	joined map[presence.RoomRef]*presence.Owned
+	// watched holds the rooms watched with a room token: true while the
+	// token's epoch is the room's, false once the room was removed (the
+	// token sees nothing of the room's new life).
 	watched map[presence.RoomRef]bool
 
 	mu    sync.Mutex
 	ended []*presence.Owned // sessions ended by someone else, to clean up
+	// frozen are the rooms the socket follows only through the token of a
+	// removed room: no event, sync or snapshot of the room's new life.
+	frozen map[presence.RoomRef]bool
 
 	// lastRead is when the client last sent anything (unix ns): the node
 	// pings only sockets that have been quiet for a ping interval.
 	lastRead atomic.Int64
 	pinging  atomic.Bool
+
+	// limiter counts the client's messages and ping frames (reader goroutine
+	// only); pingLimited is set once pings went over it.
+	limiter     *rateLimiter
+	pingLimited bool
 }
 
 func (s *socket) uses(room presence.RoomRef) bool {
-	return s.joined[room] != nil || s.watched[room]
+	_, watched := s.watched[room]
+	return s.joined[room] != nil || watched
 }
 
 func (s *socket) roomCount() int {
@@ -115,11 +128,20 @@ func (s *socket) replyError(id json.RawMessage, err error) {
 func (s *socket) writeLoop(ctx context.Context) error {
 	versions := map[presence.RoomRef]int64{}
 	write := func(b []byte) error {
+		if !utf8.Valid(b) {
+			// Never reached with what the node builds (inputs are checked,
+			// stored data is repaired when read); a browser would close the
+			// socket on an invalid text frame, so it is checked once more.
+			b = bytes.ToValidUTF8(b, []byte("\uFFFD"))
+		}
 		wctx, cancel := context.WithTimeout(ctx, s.srv.cfg.WSWriteTimeout)
 		defer cancel()
 		return s.conn.Write(wctx, websocket.MessageText, b)
 	}
 	syncRoom := func(room presence.RoomRef) error {
+		if s.isFrozen(room) {
+			return nil // a removed room's token: nothing of its new life
+		}
 		l, err := s.srv.svc.Store().List(ctx, room, presence.ListQuery{Limit: snapshotLimit})
 		if err != nil {
 			return nil // the store is away; the hub syncs everyone when it is back
@@ -233,44 +255,56 @@ func (s *Server) serveWS(c echo.Context) error {
 	rc := http.NewResponseController(c.Response().Writer)
 	rc.SetReadDeadline(time.Time{})
 	rc.SetWriteDeadline(time.Time{})
-	conn, err := websocket.Accept(c.Response(), r, s.acceptOptions())
+	if origin := r.Header.Get("Origin"); origin != "" && !s.origins.allowed(origin) && !sameOrigin(r, origin) {
+		return presence.Errorf(presence.EFORBIDDEN, "origin %q is not allowed", origin)
+	}
+	sock := &socket{srv: s, limiter: newRateLimiter(s.cfg.WSMessagesPerSecond)}
+	conn, err := websocket.Accept(c.Response(), r, &websocket.AcceptOptions{
+		CompressionMode: websocket.CompressionDisabled,
+		// The origin was checked above, by the same rule as HTTP CORS.
+		InsecureSkipVerify: true,
+		OnPingReceived:     sock.onPing,
+	})
 	if err != nil {
 		return nil // Accept has answered the client
 	}
+	sock.conn = conn
 	reserved = false // serveSocket owns the place now
 	// The connection is hijacked: the handler may return. The socket lives
 	// on a fresh goroutine, whose small stack is not the one the handler's
 	// request processing grew (an idle socket is mostly its stacks).
-	go s.serveSocket(conn, id)
+	go s.serveSocket(sock, id)
 	return nil
 }
 
-func (s *Server) acceptOptions() *websocket.AcceptOptions {
-	o := &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled}
-	for _, origin := range s.cfg.CORSOrigins {
-		if origin == "*" {
-			o.InsecureSkipVerify = true
-			return o
-		}
-		if u, err := url.Parse(origin); err == nil && u.Host != "" {
-			o.OriginPatterns = append(o.OriginPatterns, u.Host)
-		}
+// onPing counts a client's WebSocket ping frame like a message: past the
+// rate limit it gets no pong, and the socket is closed with 1008. It runs on
+// the socket's reader goroutine (inside conn.Read), as the limiter wants.
+func (s *socket) onPing(context.Context, []byte) bool {
+	now := time.Now()
+	s.lastRead.Store(now.UnixNano())
+	if s.limiter.allow(now) {
+		return true
 	}
-	return o
+	if !s.pingLimited {
+		s.pingLimited = true
+		s.srv.met.rateLimited.Inc()
+		go s.conn.Close(websocket.StatusPolicyViolation, "rate limit exceeded")
+	}
+	return false
 }
 
-func (s *Server) serveSocket(conn *websocket.Conn, id *presence.Identity) {
+func (s *Server) serveSocket(sock *socket, id *presence.Identity) {
 	ctx, cancel := context.WithCancel(presence.NewContextWithIdentity(context.Background(), id))
 	defer cancel()
+	conn := sock.conn
 	conn.SetReadLimit(s.cfg.WSMaxMessageBytes)
-	sock := &socket{
-		srv: s, conn: conn, id: id, ctx: ctx,
-		replies: make(chan item, 16),
-		events:  make(chan *item, s.cfg.WSQueue),
-		wake:    make(chan struct{}, 1),
-		joined:  map[presence.RoomRef]*presence.Owned{},
-		watched: map[presence.RoomRef]bool{},
-	}
+	sock.id, sock.ctx = id, ctx
+	sock.replies = make(chan item, 16)
+	sock.events = make(chan *item, s.cfg.WSQueue)
+	sock.wake = make(chan struct{}, 1)
+	sock.joined = map[presence.RoomRef]*presence.Owned{}
+	sock.watched = map[presence.RoomRef]bool{}
 	s.register(sock)
 	s.met.sockets.Inc()
 	defer func() {
@@ -288,16 +322,18 @@ func (s *Server) serveSocket(conn *websocket.Conn, id *presence.Identity) {
 	// A close frame (or a leave) ends the sessions now; a lost connection or
 	// a node shutting down leaves them to their deadline, so the client can
 	// resume them, on any node, without a leave and a join.
+	ectx, ecancel := context.WithTimeout(context.Background(), 2*time.Second)
 	for room, o := range sock.joined {
-		s.keeper.Remove(o)
 		if closeFrame && !s.draining.Load() {
-			ectx, ecancel := context.WithTimeout(context.Background(), 2*time.Second)
+			s.keeper.Remove(o)
 			if err := s.svc.EndSession(ectx, room, o.SessionID, o.Epoch); err != nil {
 				s.log.Warn("end session on close", "room", room.RoomID, "err", err)
 			}
-			ecancel()
+		} else {
+			s.keeper.Release(ectx, o) // to its ordinary deadline: resume works
 		}
 	}
+	ecancel()
 	for room := range sock.joined {
 		s.hub.detach(room, sock)
 		s.hub.release(room)
@@ -316,15 +352,21 @@ func (s *Server) serveSocket(conn *websocket.Conn, id *presence.Identity) {
 // readLoop runs the client's commands until the connection ends. It reports
 // whether the client closed it with a close frame.
 func (s *socket) readLoop(ctx context.Context) bool {
-	limiter := newRateLimiter(s.srv.cfg.WSMessagesPerSecond)
 	for {
-		_, b, err := s.conn.Read(ctx)
+		typ, b, err := s.conn.Read(ctx)
 		if err != nil {
 			return websocket.CloseStatus(err) != -1
 		}
 		s.lastRead.Store(time.Now().UnixNano())
 		s.cleanupEnded()
-		if !limiter.allow(time.Now()) {
+		if typ != websocket.MessageText {
+			// The protocol is JSON in text frames; a binary frame is refused
+			// with 1003 (unsupported data), its sessions left to their
+			// deadline like any socket closed by the node.
+			s.conn.Close(websocket.StatusUnsupportedData, "binary frames are not supported: send JSON text frames")
+			return false
+		}
+		if !s.limiter.allow(time.Now()) {
 			s.srv.met.rateLimited.Inc()
 			s.replyError(nil, presence.Errorf(presence.ERATELIMITED, "more than %d messages per second", s.srv.cfg.WSMessagesPerSecond))
 			s.flush()
@@ -392,7 +434,14 @@ func (s *socket) join(ctx context.Context, m *clientMessage) error {
 			return err
 		}
 	}
-	out, err := s.srv.svc.Heartbeat(ctx, in)
+	var out *presence.HeartbeatOutput
+	gen, err := s.srv.keeper.Hold(ctx, room, in.Interval)
+	if err == nil {
+		in.HeldBy = gen
+		if out, err = s.srv.svc.Heartbeat(ctx, in); err != nil {
+			s.srv.keeper.Unhold(room)
+		}
+	}
 	if err != nil {
 		if !s.uses(room) {
 			s.srv.hub.release(room)
@@ -412,12 +461,12 @@ func (s *socket) join(ctx context.Context, m *clientMessage) error {
 	o := &presence.Owned{Room: room, UserID: user, SessionID: m.SessionID, Epoch: epoch,
 		Interval: time.Duration(out.Interval) * time.Millisecond, Owner: s}
 	s.joined[room] = o
-	s.srv.keeper.Add(o)
+	s.srv.keeper.Add(o, gen, out.Version)
 	l, err := s.srv.svc.Store().List(ctx, room, presence.ListQuery{Limit: snapshotLimit})
 	if err != nil {
 		return err
 	}
-	s.srv.hub.attach(room, s)
+	s.srv.hub.attach(room, s, false)
 	b, _ := json.Marshal(snapshotMsg{Type: "joined", ID: m.ID, RoomID: room.RoomID, RoomToken: out.RoomToken,
 		SessionToken: out.SessionToken, Version: l.Version, Members: l.Members})
 	s.reply(item{kind: kindSnapshot, room: room, version: l.Version, data: b})
@@ -447,13 +496,51 @@ func (s *socket) leave(ctx context.Context, m *clientMessage) error {
 	return err
 }
 
+// reattach tells the hub how the socket follows a room it still uses:
+// joined (by its identity), watching by a live room token (which a removal
+// of the room ends), or only holding the token of a removed room (no events).
+func (s *socket) reattach(room presence.RoomRef) {
+	switch live, watched := s.watched[room]; {
+	case s.joined[room] != nil:
+		s.setFrozen(room, false)
+		s.srv.hub.attach(room, s, false)
+	case watched && live:
+		s.srv.hub.attach(room, s, true)
+	default:
+		s.setFrozen(room, true)
+		s.srv.hub.detach(room, s)
+	}
+}
+
+func (s *socket) setFrozen(room presence.RoomRef, frozen bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !frozen {
+		delete(s.frozen, room)
+		return
+	}
+	if s.frozen == nil {
+		s.frozen = map[presence.RoomRef]bool{}
+	}
+	s.frozen[room] = true
+}
+
+func (s *socket) isFrozen(room presence.RoomRef) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.frozen[room]
+}
+
 // dropRoom stops the socket's use of a room when neither joined nor watched.
 func (s *socket) dropRoom(room presence.RoomRef, id json.RawMessage, replyType string) {
 	kind := kindReply
 	if !s.uses(room) {
 		s.srv.hub.detach(room, s)
 		s.srv.hub.release(room)
+		s.setFrozen(room, false)
 		kind = kindLeft
+	} else {
+		s.reattach(room)
 	}
 	b, _ := json.Marshal(replyMsg{Type: replyType, ID: id, RoomID: room.RoomID})
 	s.reply(item{kind: kind, room: room, data: b})
@@ -499,12 +586,18 @@ func (s *socket) watch(ctx context.Context, m *clientMessage) error {
 			return err
 		}
 	}
-	s.watched[room] = true
 	l, err := s.srv.svc.Store().List(ctx, room, presence.ListQuery{Epoch: epoch, Limit: snapshotLimit})
 	if err != nil {
+		if !s.uses(room) {
+			s.srv.hub.release(room)
+		}
 		return err
 	}
-	s.srv.hub.attach(room, s)
+	// The token of a removed room watches an empty room that never changes:
+	// nothing of the room's new life reaches it (as GET /v1/list).
+	s.watched[room] = !l.Stale
+	s.setFrozen(room, false) // a live token may follow the room again
+	s.reattach(room)
 	b, _ := json.Marshal(snapshotMsg{Type: "watching", ID: m.ID, RoomID: room.RoomID, Version: l.Version, Members: l.Members})
 	s.reply(item{kind: kindSnapshot, room: room, version: l.Version, data: b})
 	return nil
@@ -546,6 +639,8 @@ func (s *socket) cleanupEnded() {
 			if !s.uses(o.Room) {
 				s.srv.hub.detach(o.Room, s)
 				s.srv.hub.release(o.Room)
+			} else {
+				s.reattach(o.Room)
 			}
 		}
 	}

@@ -32,6 +32,16 @@ func decodeClientMessage(b []byte) (*clientMessage, error) {
 	if len(b) == 0 || b[0] != '{' {
 		return nil, presence.Errorf(presence.EINVALID, "a message must be a JSON object")
 	}
+	if err := presence.CheckJSONText(b); err != nil {
+		// Answer with the id when it can be read intact.
+		var idOnly struct {
+			ID json.RawMessage `json:"id"`
+		}
+		if json.Unmarshal(b, &idOnly) == nil && len(idOnly.ID) > 0 && validID(idOnly.ID) && presence.CheckJSONText(idOnly.ID) == nil {
+			return &clientMessage{ID: idOnly.ID}, err
+		}
+		return nil, err
+	}
 	var m clientMessage
 	if err := json.Unmarshal(b, &m); err != nil {
 		var te *json.UnmarshalTypeError
@@ -115,4 +125,11 @@ type storeEvent struct {
 	Event   string          `json:"event"`
 	UserID  string          `json:"userId"`
 	Member  json.RawMessage `json:"member"`
+	// SessionID and Epoch name the session of an "ended" notice: a session
+	// held by a node's socket ended with no visible change (no version).
+	SessionID string `json:"sessionId"`
+	Epoch     string `json:"epoch"`
 }
+
+// eventEnded is the notice of end_session.lua.
+const eventEnded = "ended"

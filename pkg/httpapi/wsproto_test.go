@@ -3,8 +3,10 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/presencecluster/presence/pkg/presence"
 )
@@ -62,7 +64,22 @@ func FuzzDecodeClientMessage(f *testing.F) {
 			if presence.ErrorCode(err) != presence.EINVALID {
 				t.Fatalf("error %v is not invalid_argument", err)
 			}
+			if m != nil && !utf8.Valid(m.ID) {
+				t.Fatalf("an error would echo the id %q", m.ID)
+			}
 			return
+		}
+		// What is accepted reaches text frames and ids: nothing may have
+		// been replaced on the way (two spellings, one id).
+		if !utf8.Valid(b) {
+			t.Fatalf("accepted invalid UTF-8 %q", b)
+		}
+		if lower := strings.ToLower(string(b)); !strings.Contains(lower, `\ufffd`) && !strings.ContainsRune(lower, utf8.RuneError) {
+			for _, f := range []string{m.Type, m.RoomID, m.SessionID, m.UserID, m.Name, m.Image, m.RoomToken} {
+				if strings.ContainsRune(f, utf8.RuneError) {
+					t.Fatalf("accepted %q, decoded with a replacement character: %q", b, f)
+				}
+			}
 		}
 		if !clientTypes[m.Type] {
 			t.Fatalf("accepted type %q", m.Type)
@@ -82,14 +99,14 @@ func BenchmarkFanout(b *testing.B) {
 			h := newHub(nil, nil, nil, newWSMetrics(nil))
 			srv := &Server{met: h.met} // a socket reports queue overflows here
 			room := presence.RoomRef{Org: "o", RoomID: "r"}
-			r := &hubRoom{refs: 1, ready: make(chan struct{}), sockets: map[*socket]struct{}{}}
+			r := &hubRoom{refs: 1, ready: make(chan struct{}), sockets: map[*socket]bool{}}
 			h.rooms[room] = r
 			var wg sync.WaitGroup
 			socks := make([]*socket, n)
 			for i := range socks {
 				s := &socket{srv: srv, events: make(chan *item, 256), wake: make(chan struct{}, 1)}
 				socks[i] = s
-				r.sockets[s] = struct{}{}
+				r.sockets[s] = false
 			}
 			payloads := make([][]byte, b.N)
 			for i := range payloads {

@@ -218,6 +218,10 @@ func idOK(s string, max int, noBraces bool) bool {
 		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
 			return false
 		}
+		// Look-alike ids: bidi controls and invisible characters.
+		if unicode.Is(unicode.Bidi_Control, r) || strings.ContainsRune("\u200b\u2060\ufeff\u00ad\u180e", r) {
+			return false
+		}
 	}
 	return !noBraces || !strings.ContainsAny(s, "{}")
 }

@@ -2,6 +2,8 @@ package presence
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"log/slog"
 	"sort"
 	"sync"
@@ -15,19 +17,27 @@ type KeeperConfig struct {
 	TimeoutFactor float64
 	// Node is this node's label ("node@region").
 	Node string
-	// Batch is the most heartbeats in one round trip. Zero means 500.
+	// Lease is the node's liveness lease: when the node dies, the sessions
+	// of its sockets end within min(Lease, smallest interval × factor it
+	// holds) plus the reaper's skew allowance. Zero means 10s.
+	Lease time.Duration
+	// Batch is the most sessions in one round trip. Zero means 500.
 	Batch int
-	// Tick is how often due sessions are collected. Zero means 200ms.
+	// Tick is how often the keeper's loop runs. Zero means 100ms.
 	Tick time.Duration
-	// OnEnded is called (from the keeper's loop) for a session that was
-	// ended by someone else: disconnect, sign-out, removal, expiry.
+	// Verify is how often every held session is checked against the store
+	// (which also keeps its room's keys from expiring). Zero means 1h.
+	Verify time.Duration
+	// OnEnded is called for a session that was ended by someone else:
+	// disconnect, sign-out, removal, or the node's lease lapsing while the
+	// session could not be taken over again.
 	OnEnded func(*Owned)
 	// Now is the clock. Nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
 }
 
-// Owned is a session that this node keeps alive for one of its sockets.
+// Owned is a session that this node holds for one of its sockets.
 type Owned struct {
 	Room      RoomRef
 	UserID    string
@@ -37,39 +47,79 @@ type Owned struct {
 	// Owner is the caller's handle (the socket).
 	Owner any
 
+	// Guarded by the keeper's mu.
+	gen   string // the node generation that holds it in the store
+	since int64  // the room's version when the store last confirmed it
+
 	removed atomic.Bool
 }
 
-// Keeper keeps node-owned sessions alive: each one is refreshed once per
-// interval, many in one round trip (HeartbeatMany), so that a node with
-// 10,000 sockets costs Redis a few round trips per interval, not 10,000.
-// A refresh changes nothing visible, so it publishes nothing.
+// Keeper holds the sessions of a node's open WebSockets. They cost the
+// store nothing while idle: they live by the node's lease, which the keeper
+// renews (one call per node, whatever the number of sockets), instead of
+// each carrying a deadline to refresh.
+//
+// A node generation ("node@region/<random>") is what the store knows: the
+// sessions name it, its lease is renewed compare-and-set, and the rooms
+// where it holds sessions are recorded before the sessions are created.
+// When the lease lapsed (the node was frozen or cut off for longer than
+// the lease) other nodes may be ending its sessions: the keeper then
+// registers a new generation and takes every session over again, with the
+// same epochs (tokens stay valid). Sessions that others ended meanwhile
+// come back with a join; the others never flap.
+//
+// The keeper learns from the rooms' events (Observe) when someone else
+// ended one of its sessions, and checks them all against the store after
+// a lost subscription (RefreshAll) and every Verify.
 type Keeper struct {
 	store Store
 	cfg   KeeperConfig
 
-	mu    sync.Mutex
-	due   map[int64][]*Owned // by the unix second of the next refresh
-	count atomic.Int64
+	leaseMu sync.Mutex // serialises renewals (they are compare-and-set)
+
+	mu        sync.Mutex
+	gen       string
+	lease     time.Time     // the deadline set last; zero: not registered
+	leaseFor  time.Duration // the lease that deadline was set for
+	lapsed    bool          // the lease was lost: take everything over
+	rooms     map[RoomRef]*keptRoom
+	stale     map[*Owned]bool // to take over under the current generation
+	releasing []*Owned        // to hand over to their ordinary deadline
+	emptied   map[RoomRef]bool
+	sweeping  map[RoomRef]chan struct{}
+	verifyAt  time.Time
+	count     atomic.Int64
+
 	// checkLoss asks the next round to check first whether the store lost
 	// its data (set after a lost pub/sub connection: Redis may have restarted).
-	checkLoss  atomic.Bool
-	createNext atomic.Bool // the next round creates what is missing
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
-	closing    sync.Once
+	checkLoss atomic.Bool
+	verifyNow atomic.Bool
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closing   sync.Once
 }
 
-// NewKeeper returns a Keeper that refreshes through store. Call Open.
+type keptRoom struct {
+	sessions map[*Owned]struct{}
+	pending  int // Holds not yet followed by Add or Unhold
+}
+
+// NewKeeper returns a Keeper that holds sessions in store. Call Open.
 func NewKeeper(store Store, cfg KeeperConfig) *Keeper {
 	if cfg.TimeoutFactor == 0 {
 		cfg.TimeoutFactor = 2.5
+	}
+	if cfg.Lease == 0 {
+		cfg.Lease = 10 * time.Second
 	}
 	if cfg.Batch == 0 {
 		cfg.Batch = 500
 	}
 	if cfg.Tick == 0 {
-		cfg.Tick = 200 * time.Millisecond
+		cfg.Tick = 100 * time.Millisecond
+	}
+	if cfg.Verify == 0 {
+		cfg.Verify = time.Hour
 	}
 	if cfg.OnEnded == nil {
 		cfg.OnEnded = func(*Owned) {}
@@ -80,13 +130,24 @@ func NewKeeper(store Store, cfg KeeperConfig) *Keeper {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Keeper{store: store, cfg: cfg, due: map[int64][]*Owned{}}
+	k := &Keeper{store: store, cfg: cfg, rooms: map[RoomRef]*keptRoom{}, stale: map[*Owned]bool{},
+		emptied: map[RoomRef]bool{}, sweeping: map[RoomRef]chan struct{}{}}
+	k.gen = k.newGeneration()
+	return k
 }
 
-// Open starts the refresh loop.
+func (k *Keeper) newGeneration() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return k.cfg.Node + "/" + hex.EncodeToString(b)
+}
+
+// Open registers the node (when the store answers) and starts the loop.
 func (k *Keeper) Open() {
 	ctx, cancel := context.WithCancel(context.Background())
 	k.cancel = cancel
+	k.verifyAt = k.cfg.Now().Add(k.cfg.Verify)
+	k.renew(ctx)
 	k.wg.Add(1)
 	go func() {
 		defer k.wg.Done()
@@ -97,13 +158,14 @@ func (k *Keeper) Open() {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				k.refreshDue(ctx)
+				k.round(ctx)
 			}
 		}
 	}()
 }
 
-// Close stops the loop. Sessions are not ended. Idempotent.
+// Close stops the loop. Held sessions are not ended: they end when the
+// lease lapses, unless released first (ReleaseAll). Idempotent.
 func (k *Keeper) Close() {
 	k.closing.Do(func() {
 		if k.cancel != nil {
@@ -113,148 +175,476 @@ func (k *Keeper) Close() {
 	})
 }
 
-// Len is the number of sessions kept alive.
+// Len is the number of sessions held.
 func (k *Keeper) Len() int { return int(k.count.Load()) }
 
-// Add starts keeping o alive; its first refresh is one interval from now.
-func (k *Keeper) Add(o *Owned) {
+// Generation is the node generation that holds new sessions now.
+func (k *Keeper) Generation() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.gen
+}
+
+func (k *Keeper) timeout(interval time.Duration) time.Duration {
+	if interval <= 0 {
+		interval = DefaultInterval
+	}
+	return time.Duration(float64(interval) * k.cfg.TimeoutFactor)
+}
+
+// Hold prepares the store for a session of room with interval that this
+// node is about to hold: the node is registered, its lease is short enough
+// for the session's timeout, and the room is recorded as one the node
+// holds sessions in. It returns the generation to hold the session under
+// (HeartbeatInput.HeldBy). Follow it with Add, or Unhold if the session
+// could not be created.
+func (k *Keeper) Hold(ctx context.Context, room RoomRef, interval time.Duration) (string, error) {
+	k.mu.Lock()
+	r := k.rooms[room]
+	if r == nil {
+		r = &keptRoom{sessions: map[*Owned]struct{}{}}
+		k.rooms[room] = r
+	}
+	r.pending++
+	delete(k.emptied, room)
+	wait := k.sweeping[room]
+	shorter := k.lease.IsZero() || k.timeout(interval) < k.leaseFor
+	k.mu.Unlock()
+	fail := func(err error) (string, error) {
+		k.Unhold(room)
+		return "", err
+	}
+	if wait != nil {
+		select {
+		case <-wait: // the room's record is being released: add it after
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		}
+	}
+	if shorter {
+		// Not registered yet, or this session's timeout is shorter than the
+		// lease: renew first, so that if the node dies the session ends in
+		// time.
+		k.renew(ctx)
+	}
+	k.mu.Lock()
+	gen, registered := k.gen, !k.lease.IsZero() && !k.lapsed
+	k.mu.Unlock()
+	if !registered {
+		return fail(Errorf(EUNAVAILABLE, "the node could not register its lease"))
+	}
+	if err := k.store.HoldRooms(ctx, gen, []RoomRef{room}); err != nil {
+		return fail(err)
+	}
+	return gen, nil
+}
+
+// Unhold undoes a Hold whose session was not created.
+func (k *Keeper) Unhold(room RoomRef) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if r := k.rooms[room]; r != nil {
+		r.pending--
+		k.checkEmptyLocked(room, r)
+	}
+}
+
+// Add starts holding o, created or refreshed under generation gen (from
+// Hold) at the room's version. It ends a Hold.
+func (k *Keeper) Add(o *Owned, gen string, version int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	r := k.rooms[o.Room]
+	if r == nil {
+		r = &keptRoom{sessions: map[*Owned]struct{}{}}
+		k.rooms[o.Room] = r
+	} else {
+		r.pending--
+	}
+	o.gen, o.since = gen, version
+	r.sessions[o] = struct{}{}
 	k.count.Add(1)
-	k.schedule(o, k.cfg.Now().Add(o.Interval))
+	if gen != k.gen {
+		k.stale[o] = true // the generation changed meanwhile: take it over
+	}
 }
 
-// Remove stops keeping o alive (the session is not ended). Idempotent.
+// Remove stops holding o (the session is not changed in the store: the
+// caller ends it). Idempotent.
 func (k *Keeper) Remove(o *Owned) {
-	if !o.removed.Swap(true) {
-		k.count.Add(-1)
-	}
-}
-
-// RefreshAll makes every session due now: after Redis came back, possibly
-// without its data, the sessions are put back at once.
-func (k *Keeper) RefreshAll() {
-	k.mu.Lock()
-	now := k.cfg.Now().Unix()
-	var all []*Owned
-	for sec, list := range k.due {
-		if sec > now {
-			all = append(all, list...)
-			delete(k.due, sec)
-		}
-	}
-	k.due[now] = append(k.due[now], all...)
-	k.mu.Unlock()
-	k.checkLoss.Store(true)
-}
-
-func (k *Keeper) schedule(o *Owned, at time.Time) {
-	k.mu.Lock()
-	k.due[at.Unix()] = append(k.due[at.Unix()], o)
-	k.mu.Unlock()
-}
-
-func (k *Keeper) refreshDue(ctx context.Context) {
-	now := k.cfg.Now()
-	k.mu.Lock()
-	var due []*Owned
-	for sec, list := range k.due {
-		if sec <= now.Unix() {
-			for _, o := range list {
-				if !o.removed.Load() {
-					due = append(due, o)
-				}
-			}
-			delete(k.due, sec)
-		}
-	}
-	k.mu.Unlock()
-	if len(due) == 0 {
+	if o.removed.Swap(true) {
 		return
 	}
-	// Group by room, so a batch touches few rooms (and cluster slots).
-	sort.Slice(due, func(i, j int) bool {
-		if due[i].Room.Org != due[j].Room.Org {
-			return due[i].Room.Org < due[j].Room.Org
-		}
-		return due[i].Room.RoomID < due[j].Room.RoomID
-	})
-	// After a possible Redis restart, find out first whether its data is
-	// gone: then every session is put back as it was.
-	create := k.createNext.Swap(false)
-	if k.checkLoss.Swap(false) {
-		lost, err := k.store.LostData(ctx)
-		if err != nil {
-			k.checkLoss.Store(true)
-		}
-		create = create || lost
+	k.count.Add(-1)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.forgetLocked(o)
+}
+
+func (k *Keeper) forgetLocked(o *Owned) {
+	delete(k.stale, o)
+	if r := k.rooms[o.Room]; r != nil {
+		delete(r.sessions, o)
+		k.checkEmptyLocked(o.Room, r)
 	}
-	for start := 0; start < len(due); start += k.cfg.Batch {
-		batch := due[start:min(start+k.cfg.Batch, len(due))]
-		res, errs := k.store.HeartbeatMany(ctx, k.heartbeats(batch, now, create))
-		var gone []*Owned
-		var failed error
+}
+
+func (k *Keeper) checkEmptyLocked(room RoomRef, r *keptRoom) {
+	if len(r.sessions) == 0 && r.pending <= 0 {
+		delete(k.rooms, room)
+		k.emptied[room] = true
+	}
+}
+
+// Release stops holding o and hands its session over to the ordinary
+// deadline (now + interval × factor): the socket was lost without a close
+// frame, so the client may resume it elsewhere. Retried by the loop when
+// the store is away. Idempotent.
+func (k *Keeper) Release(ctx context.Context, o *Owned) {
+	if o.removed.Load() {
+		return
+	}
+	k.releaseMany(ctx, []*Owned{o})
+}
+
+// ReleaseAll releases every held session (a node shutting down: its
+// clients resume them on other nodes).
+func (k *Keeper) ReleaseAll(ctx context.Context) {
+	k.mu.Lock()
+	var all []*Owned
+	for _, r := range k.rooms {
+		for o := range r.sessions {
+			all = append(all, o)
+		}
+	}
+	all = append(all, k.releasing...)
+	k.releasing = nil
+	k.mu.Unlock()
+	k.releaseMany(ctx, all)
+}
+
+func (k *Keeper) releaseMany(ctx context.Context, list []*Owned) {
+	var todo []*Owned
+	for _, o := range list {
+		if !o.removed.Swap(true) {
+			k.count.Add(-1)
+			k.mu.Lock()
+			k.forgetLocked(o)
+			k.mu.Unlock()
+		}
+		todo = append(todo, o)
+	}
+	now := k.cfg.Now()
+	for start := 0; start < len(todo); start += k.cfg.Batch {
+		batch := todo[start:min(start+k.cfg.Batch, len(todo))]
+		hbs := make([]*Heartbeat, len(batch))
+		for i, o := range batch {
+			hbs[i] = &Heartbeat{Room: o.Room, UserID: o.UserID, SessionID: o.SessionID, SessionEpoch: o.Epoch,
+				Now: now, Deadline: now.Add(k.timeout(o.Interval)), Node: o.gen, Release: true}
+		}
+		_, errs := k.store.HeartbeatMany(ctx, hbs)
+		k.mu.Lock()
+		for i, o := range batch {
+			if errs[i] != nil {
+				k.releasing = append(k.releasing, o)
+			}
+		}
+		k.mu.Unlock()
+	}
+}
+
+// Observe takes an event of a room the node follows, to learn about the
+// sessions it holds there that someone else ended: "ended" (one session,
+// by sessionId and epoch), "leave" and "remove" (all of a user's
+// sessions), "reset" (the room was removed). Events older than what the
+// store confirmed of a session are ignored.
+func (k *Keeper) Observe(room RoomRef, event, userID, sessionID, epoch string, version int64) {
+	if event != "ended" && event != EventLeave && event != EventRemove && event != EventReset {
+		return
+	}
+	k.mu.Lock()
+	r := k.rooms[room]
+	if r == nil {
+		k.mu.Unlock()
+		return
+	}
+	var ended []*Owned
+	for o := range r.sessions {
+		if o.gen != k.gen || k.stale[o] {
+			continue // being taken over: the event may be of the old generation
+		}
+		var match bool
+		switch event {
+		case "ended":
+			match = o.SessionID == sessionID && o.Epoch == epoch
+		case EventReset:
+			match = version > o.since
+		default:
+			match = o.UserID == userID && version > o.since
+		}
+		if match {
+			ended = append(ended, o)
+		}
+	}
+	k.mu.Unlock()
+	for _, o := range ended {
+		k.ended(o)
+	}
+}
+
+// ended tells the owner that someone else ended o.
+func (k *Keeper) ended(o *Owned) {
+	if o.removed.Swap(true) {
+		return
+	}
+	k.count.Add(-1)
+	k.mu.Lock()
+	k.forgetLocked(o)
+	k.mu.Unlock()
+	k.cfg.OnEnded(o)
+}
+
+// RefreshAll checks every held session against the store soon: after a
+// lost subscription (events may have been missed) or a Redis restart
+// (which may have lost the data: then the sessions are put back).
+func (k *Keeper) RefreshAll() {
+	k.checkLoss.Store(true)
+	k.verifyNow.Store(true)
+}
+
+// round is one turn of the loop.
+func (k *Keeper) round(ctx context.Context) {
+	now := k.cfg.Now()
+	k.mu.Lock()
+	due := k.lease.IsZero() || k.lapsed || now.After(k.lease.Add(-k.leaseFor*3/4))
+	k.mu.Unlock()
+	if due {
+		k.renew(ctx)
+	}
+	k.takeOver(ctx)
+	k.retryReleases(ctx)
+	if k.verifyNow.Swap(false) || now.After(k.verifyAt) {
+		k.verifyAt = now.Add(k.cfg.Verify)
+		k.verify(ctx)
+	}
+	k.sweep(ctx)
+}
+
+// renew registers the node or renews its lease, for min(Lease, the
+// shortest timeout it holds). When the lease was lost, it registers a new
+// generation and marks every session to be taken over.
+func (k *Keeper) renew(ctx context.Context) {
+	k.leaseMu.Lock()
+	defer k.leaseMu.Unlock()
+	now := k.cfg.Now()
+	k.mu.Lock()
+	leaseFor := k.cfg.Lease
+	for _, r := range k.rooms {
+		for o := range r.sessions {
+			leaseFor = min(leaseFor, k.timeout(o.Interval))
+		}
+	}
+	gen, prev, lapsed := k.gen, k.lease, k.lapsed
+	k.mu.Unlock()
+	if lapsed {
+		gen, prev = k.newGeneration(), time.Time{}
+	}
+	deadline := now.Add(leaseFor)
+	ok, err := k.store.RenewLease(ctx, gen, prev, deadline)
+	if err != nil {
+		if ctx.Err() == nil {
+			k.cfg.Logger.Warn("node lease renewal failed", "node", gen, "err", err)
+		}
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !ok {
+		if prev.IsZero() {
+			return // a fresh generation that exists already: try another
+		}
+		k.cfg.Logger.Warn("node lease lapsed: taking this node's sessions over again", "node", gen, "sessions", k.count.Load())
+		k.lapsed = true
+		k.lease = time.Time{}
+		return
+	}
+	k.lease, k.leaseFor = deadline, leaseFor
+	if lapsed {
+		k.gen, k.lapsed = gen, false
+		for _, r := range k.rooms {
+			for o := range r.sessions {
+				k.stale[o] = true
+			}
+		}
+	}
+}
+
+// takeOver puts the stale sessions back under the current generation, with
+// their epochs: the ones still in the store change owner silently, the
+// ones ended meanwhile come back with a join.
+func (k *Keeper) takeOver(ctx context.Context) {
+	k.mu.Lock()
+	if len(k.stale) == 0 || k.lease.IsZero() || k.lapsed {
+		k.mu.Unlock()
+		return
+	}
+	gen := k.gen
+	list := make([]*Owned, 0, len(k.stale))
+	var rooms []RoomRef
+	seen := map[RoomRef]bool{}
+	for o := range k.stale {
+		list = append(list, o)
+		if !seen[o.Room] {
+			seen[o.Room] = true
+			rooms = append(rooms, o.Room)
+		}
+	}
+	k.mu.Unlock()
+	if err := k.store.HoldRooms(ctx, gen, rooms); err != nil {
+		return
+	}
+	sortByRoom(list)
+	now := k.cfg.Now()
+	for start := 0; start < len(list); start += k.cfg.Batch {
+		batch := list[start:min(start+k.cfg.Batch, len(list))]
+		res, errs := k.store.HeartbeatMany(ctx, k.heartbeats(batch, gen, now, false))
+		k.mu.Lock()
+		for i, o := range batch {
+			if errs[i] == nil && gen == k.gen {
+				o.gen, o.since = gen, res[i].Version
+				delete(k.stale, o)
+			}
+		}
+		k.mu.Unlock()
+	}
+}
+
+func (k *Keeper) retryReleases(ctx context.Context) {
+	k.mu.Lock()
+	list := k.releasing
+	k.releasing = nil
+	k.mu.Unlock()
+	if len(list) > 0 {
+		k.releaseMany(ctx, list)
+	}
+}
+
+// verify checks every held session against the store (a keep-alive that
+// never creates): ended ones are reported, unless the store lost its data,
+// in which case they are all put back.
+func (k *Keeper) verify(ctx context.Context) {
+	k.mu.Lock()
+	gen := k.gen
+	var list []*Owned
+	for _, r := range k.rooms {
+		for o := range r.sessions {
+			if !k.stale[o] {
+				list = append(list, o)
+			}
+		}
+	}
+	k.mu.Unlock()
+	if k.checkLoss.Swap(false) {
+		if lost, err := k.store.LostData(ctx); err != nil {
+			k.checkLoss.Store(true)
+			k.verifyNow.Store(true)
+			return
+		} else if lost {
+			k.putBack(list)
+			return
+		}
+	}
+	sortByRoom(list)
+	now := k.cfg.Now()
+	var gone []*Owned
+	for start := 0; start < len(list); start += k.cfg.Batch {
+		batch := list[start:min(start+k.cfg.Batch, len(list))]
+		res, errs := k.store.HeartbeatMany(ctx, k.heartbeats(batch, gen, now, true))
 		for i, o := range batch {
 			switch {
 			case errs[i] != nil:
-				failed = errs[i]
-				k.schedule(o, now.Add(time.Second)) // retry soon
+				k.verifyNow.Store(true) // try again next round
 			case res[i].Ended:
 				gone = append(gone, o)
-			default:
-				k.schedule(o, now.Add(o.Interval))
 			}
 		}
-		if failed != nil && ctx.Err() == nil {
-			k.cfg.Logger.Warn("keep-alive failed", "err", failed)
-		}
-		if len(gone) > 0 {
-			k.settle(ctx, gone, now)
-		}
 	}
-}
-
-// settle handles sessions that a keep-alive found gone: if the store lost
-// its data they are put back (same epoch: their tokens stay valid),
-// otherwise they were ended and the owner is told.
-func (k *Keeper) settle(ctx context.Context, gone []*Owned, now time.Time) {
+	if len(gone) == 0 {
+		return
+	}
 	lost, err := k.store.LostData(ctx)
-	if err != nil {
+	switch {
+	case err != nil:
+		k.verifyNow.Store(true)
+	case lost:
+		k.cfg.Logger.Warn("the store lost its data: putting this node's sessions back", "sessions", len(gone))
+		k.putBack(gone)
+	default:
 		for _, o := range gone {
-			k.schedule(o, now.Add(time.Second))
-		}
-		return
-	}
-	if !lost {
-		for _, o := range gone {
-			if !o.removed.Load() {
-				k.Remove(o)
-				k.cfg.OnEnded(o)
-			}
-		}
-		return
-	}
-	k.cfg.Logger.Warn("the store lost its data: putting this node's sessions back", "sessions", len(gone))
-	k.RefreshAll()
-	k.checkLoss.Store(false)
-	_, errs := k.store.HeartbeatMany(ctx, k.heartbeats(gone, now, true))
-	for i, o := range gone {
-		if errs[i] != nil {
-			k.schedule(o, now.Add(time.Second))
-		} else {
-			k.schedule(o, now.Add(o.Interval))
+			k.ended(o)
 		}
 	}
-	// Every other session of the node is due now; create them too.
-	k.createNext.Store(true)
 }
 
-func (k *Keeper) heartbeats(batch []*Owned, now time.Time, create bool) []*Heartbeat {
+// putBack marks sessions to be created again (same epochs, so their
+// tokens stay valid): the store lost them with its data.
+func (k *Keeper) putBack(list []*Owned) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, o := range list {
+		if !o.removed.Load() {
+			k.stale[o] = true
+		}
+	}
+}
+
+// sweep forgets, in the store, the rooms where the node holds nothing any
+// more. A Hold of such a room waits until its sweep is done.
+func (k *Keeper) sweep(ctx context.Context) {
+	k.mu.Lock()
+	if len(k.emptied) == 0 {
+		k.mu.Unlock()
+		return
+	}
+	gen := k.gen
+	done := make(chan struct{})
+	var rooms []RoomRef
+	for room := range k.emptied {
+		rooms = append(rooms, room)
+		k.sweeping[room] = done
+	}
+	k.emptied = map[RoomRef]bool{}
+	k.mu.Unlock()
+	err := k.store.ReleaseRooms(ctx, gen, rooms)
+	k.mu.Lock()
+	for _, room := range rooms {
+		delete(k.sweeping, room)
+		if err != nil && k.rooms[room] == nil {
+			k.emptied[room] = true // try again
+		}
+	}
+	k.mu.Unlock()
+	close(done)
+}
+
+func (k *Keeper) heartbeats(batch []*Owned, gen string, now time.Time, keepAlive bool) []*Heartbeat {
 	hbs := make([]*Heartbeat, len(batch))
 	for i, o := range batch {
 		hbs[i] = &Heartbeat{
 			Room: o.Room, UserID: o.UserID, SessionID: o.SessionID, SessionEpoch: o.Epoch,
-			Now: now, Deadline: now.Add(time.Duration(float64(o.Interval) * k.cfg.TimeoutFactor)),
-			Node: k.cfg.Node, KeepAlive: !create,
+			Now: now, Node: gen, Held: true, KeepAlive: keepAlive,
 		}
 	}
 	return hbs
+}
+
+// sortByRoom groups sessions by room, so a batch touches few rooms (and
+// cluster slots).
+func sortByRoom(list []*Owned) {
+	sort.Slice(list, func(i, j int) bool {
+		if list[i].Room.Org != list[j].Room.Org {
+			return list[i].Room.Org < list[j].Room.Org
+		}
+		return list[i].Room.RoomID < list[j].Room.RoomID
+	})
 }

@@ -24,6 +24,9 @@ type RoomList struct {
 	RoomID  string   `json:"roomId"`
 	Version int64    `json:"version"`
 	Members []Member `json:"members"`
+	// Stale is set when the list was asked with the epoch of a room token
+	// and the room was removed since: the list is empty, version 0.
+	Stale bool `json:"-"`
 }
 
 // RoomCount is the O(1) summary of a room.

@@ -64,6 +64,9 @@ type HeartbeatInput struct {
 	UserID    string
 	Name      string
 	Image     string
+	// HeldBy, when set, is the node generation (Keeper.Hold) that holds the
+	// session for an open WebSocket: it lives by that node's lease.
+	HeldBy string
 }
 
 // HeartbeatOutput is the answer to a heartbeat.
@@ -97,6 +100,9 @@ func (s *Service) Heartbeat(ctx context.Context, in HeartbeatInput) (*HeartbeatO
 		return nil, err
 	}
 	hb := &Heartbeat{Room: room, UserID: user, SessionID: in.SessionID, Data: data, Node: s.cfg.Node}
+	if in.HeldBy != "" {
+		hb.Node, hb.Held = in.HeldBy, true
+	}
 	id := IdentityFromContext(ctx)
 	if id.Verified {
 		hb.Name, hb.Image, hb.SetProfile = id.Name, id.Image, true
@@ -337,6 +343,9 @@ func (s *Service) normalizeData(data json.RawMessage) (json.RawMessage, error) {
 	}
 	if len(data) > s.cfg.MaxDataBytes*2 {
 		return nil, Errorf(ETOOLARGE, "data must be at most %d bytes", s.cfg.MaxDataBytes)
+	}
+	if err := CheckJSONText(data); err != nil {
+		return nil, Errorf(EINVALID, "data: %s", err.(*Error).Message)
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, data); err != nil {

@@ -36,6 +36,16 @@ type Store interface {
 	// Reap ends the sessions whose deadline is before now, across all rooms
 	// that are due, and returns how many it ended.
 	Reap(ctx context.Context, now time.Time) (int, error)
+	// RenewLease registers a node generation (prev zero) or renews its
+	// lease until deadline, compare-and-set on prev, the deadline it set
+	// last. False: the lease is not the node's any more (it lapsed and was
+	// declared dead, or the store lost it); its held sessions may be ended.
+	RenewLease(ctx context.Context, node string, prev, deadline time.Time) (bool, error)
+	// HoldRooms records, before the sessions are created, the rooms where a
+	// node generation holds sessions, so that they are ended if it dies.
+	HoldRooms(ctx context.Context, node string, rooms []RoomRef) error
+	// ReleaseRooms forgets rooms where the node holds no session any more.
+	ReleaseRooms(ctx context.Context, node string, rooms []RoomRef) error
 	// Ping checks that the store is reachable.
 	Ping(ctx context.Context) error
 	// LostData reports whether the store lost its data (a Redis that
@@ -60,6 +70,12 @@ type Heartbeat struct {
 	// SessionEpoch, when set, is the epoch a new session gets (a node
 	// putting back a session that Redis lost keeps its token valid).
 	SessionEpoch string
+	// Held makes the session live by Node's lease instead of a deadline
+	// (a node's open WebSocket): Deadline is then ignored.
+	Held bool
+	// Release hands a session that Node held over to Deadline, if Node
+	// still holds it (nothing else changes; never creates).
+	Release bool
 	// KeepAlive marks the refresh of a node-owned session: one that was
 	// ended is not created again (HeartbeatResult.Ended), unless the room's
 	// state is gone altogether (Redis lost its data).

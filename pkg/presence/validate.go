@@ -71,6 +71,9 @@ func validateID(field, s string, max int, noBraces bool) error {
 		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' {
 			return Errorf(EINVALID, "%s must not contain control characters", field)
 		}
+		if invisible(r) {
+			return Errorf(EINVALID, "%s must not contain invisible or bidirectional control characters (U+%04X)", field, r)
+		}
 		if noBraces && (r == '{' || r == '}') {
 			return Errorf(EINVALID, "%s must not contain '{' or '}'", field)
 		}
@@ -98,4 +101,20 @@ func ValidateLimit(n int) (int, error) {
 		return 0, Errorf(EINVALID, "limit must be 1-%d", MaxListLimit)
 	}
 	return n, nil
+}
+
+// invisible reports the characters that make look-alike ids: bidirectional
+// controls (an id that reads "bob" but is "b\u202eob") and invisible ones
+// (zero-width space, word joiner, BOM, soft hyphen, Mongolian vowel
+// separator). The zero-width (non-)joiners U+200C and U+200D are allowed:
+// several scripts and emoji sequences need them.
+func invisible(r rune) bool {
+	switch {
+	case r >= 0x202A && r <= 0x202E, r >= 0x2066 && r <= 0x2069,
+		r == 0x200E, r == 0x200F, r == 0x061C:
+		return true
+	case r == 0x200B, r == 0x2060, r == 0xFEFF, r == 0x00AD, r == 0x180E:
+		return true
+	}
+	return false
 }

@@ -85,5 +85,14 @@ func (k Keys) UserRooms(org, userID string) string {
 // Secret returns the key of the shared token secret.
 func (k Keys) Secret() string { return k.Prefix + ":secret" }
 
+// Nodes is the sorted set of the nodes' leases: member = a node's
+// generation label ("node@region/gen"), score = its lease deadline (unix
+// ms), or 0 once it was declared dead and its sessions are being ended.
+func (k Keys) Nodes() string { return k.Prefix + ":nodes" }
+
+// NodeRooms is the set of the room tags where a node generation holds
+// sessions for its sockets (a superset: rooms it left may stay listed).
+func (k Keys) NodeRooms(node string) string { return k.Prefix + ":node:{" + node + "}:rooms" }
+
 // EventsPattern is the channel pattern of every room's events.
 func (k Keys) EventsPattern() string { return k.Prefix + ":{*}:events" }

@@ -111,7 +111,7 @@ func (s *Store) reapShard(ctx context.Context, shard int, now time.Time) (int, b
 	}
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, rk := range rooms {
-			if z, err := firsts[i].Result(); err == nil && len(z) == 1 {
+			if z, err := firsts[i].Result(); err == nil && len(z) == 1 && z[0].Score < heldScore {
 				p.ZAddLT(ctx, idx, redis.Z{Score: z[0].Score, Member: rk.Tag})
 			}
 		}
@@ -136,6 +136,11 @@ func (s *Store) runReaper(ctx context.Context) {
 			continue // Redis was just away: let the keep-alives refresh first
 		}
 		n, err := s.Reap(ctx, time.Now())
+		if m, nerr := s.ReapNodes(ctx, time.Now()); nerr != nil && err == nil {
+			err = nerr
+		} else {
+			n += m
+		}
 		s.met.reaped.Add(float64(n))
 		if err != nil && ctx.Err() == nil && time.Since(lastErr) > 10*time.Second {
 			lastErr = time.Now()

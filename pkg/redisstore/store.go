@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -17,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/presencecluster/presence/lua"
 	"github.com/presencecluster/presence/pkg/presence"
@@ -46,6 +48,10 @@ type Config struct {
 	// store outage does not end sessions whose sockets stayed open. Zero
 	// means 3s.
 	ReapGrace time.Duration
+	// NodeSkew is how much later than its deadline a node's lease is taken
+	// for lapsed: the clocks of the renewing node and of the reaper may
+	// differ by this much. Zero means 1s.
+	NodeSkew time.Duration
 	// IndexShards is the number of deadline index keys. Zero means 1.
 	IndexShards int
 	// Cluster is Redis Cluster mode: events use sharded pub/sub
@@ -75,6 +81,7 @@ type Store struct {
 	log  *slog.Logger
 
 	heartbeat, endSession, endUser, setData, removeRoom, reap, list, count *redis.Script
+	reapNode, renewLease, declareDead, forgetNode                          *redis.Script
 	scripts                                                                []*redis.Script
 
 	secretMu    sync.Mutex
@@ -108,6 +115,9 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	}
 	if cfg.ReapInterval == 0 {
 		cfg.ReapInterval = 250 * time.Millisecond
+	}
+	if cfg.NodeSkew == 0 {
+		cfg.NodeSkew = time.Second
 	}
 	if cfg.ReapGrace == 0 {
 		cfg.ReapGrace = 3 * time.Second
@@ -151,6 +161,10 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	s.setData = load("set_data")
 	s.removeRoom = load("remove_room")
 	s.reap = load("reap")
+	s.reapNode = load("reap_node")
+	s.renewLease = load("renew_lease")
+	s.declareDead = load("declare_dead")
+	s.forgetNode = load("forget_node")
 	s.list = load("list")
 	s.count = load("count")
 	return s
@@ -311,6 +325,9 @@ func (s *Store) queueHeartbeat(ctx context.Context, p redis.Pipeliner, hb *prese
 	rk := s.keys.Room(hb.Room)
 	now := hb.Now.UnixMilli()
 	deadline := hb.Deadline.UnixMilli()
+	if hb.Held {
+		deadline = heldScore // the session lives by its node's lease
+	}
 	setProfile, profile := "0", ""
 	if hb.SetProfile {
 		setProfile, profile = "1", hb.Name+"\t"+hb.Image
@@ -320,7 +337,10 @@ func (s *Store) queueHeartbeat(ctx context.Context, p redis.Pipeliner, hb *prese
 		setData = "1"
 	}
 	keepAlive := "0"
-	if hb.KeepAlive {
+	switch {
+	case hb.Release:
+		keepAlive = "2"
+	case hb.KeepAlive:
 		keepAlive = "1"
 	}
 	epoch := hb.SessionEpoch
@@ -332,7 +352,7 @@ func (s *Store) queueHeartbeat(ctx context.Context, p redis.Pipeliner, hb *prese
 		now, rk.Events, s.pub, s.ttl, s.cfg.Retention.Milliseconds(),
 		hb.SessionID, hb.UserID, deadline, epoch, hb.Node,
 		setProfile, profile, setData, string(hb.Data), keepAlive, s.reapFlag())
-	if !s.cfg.Cluster {
+	if !s.cfg.Cluster && !hb.Held {
 		// After the script, never before: see the reaper's index protocol.
 		// (One Redis runs a pipeline in order; a cluster does not.)
 		p.ZAddLT(ctx, s.keys.Deadlines(rk.Tag), redis.Z{Score: float64(deadline), Member: rk.Tag})
@@ -418,6 +438,10 @@ func parseList(roomID string, v []any) (*presence.RoomList, error) {
 		return nil, fmt.Errorf("list: unexpected reply of %d elements", len(v))
 	}
 	l := &presence.RoomList{RoomID: roomID, Version: toInt(v[0]), Members: make([]presence.Member, 0, (len(v)-1)/5)}
+	if l.Version < 0 {
+		// The token's epoch is not the room's: the room was removed.
+		l.Version, l.Stale = 0, true
+	}
 	for i := 1; i < len(v); i += 5 {
 		score, _ := strconv.ParseFloat(toString(v[i+1]), 64)
 		m := presence.Member{UserID: toString(v[i]), Sessions: int(toInt(v[i+2]))}
@@ -426,7 +450,7 @@ func parseList(roomID string, v []any) (*presence.RoomList, error) {
 			m.LastDisconnected = orderOffline - int64(score)
 		}
 		if d := toString(v[i+3]); d != "" {
-			m.Data = []byte(d)
+			m.Data = validUTF8([]byte(d))
 		}
 		m.Name, m.Image = splitProfile(toString(v[i+4]))
 		l.Members = append(l.Members, m)
@@ -596,4 +620,16 @@ func toInt(v any) int64 {
 		return n
 	}
 	return 0
+}
+
+// validUTF8 returns b with any invalid UTF-8 replaced by U+FFFD. Nodes
+// refuse such data since it broke WebSocket text frames, but a room may
+// still hold data that an older node stored: it is shown repaired (inside a
+// JSON string, which is the only place the old nodes let it through), never
+// raw.
+func validUTF8(b []byte) []byte {
+	if utf8.Valid(b) {
+		return b
+	}
+	return bytes.ToValidUTF8(b, []byte("\uFFFD"))
 }

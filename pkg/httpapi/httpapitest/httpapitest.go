@@ -46,6 +46,8 @@ type Options struct {
 	Metrics bool
 	// PoolSize of the Redis client; zero means go-redis's default.
 	PoolSize int
+	// CORSOrigins are the allowed browser origins; nil: the server's default.
+	CORSOrigins []string
 }
 
 // Node is a running node.
@@ -124,6 +126,7 @@ func Start(tb testing.TB, o Options) *Node {
 		AnonymousEmpty: o.AnonymousEmpty, Ready: store.Ping, Logger: log,
 		Subscriber: sub, Node: label, WSQueue: o.Queue, WSMaxRooms: o.MaxRooms,
 		WSPingInterval: o.PingInterval, WSWriteTimeout: o.WriteTimeout, Registerer: reg,
+		CORSOrigins: o.CORSOrigins,
 	})
 	if err := sub.Open(context.Background()); err != nil {
 		tb.Fatal(err)

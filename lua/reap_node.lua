@@ -1,0 +1,30 @@
+-- reap_node.lua: end the room's sessions that a dead node held for its
+-- sockets (the node's lease lapsed), publishing a leave for each user that
+-- went offline. Atomic, and it ends only sessions still HELD by that node
+-- (generation), so reapers may run it concurrently, and a node that came
+-- back under a new generation keeps the sessions it took over.
+-- KEYS: the five room keys (see lib.lua)
+-- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
+--       5 the dead node's generation label
+-- Returns the number of sessions ended.
+local now = tonumber(ARGV[1])
+local n = 0
+for _, sid in ipairs(redis.call('ZRANGEBYSCORE', K_SESSIONS, '4000000000000000', '4000000000000000')) do
+  local v = redis.call('HGET', K_SESS, sid)
+  if not v then
+    redis.call('ZREM', K_SESSIONS, sid)
+  else
+    local _, node = parse_sess(v)
+    if node == ARGV[5] then
+      local uid, left = end_session(sid, now)
+      n = n + 1
+      if left then
+        publish(ARGV[2], ARGV[3], 'leave', uid)
+      end
+    end
+  end
+end
+if n > 0 then
+  touch(ARGV[4])
+end
+return n

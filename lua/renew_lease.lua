@@ -1,0 +1,19 @@
+-- renew_lease.lua: register or renew a node's lease, compare-and-set, so a
+-- late or repeated renewal never revives a lease that lapsed (and that a
+-- reaper may be acting on).
+-- KEYS: 1 the nodes zset (member: node generation label, score: lease
+--       deadline in unix ms; 0 once declared dead)
+-- ARGV: 1 node generation label, 2 the deadline the node last set ("" to
+--       register a new generation), 3 the new deadline (ms)
+-- Returns 1 when renewed, 0 when the lease is not the node's any more
+-- (lapsed and declared dead, forgotten, or lost with Redis' data).
+local cur = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if ARGV[2] == '' then
+  if cur then
+    return 0
+  end
+elseif not cur or score(cur) ~= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
