@@ -98,11 +98,16 @@ local function member_json(uid)
   return out .. '}'
 end
 
--- publish bumps the room version and publishes one event about uid.
-local function publish(channel, cmd, event, uid)
+-- publish bumps the room version and publishes one event about uid. node,
+-- when given, names the dead node generation whose session ended (reap_node).
+local function publish(channel, cmd, event, uid, node)
   local v = redis.call('HINCRBY', K_ROOM, 'v', 1)
+  local extra = ''
+  if node then
+    extra = ',"node":' .. cjson.encode(node)
+  end
   redis.call(cmd, channel, '{"version":' .. int(v) .. ',"event":"' .. event .. '","userId":' .. cjson.encode(uid)
-    .. ',"member":' .. member_json(uid) .. '}')
+    .. ',"member":' .. member_json(uid) .. extra .. '}')
   return v
 end
 

@@ -6,6 +6,8 @@
 -- KEYS: the five room keys (see lib.lua)
 -- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
 --       5 the dead node's generation label
+-- Its leaves name the dead generation ("node"): a node that was only frozen
+-- learns from them at once that it must take its sessions over again.
 -- Returns the number of sessions ended.
 local now = tonumber(ARGV[1])
 local n = 0
@@ -19,7 +21,7 @@ for _, sid in ipairs(redis.call('ZRANGEBYSCORE', K_SESSIONS, '4000000000000000',
       local uid, left = end_session(sid, now)
       n = n + 1
       if left then
-        publish(ARGV[2], ARGV[3], 'leave', uid)
+        publish(ARGV[2], ARGV[3], 'leave', uid, ARGV[5])
       end
     end
   end

@@ -400,6 +400,9 @@ func TestFaults(t *testing.T) {
 		at := c.wsAt(0)
 		victims, movers := at[:len(at)/2], at[len(at)/2:]
 		start := time.Now()
+		// Frozen first, so that the node dies holding the victims' sessions
+		// (a socket it saw lost would go to the ordinary deadline instead).
+		c.nodes[0].stop()
 		for _, u := range victims {
 			u.conn.Abandon()
 			c.markGone(u)
@@ -434,11 +437,25 @@ func TestFaults(t *testing.T) {
 		// SIGSTOP for longer than the lease: the other nodes end the frozen
 		// node's socket sessions (one leave each); after SIGCONT it takes
 		// them over again by itself (one join each), on the same sockets.
-		users := c.wsAt(1)
+		var users []*wsUser // the users whose socket is on node 1 now
+		c.mu.Lock()
+		for _, u := range c.ws {
+			if !u.gone && u.conn.Stats().URL == c.nodes[1].url() {
+				users = append(users, u)
+			}
+		}
+		c.mu.Unlock()
+		if len(users) == 0 {
+			t.Fatal("no socket on node 1")
+		}
 		before := c.reconnects()
 		start := time.Now()
 		c.nodes[1].stop()
+		defer c.nodes[1].cont() // also when the test fails
 		waitFor(t, "a leave for each of the frozen node's users", dead+2*time.Second, func() bool {
+			if len(c.leaves(start)) > len(users) {
+				t.Fatalf("leaves %v, users %d", c.leaves(start), len(users))
+			}
 			return len(c.leaves(start)) == len(users)
 		})
 		c.nodes[1].cont()

@@ -152,7 +152,8 @@ func (h *Hub) onMessage(room presence.RoomRef, payload []byte) {
 		return
 	}
 	if h.keeper != nil {
-		h.keeper.Observe(room, ev.Event, ev.UserID, ev.SessionID, ev.Epoch, ev.Version)
+		h.keeper.Observe(room, presence.Notice{Event: ev.Event, UserID: ev.UserID, SessionID: ev.SessionID,
+			Epoch: ev.Epoch, Node: ev.Node, Version: ev.Version})
 	}
 	if ev.Event == eventEnded {
 		return // for the keeper only: nothing visible changed

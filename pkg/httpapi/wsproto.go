@@ -129,6 +129,8 @@ type storeEvent struct {
 	// held by a node's socket ended with no visible change (no version).
 	SessionID string `json:"sessionId"`
 	Epoch     string `json:"epoch"`
+	// Node names the dead node generation of a leave by reap_node.lua.
+	Node string `json:"node"`
 }
 
 // eventEnded is the notice of end_session.lua.

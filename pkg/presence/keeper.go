@@ -102,6 +102,9 @@ type Keeper struct {
 type keptRoom struct {
 	sessions map[*Owned]struct{}
 	pending  int // Holds not yet followed by Add or Unhold
+	// shortest is the shortest timeout of the pending Holds (kept while any
+	// is pending), so that the lease covers them before they exist.
+	shortest time.Duration
 }
 
 // NewKeeper returns a Keeper that holds sessions in store. Call Open.
@@ -208,7 +211,11 @@ func (k *Keeper) Hold(ctx context.Context, room RoomRef, interval time.Duration)
 	r.pending++
 	delete(k.emptied, room)
 	wait := k.sweeping[room]
-	shorter := k.lease.IsZero() || k.timeout(interval) < k.leaseFor
+	timeout := k.timeout(interval)
+	shorter := k.lease.IsZero() || timeout < k.leaseFor
+	if timeout < r.shortest || r.shortest == 0 {
+		r.shortest = timeout
+	}
 	k.mu.Unlock()
 	fail := func(err error) (string, error) {
 		k.Unhold(room)
@@ -245,6 +252,9 @@ func (k *Keeper) Unhold(room RoomRef) {
 	defer k.mu.Unlock()
 	if r := k.rooms[room]; r != nil {
 		r.pending--
+		if r.pending <= 0 {
+			r.shortest = 0
+		}
 		k.checkEmptyLocked(room, r)
 	}
 }
@@ -260,6 +270,9 @@ func (k *Keeper) Add(o *Owned, gen string, version int64) {
 		k.rooms[o.Room] = r
 	} else {
 		r.pending--
+	}
+	if r.pending <= 0 {
+		r.shortest = 0
 	}
 	o.gen, o.since = gen, version
 	r.sessions[o] = struct{}{}
@@ -353,18 +366,37 @@ func (k *Keeper) releaseMany(ctx context.Context, list []*Owned) {
 	}
 }
 
+// Notice is what the keeper reads of a room's event.
+type Notice struct {
+	Event     string // join, leave, update, remove, reset, or "ended"
+	UserID    string
+	SessionID string // "ended": the session
+	Epoch     string // "ended": its epoch
+	Node      string // a leave of a dead node's session: that generation
+	Version   int64
+}
+
 // Observe takes an event of a room the node follows, to learn about the
 // sessions it holds there that someone else ended: "ended" (one session,
 // by sessionId and epoch), "leave" and "remove" (all of a user's
 // sessions), "reset" (the room was removed). Events older than what the
-// store confirmed of a session are ignored.
-func (k *Keeper) Observe(room RoomRef, event, userID, sessionID, epoch string, version int64) {
+// store confirmed of a session are ignored. A leave that names this node's
+// own generation means it was declared dead (it was frozen or cut off past
+// its lease): it then takes every session over again, at once.
+func (k *Keeper) Observe(room RoomRef, n Notice) {
+	event, userID, version := n.Event, n.UserID, n.Version
 	if event != "ended" && event != EventLeave && event != EventRemove && event != EventReset {
 		return
 	}
 	k.mu.Lock()
+	if n.Node != "" && n.Node == k.gen && !k.lapsed {
+		k.cfg.Logger.Warn("this node was declared dead: taking its sessions over again", "node", k.gen)
+		k.lapsed, k.lease = true, time.Time{}
+		k.mu.Unlock()
+		return
+	}
 	r := k.rooms[room]
-	if r == nil {
+	if r == nil || n.Node != "" {
 		k.mu.Unlock()
 		return
 	}
@@ -376,7 +408,7 @@ func (k *Keeper) Observe(room RoomRef, event, userID, sessionID, epoch string, v
 		var match bool
 		switch event {
 		case "ended":
-			match = o.SessionID == sessionID && o.Epoch == epoch
+			match = o.SessionID == n.SessionID && o.Epoch == n.Epoch
 		case EventReset:
 			match = version > o.since
 		default:
@@ -440,6 +472,9 @@ func (k *Keeper) renew(ctx context.Context) {
 	k.mu.Lock()
 	leaseFor := k.cfg.Lease
 	for _, r := range k.rooms {
+		if r.pending > 0 && r.shortest > 0 {
+			leaseFor = min(leaseFor, r.shortest)
+		}
 		for o := range r.sessions {
 			leaseFor = min(leaseFor, k.timeout(o.Interval))
 		}
