@@ -1,7 +1,7 @@
 -- count.lua: a room's version, online users and live sessions, in O(1).
 -- Read-only.
--- KEYS: the five room keys (see lib.lua)
+-- KEYS: the three room keys (see lib.lua)
 -- ARGV: none
 -- Returns {version, online, sessions}.
-local meta = redis.call('HMGET', K_ROOM, 'v', 'o')
-return {tonumber(meta[1]) or 0, tonumber(meta[2]) or 0, redis.call('ZCARD', K_SESSIONS)}
+local meta = redis.call('HMGET', K_ROOM, 'v', 'o', 'n')
+return {tonumber(meta[1]) or 0, tonumber(meta[2]) or 0, tonumber(meta[3]) or 0}

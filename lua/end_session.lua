@@ -1,21 +1,21 @@
 -- end_session.lua: end one session now, if its epoch matches (an old session
 -- token never ends a newer session with the same id).
--- KEYS: the five room keys (see lib.lua)
+-- KEYS: the three room keys (see lib.lua)
 -- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
 --       5 sessionId, 6 session epoch
 -- A session HELD by a node's socket that ends without a leave (the user has
 -- other sessions) gets an "ended" notice on the events channel.
 -- Returns 1 when a session ended, else 0.
 local now = tonumber(ARGV[1])
-local sess = redis.call('HGET', K_SESS, ARGV[5])
+local sess = redis.call('HGET', K_ROOM, 's:' .. ARGV[5])
 if not sess then
   return 0
 end
-local epoch = parse_sess(sess)
+local epoch, _, _, d = parse_sess(sess)
 if epoch ~= ARGV[6] then
   return 0
 end
-local held = is_held(redis.call('ZSCORE', K_SESSIONS, ARGV[5]))
+local held = d == nil
 local uid, left = end_session(ARGV[5], now)
 if left then
   publish(ARGV[2], ARGV[3], 'leave', uid)

@@ -1,6 +1,6 @@
 -- end_user.lua: end all of a user's sessions in the room (sign-out); with
 -- forget, also forget the member (remove).
--- KEYS: the five room keys (see lib.lua)
+-- KEYS: the three room keys (see lib.lua)
 -- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
 --       5 userId, 6 "1" to forget the member
 -- Returns 1 when something changed (sessions ended, or the member was
@@ -13,10 +13,13 @@ end
 local field = 'u:' .. uid
 local list = redis.call('HGET', K_ROOM, field)
 if list then
-  for _, sid in ipairs(split(list)) do
-    redis.call('HDEL', K_SESS, sid)
-    redis.call('ZREM', K_SESSIONS, sid)
+  -- The room keeps a count per user, not the ids: find them (one pass over
+  -- the room's sessions; sign-out and removal are rare).
+  local mine = sessions_where(function(_, _, owner) return owner == uid end)
+  for _, sid in ipairs(mine) do
+    redis.call('HDEL', K_ROOM, 's:' .. sid)
   end
+  redis.call('HINCRBY', K_ROOM, 'n', -#mine)
   redis.call('HDEL', K_ROOM, field)
   redis.call('HINCRBY', K_ROOM, 'o', -1)
 end

@@ -1,6 +1,6 @@
 -- heartbeat.lua: create or refresh a session; optionally replace the
 -- member's profile and data in the same step.
--- KEYS: the five room keys (see lib.lua)
+-- KEYS: the three room keys (see lib.lua)
 -- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
 --       5 offline retention (ms), 6 sessionId, 7 userId, 8 deadline (ms), or
 --          HELD for a session that lives by its node's lease (node in ARGV 10),
@@ -17,36 +17,46 @@
 --          store outage, so the nodes' keep-alives can refresh theirs)
 -- A room's epoch is "0" until the room is removed (remove_room.lua), so the
 -- room tokens clients hold survive a Redis that lost its data.
--- Returns {roomEpoch, sessionEpoch, version, lowered}, or an error
+-- Returns {roomEpoch, sessionEpoch, version, lowered, created}, or an error
 -- "CONFLICT ..." when the sessionId belongs to another user. lowered is 1
 -- when the session's deadline is now the room's earliest and earlier than
--- the room's earliest before (then the deadline index may need lowering).
+-- the room's earliest before (then the deadline index may need lowering);
+-- created is 1 when the session was created (the user index is written).
 local now = tonumber(ARGV[1])
 local channel, cmd = ARGV[2], ARGV[3]
 local sid, uid = ARGV[6], ARGV[7]
+local field = 's:' .. sid
+local deadline = nil -- held
+if not is_held(ARGV[8]) then
+  deadline = tonumber(ARGV[8])
+end
 
 -- A node lets go of a session it held for a socket that was lost: the
 -- session gets its ordinary deadline, unless another node (where the client
 -- resumed) or the client itself has taken it over meanwhile.
 if ARGV[15] == '2' then
-  local v = redis.call('HGET', K_SESS, sid)
+  local v = redis.call('HGET', K_ROOM, field)
   local version = tonumber(redis.call('HGET', K_ROOM, 'v')) or 0
   if not v then
-    return {'', '', -1, 0}
+    return {'', '', -1, 0, 0}
   end
-  local e, node = parse_sess(v)
-  if node == ARGV[10] and is_held(redis.call('ZSCORE', K_SESSIONS, sid)) then
-    redis.call('ZADD', K_SESSIONS, ARGV[8], sid)
-    return {'', e, version, 1}
+  local e, node, owner, d = parse_sess(v)
+  if node == ARGV[10] and d == nil and deadline then
+    redis.call('HSET', K_ROOM, field, sess_value(deadline, e, node, owner))
+    return {'', e, version, lower_x(deadline) and 1 or 0, 0}
   end
-  return {'', e, version, 0}
+  return {'', e, version, 0, 0}
 end
 
 -- A node-owned session whose socket is still open is alive even if its
 -- deadline passed (the store was unreachable meanwhile): its owner vouches
 -- for it, so it is refreshed before the room's expired sessions are ended.
-if ARGV[15] == '1' and redis.call('HEXISTS', K_SESS, sid) == 1 then
-  redis.call('ZADD', K_SESSIONS, ARGV[8], sid)
+if ARGV[15] == '1' then
+  local v = redis.call('HGET', K_ROOM, field)
+  if v then
+    local e, node, owner = parse_sess(v)
+    redis.call('HSET', K_ROOM, field, sess_value(deadline, e, node, owner))
+  end
 end
 
 if ARGV[16] == '1' then
@@ -56,39 +66,35 @@ end
 local epoch = redis.call('HGET', K_ROOM, 'e') or '0'
 
 local sepoch, event
-local sess = redis.call('HGET', K_SESS, sid)
+local created = 0
+local sess = redis.call('HGET', K_ROOM, field)
 if sess then
-  local e, node, owner = parse_sess(sess)
+  local e, node, owner, d = parse_sess(sess)
   if owner ~= uid then
     return redis.error_reply('CONFLICT sessionId belongs to another user')
   end
   sepoch = e
-  if node ~= ARGV[10] then
-    redis.call('HSET', K_SESS, sid, e .. '\t' .. ARGV[10] .. '\t' .. uid)
+  if node ~= ARGV[10] or d ~= deadline then
+    redis.call('HSET', K_ROOM, field, sess_value(deadline, e, ARGV[10], uid))
   end
 else
   if ARGV[15] == '1' then
-    return {epoch, '', -1, 0}
+    return {epoch, '', -1, 0, 0}
   end
   sepoch = ARGV[9]
-  redis.call('HSET', K_SESS, sid, sepoch .. '\t' .. ARGV[10] .. '\t' .. uid)
-  local field = 'u:' .. uid
-  local list = redis.call('HGET', K_ROOM, field)
-  if list then
-    redis.call('HSET', K_ROOM, field, list .. '\n' .. sid)
-  else
-    redis.call('HSET', K_ROOM, field, sid)
+  created = 1
+  redis.call('HSET', K_ROOM, field, sess_value(deadline, sepoch, ARGV[10], uid))
+  redis.call('HINCRBY', K_ROOM, 'n', 1)
+  if add_sessions(uid, 1) == 1 then
     redis.call('HINCRBY', K_ROOM, 'o', 1)
     redis.call('ZADD', K_ORDER, redis.call('HINCRBY', K_ROOM, 'q', 1), uid)
     event = 'join'
   end
 end
-local first = redis.call('ZRANGE', K_SESSIONS, 0, 0, 'WITHSCORES')
 local lowered = 0
-if not is_held(ARGV[8]) and (#first == 0 or tonumber(ARGV[8]) < score(first[2])) then
+if deadline and lower_x(deadline) then
   lowered = 1
 end
-redis.call('ZADD', K_SESSIONS, ARGV[8], sid)
 
 local changed = false
 if ARGV[11] == '1' and redis.call('HGET', K_PROFILE, 'p:' .. uid) ~= ARGV[12] then
@@ -126,4 +132,4 @@ if event or changed or now - (tonumber(redis.call('HGET', K_ROOM, 't')) or 0) > 
   redis.call('HSET', K_ROOM, 't', now)
   touch(ARGV[4])
 end
-return {epoch, sepoch, version, lowered}
+return {epoch, sepoch, version, lowered, created}

@@ -1,26 +1,29 @@
 -- lib.lua: helpers shared by every room script. It is prepended to each
 -- script when the script is loaded, so a script stays one atomic unit.
 --
--- Every room script takes the same five KEYS, all under the room's hash tag
+-- Every room script takes the same three KEYS, all under the room's hash tag
 -- {<org>::<roomId>} so that a script touches one Redis Cluster slot:
 --   KEYS[1] room     hash: v (version), q (join sequence), e (room epoch),
---                    o (online users), t (when the keys' TTL was last set),
---                    u:<userId> (the user's live session ids, joined by "\n")
---   KEYS[2] sessions zset: sessionId -> deadline (unix ms), or HELD for a
---                    session that lives by its node's lease
---   KEYS[3] sess     hash: sessionId -> "<epoch>\t<node>\t<userId>"
---   KEYS[4] order    zset: userId -> online: join sequence (< ONLINE_MAX);
+--                    o (online users), n (live sessions), t (when the keys'
+--                    TTL was last set), x (at most the earliest deadline of
+--                    the room's sessions; absent: none has a deadline),
+--                    u:<userId> (the user's live session count),
+--                    s:<sessionId> -> "<deadline>\t<epoch>\t<node>\t<userId>":
+--                    deadline in unix ms, or H for a session held by a node's
+--                    open WebSocket (it lives by that node's lease; <node> is
+--                    the holding node generation, else empty)
+--   KEYS[2] order    zset: userId -> online: join sequence (< ONLINE_MAX);
 --                    offline: OFFLINE - lastDisconnected
---   KEYS[5] profile  hash: p:<userId> -> "<name>\t<image>", d:<userId> -> data JSON
+--   KEYS[3] profile  hash: p:<userId> -> "<name>\t<image>", d:<userId> -> data JSON
+-- A session is stored once (one hash field): the room is reaped by scanning
+-- its sessions when x is due, which the deadline index tells the reaper.
 -- Time is always passed in ARGV, never read here.
 
-local K_ROOM, K_SESSIONS, K_SESS, K_ORDER, K_PROFILE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local K_ROOM, K_ORDER, K_PROFILE = KEYS[1], KEYS[2], KEYS[3]
 local OFFLINE = 9000000000000000
 local ONLINE_MAX = 1000000000000000
--- HELD is the score of a session held by a node's open WebSocket: it has no
--- deadline of its own but lives by its node's lease (the node is named in
--- the sess hash). Far above any deadline in ms, so ZRANGEBYSCORE -inf now
--- never finds it.
+-- HELD is the deadline of a session held by a node's open WebSocket: it has
+-- none of its own. (Go passes 4000000000000000 for it.)
 local HELD = 4000000000000000
 
 -- score reads a sorted set score. Redis replies "4000000000000000"; the
@@ -48,27 +51,61 @@ local function int(n)
   return string.format('%d', n)
 end
 
-local function split(s)
-  local t = {}
-  for part in string.gmatch(s, '[^\n]+') do
-    t[#t + 1] = part
-  end
-  return t
-end
-
-local function count_sessions(list)
-  if not list then
+-- count_sessions reads a room field u:<userId>: the user's live session
+-- count. (Nodes before this layout kept the list of session ids there,
+-- joined by "\n": it is read as its length.)
+local function count_sessions(v)
+  if not v then
     return 0
   end
-  local _, n = string.gsub(list, '\n', '\n')
-  return n + 1
+  local n = tonumber(v)
+  if n then
+    return n
+  end
+  local _, c = string.gsub(v, '\n', '\n')
+  return c + 1
 end
 
--- parse_sess splits a sess value into epoch, node, userId.
+-- add_sessions changes a user's live session count by d and returns the new
+-- count (0: the field is gone).
+local function add_sessions(uid, d)
+  local field = 'u:' .. uid
+  local n = count_sessions(redis.call('HGET', K_ROOM, field)) + d
+  if n > 0 then
+    redis.call('HSET', K_ROOM, field, n)
+  else
+    redis.call('HDEL', K_ROOM, field)
+  end
+  return n
+end
+
+-- parse_sess splits an s:<sessionId> value into epoch, node, userId and
+-- deadline (a number, or nil for a held session).
 local function parse_sess(v)
   local a = string.find(v, '\t', 1, true)
   local b = string.find(v, '\t', a + 1, true)
-  return string.sub(v, 1, a - 1), string.sub(v, a + 1, b - 1), string.sub(v, b + 1)
+  local c = string.find(v, '\t', b + 1, true)
+  local d = string.sub(v, 1, a - 1)
+  return string.sub(v, a + 1, b - 1), string.sub(v, b + 1, c - 1), string.sub(v, c + 1), tonumber(d)
+end
+
+-- sess_value builds an s:<sessionId> value; deadline nil means held.
+local function sess_value(deadline, epoch, node, uid)
+  local d = 'H'
+  if deadline then
+    d = int(deadline)
+  end
+  return d .. '\t' .. epoch .. '\t' .. node .. '\t' .. uid
+end
+
+-- lower_x makes x at most deadline; it reports whether x changed.
+local function lower_x(deadline)
+  local x = tonumber(redis.call('HGET', K_ROOM, 'x'))
+  if not x or deadline < x then
+    redis.call('HSET', K_ROOM, 'x', int(deadline))
+    return true
+  end
+  return false
 end
 
 -- member_json renders a member as the JSON the API shows.
@@ -114,45 +151,79 @@ end
 -- end_session removes one session. It returns the session's user and whether
 -- that user went offline (it was the user's last live session).
 local function end_session(sid, now)
-  local v = redis.call('HGET', K_SESS, sid)
-  redis.call('ZREM', K_SESSIONS, sid)
+  local v = redis.call('HGET', K_ROOM, 's:' .. sid)
   if not v then
     return nil, false
   end
   local _, _, uid = parse_sess(v)
-  redis.call('HDEL', K_SESS, sid)
-  local field = 'u:' .. uid
-  local list = redis.call('HGET', K_ROOM, field)
-  if not list then
+  redis.call('HDEL', K_ROOM, 's:' .. sid)
+  redis.call('HINCRBY', K_ROOM, 'n', -1)
+  if not redis.call('HGET', K_ROOM, 'u:' .. uid) then
     return uid, false
   end
-  local rest = {}
-  for _, s in ipairs(split(list)) do
-    if s ~= sid then
-      rest[#rest + 1] = s
-    end
-  end
-  if #rest > 0 then
-    redis.call('HSET', K_ROOM, field, table.concat(rest, '\n'))
+  if add_sessions(uid, -1) > 0 then
     return uid, false
   end
-  redis.call('HDEL', K_ROOM, field)
   redis.call('HINCRBY', K_ROOM, 'o', -1)
   redis.call('ZADD', K_ORDER, int(OFFLINE - now), uid)
   return uid, true
 end
 
--- reap_expired ends up to max sessions whose deadline is at or before now and
--- publishes a leave for each user that went offline.
+-- sessions_where returns the ids of the room's sessions whose value
+-- satisfies keep(epoch, node, uid, deadline): one pass over the room hash.
+local function sessions_where(keep)
+  local out = {}
+  local cursor = '0'
+  repeat
+    local page = redis.call('HSCAN', K_ROOM, cursor, 'MATCH', 's:*', 'COUNT', 1000)
+    cursor = page[1]
+    local kv = page[2]
+    for i = 1, #kv, 2 do
+      local e, node, uid, d = parse_sess(kv[i + 1])
+      if keep(e, node, uid, d) then
+        out[#out + 1] = string.sub(kv[i], 3)
+      end
+    end
+  until cursor == '0'
+  return out
+end
+
+-- reap_expired ends up to max sessions whose deadline is at or before now,
+-- publishes a leave for each user that went offline, and sets x to the
+-- earliest deadline left. It scans the room only when x is due.
 local function reap_expired(now, max, channel, cmd)
-  local expired = redis.call('ZRANGEBYSCORE', K_SESSIONS, '-inf', int(now), 'LIMIT', 0, max)
+  local x = tonumber(redis.call('HGET', K_ROOM, 'x'))
+  if not x or x > now then
+    return 0
+  end
+  local soonest
+  local expired = sessions_where(function(_, _, _, d)
+    if d and d <= now then
+      return true
+    end
+    if d and (not soonest or d < soonest) then
+      soonest = d
+    end
+    return false
+  end)
+  local n = 0
   for _, sid in ipairs(expired) do
+    if n >= max then
+      soonest = now -- more are due: come back at once
+      break
+    end
     local uid, left = end_session(sid, now)
+    n = n + 1
     if left then
       publish(channel, cmd, 'leave', uid)
     end
   end
-  return #expired
+  if soonest then
+    redis.call('HSET', K_ROOM, 'x', int(soonest))
+  else
+    redis.call('HDEL', K_ROOM, 'x')
+  end
+  return n
 end
 
 -- prune forgets a few members offline for longer than the retention.
@@ -169,7 +240,7 @@ end
 -- touch gives every key of the room the same time to live, so that an
 -- abandoned room disappears after the offline retention.
 local function touch(ttl)
-  for i = 1, 5 do
+  for i = 1, #KEYS do
     redis.call('PEXPIRE', KEYS[i], ttl)
   end
 end

@@ -1,6 +1,6 @@
 -- list.lua: a room's members, online first (join order), then offline, most
 -- recently disconnected first. Read-only.
--- KEYS: the five room keys (see lib.lua)
+-- KEYS: the three room keys (see lib.lua)
 -- ARGV: 1 room epoch ("" for any), 2 limit, 3 "1" for online members only,
 --       4 now (ms), 5 offline retention (ms): members offline for longer
 --       are not shown (they are forgotten at the room's next change)

@@ -3,7 +3,7 @@
 -- went offline. Atomic, and it ends only sessions still HELD by that node
 -- (generation), so reapers may run it concurrently, and a node that came
 -- back under a new generation keeps the sessions it took over.
--- KEYS: the five room keys (see lib.lua)
+-- KEYS: the three room keys (see lib.lua)
 -- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
 --       5 the dead node's generation label
 -- Its leaves name the dead generation ("node"): a node that was only frozen
@@ -11,19 +11,12 @@
 -- Returns the number of sessions ended.
 local now = tonumber(ARGV[1])
 local n = 0
-for _, sid in ipairs(redis.call('ZRANGEBYSCORE', K_SESSIONS, '4000000000000000', '4000000000000000')) do
-  local v = redis.call('HGET', K_SESS, sid)
-  if not v then
-    redis.call('ZREM', K_SESSIONS, sid)
-  else
-    local _, node = parse_sess(v)
-    if node == ARGV[5] then
-      local uid, left = end_session(sid, now)
-      n = n + 1
-      if left then
-        publish(ARGV[2], ARGV[3], 'leave', uid, ARGV[5])
-      end
-    end
+local held = sessions_where(function(_, node, _, d) return d == nil and node == ARGV[5] end)
+for _, sid in ipairs(held) do
+  local uid, left = end_session(sid, now)
+  n = n + 1
+  if left then
+    publish(ARGV[2], ARGV[3], 'leave', uid, ARGV[5])
   end
 end
 if n > 0 then

@@ -1,11 +1,11 @@
 -- remove_room.lua: forget a room. Its version keeps counting and it gets a
 -- new epoch, so old room tokens list nothing and versions never go back.
--- KEYS: the five room keys (see lib.lua)
+-- KEYS: the three room keys (see lib.lua)
 -- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
 --       5 the room's new epoch
 -- Returns the new version.
 local v = (tonumber(redis.call('HGET', K_ROOM, 'v')) or 0) + 1
-redis.call('DEL', K_ROOM, K_SESSIONS, K_SESS, K_ORDER, K_PROFILE)
+redis.call('DEL', K_ROOM, K_ORDER, K_PROFILE)
 redis.call('HSET', K_ROOM, 'v', v, 'e', ARGV[5])
 redis.call('PEXPIRE', K_ROOM, ARGV[4])
 redis.call(ARGV[3], ARGV[2], '{"version":' .. int(v) .. ',"event":"reset","userId":""}')

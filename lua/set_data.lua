@@ -1,5 +1,5 @@
 -- set_data.lua: replace a member's data (whole).
--- KEYS: the five room keys (see lib.lua)
+-- KEYS: the three room keys (see lib.lua)
 -- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
 --       5 userId, 6 data JSON ("" clears it)
 -- Returns the room version, or an error "NOT_FOUND ..." when the user is not

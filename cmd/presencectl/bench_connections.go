@@ -372,19 +372,21 @@ func (b *bench) countSessions(ctx context.Context) (int64, error) {
 	var total int64
 	for start := 0; start < rooms; start += 1000 {
 		cctx, cancel := b.c.call(ctx)
-		cmds := make([]*redis.IntCmd, 0, 1000)
+		cmds := make([]*redis.StringCmd, 0, 1000)
 		_, err := b.c.rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
 			for i := start; i < min(start+1000, rooms); i++ {
-				cmds = append(cmds, p.ZCard(cctx, b.c.keys.Room(b.c.room(b.id("c", i))).List[1]))
+				// The room's live sessions: field n of its hash (lua/lib.lua).
+				cmds = append(cmds, p.HGet(cctx, b.c.keys.Room(b.c.room(b.id("c", i))).List[0], "n"))
 			}
 			return nil
 		})
 		cancel()
-		if err != nil {
+		if err != nil && !errors.Is(err, redis.Nil) {
 			return 0, fmt.Errorf("count sessions: %w", err)
 		}
 		for _, c := range cmds {
-			total += c.Val()
+			n, _ := c.Int64()
+			total += n
 		}
 	}
 	return total, nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -155,12 +156,9 @@ func (c *cli) counts(ctx context.Context, ids []string) ([]presence.RoomCount, e
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	meta := make([]*redis.SliceCmd, len(ids))
-	cards := make([]*redis.IntCmd, len(ids))
 	_, err := c.rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
-			rk := c.keys.Room(c.room(id))
-			meta[i] = p.HMGet(cctx, rk.List[0], "v", "o")
-			cards[i] = p.ZCard(cctx, rk.List[1])
+			meta[i] = p.HMGet(cctx, c.keys.Room(c.room(id)).List[0], "v", "o", "n")
 		}
 		return nil
 	})
@@ -170,10 +168,10 @@ func (c *cli) counts(ctx context.Context, ids []string) ([]presence.RoomCount, e
 	out := make([]presence.RoomCount, 0, len(ids))
 	for i, id := range ids {
 		v := meta[i].Val()
-		if len(v) != 2 || v[0] == nil {
+		if len(v) != 3 || v[0] == nil {
 			continue // gone since the scan
 		}
-		out = append(out, presence.RoomCount{RoomID: id, Version: atoi(v[0]), Online: atoi(v[1]), Sessions: cards[i].Val()})
+		out = append(out, presence.RoomCount{RoomID: id, Version: atoi(v[0]), Online: atoi(v[1]), Sessions: atoi(v[2])})
 	}
 	return out, nil
 }
@@ -200,9 +198,12 @@ func sortRooms(rs []presence.RoomCount) []presence.RoomCount {
 type liveSession struct {
 	SessionID string `json:"sessionId"`
 	UserID    string `json:"userId"`
-	// Node is the label of the node that owns the session: <nodeId>@<region>.
-	Node       string `json:"node"`
-	Deadline   string `json:"deadline"` // RFC 3339, UTC, ms
+	// Node is the node generation that holds the session for an open
+	// WebSocket (<nodeId>@<region>/<generation>), else "".
+	Node string `json:"node"`
+	// Deadline is RFC 3339, UTC, ms; "held" (and DeadlineMs 0) for a
+	// session that lives by its node's lease.
+	Deadline   string `json:"deadline"`
 	DeadlineMs int64  `json:"deadlineMs"`
 }
 
@@ -278,7 +279,11 @@ func cmdRoom(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error
 	tw = table(c.stdout)
 	fmt.Fprintln(tw, "SESSION\tUSER\tNODE\tDEADLINE")
 	for _, s := range sessions {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.SessionID, orDash(s.UserID), orDash(s.Node), stamp(s.DeadlineMs, now))
+		deadline := "held by its node's lease"
+		if s.DeadlineMs != 0 {
+			deadline = stamp(s.DeadlineMs, now)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.SessionID, orDash(s.UserID), orDash(s.Node), deadline)
 	}
 	tw.Flush()
 	if int64(len(sessions)) < cnt.Sessions {
@@ -288,37 +293,46 @@ func cmdRoom(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error
 }
 
 // sessions reads up to limit live sessions of a room, earliest deadline
-// first, with their user and node from the sess hash.
+// first (held sessions last), with their user and node: the room hash's
+// s:<sessionId> fields, "<deadline>\t<epoch>\t<node>\t<userId>" (lua/lib.lua).
 func (c *cli) sessions(ctx context.Context, ref presence.RoomRef, limit int) ([]liveSession, error) {
 	rk := c.keys.Room(ref)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	zs, err := c.rdb.ZRangeWithScores(cctx, rk.List[1], 0, int64(limit)-1).Result()
-	if err != nil {
-		return nil, fmt.Errorf("sessions: %w", err)
-	}
-	out := make([]liveSession, 0, len(zs))
-	if len(zs) == 0 {
-		return out, nil
-	}
-	ids := make([]string, len(zs))
-	for i, z := range zs {
-		ids[i] = fmt.Sprint(z.Member)
-	}
-	vals, err := c.rdb.HMGet(cctx, rk.List[2], ids...).Result()
-	if err != nil {
-		return nil, fmt.Errorf("sessions: %w", err)
-	}
-	for i, z := range zs {
-		ms := int64(z.Score)
-		s := liveSession{SessionID: ids[i], DeadlineMs: ms, Deadline: time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")}
-		// The sess value is "<epoch>\t<node>\t<userId>" (lua/lib.lua).
-		if v, ok := vals[i].(string); ok {
-			if parts := strings.SplitN(v, "\t", 3); len(parts) == 3 {
-				s.Node, s.UserID = parts[1], parts[2]
-			}
+	out := []liveSession{}
+	var cursor uint64
+	for {
+		kv, next, err := c.rdb.HScan(cctx, rk.List[0], cursor, "s:*", 1000).Result()
+		if err != nil {
+			return nil, fmt.Errorf("sessions: %w", err)
 		}
-		out = append(out, s)
+		for i := 0; i+1 < len(kv); i += 2 {
+			parts := strings.SplitN(kv[i+1], "\t", 4)
+			if len(parts) != 4 {
+				continue
+			}
+			s := liveSession{SessionID: strings.TrimPrefix(kv[i], "s:"), Node: parts[2], UserID: parts[3], Deadline: "held"}
+			if ms, err := strconv.ParseInt(parts[0], 10, 64); err == nil {
+				s.DeadlineMs, s.Deadline = ms, time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+			}
+			out = append(out, s)
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if (a.DeadlineMs == 0) != (b.DeadlineMs == 0) {
+			return b.DeadlineMs == 0
+		}
+		if a.DeadlineMs != b.DeadlineMs {
+			return a.DeadlineMs < b.DeadlineMs
+		}
+		return a.SessionID < b.SessionID
+	})
+	if len(out) > limit {
+		out = out[:limit]
 	}
 	return out, nil
 }

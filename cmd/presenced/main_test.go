@@ -93,8 +93,8 @@ func TestMainWithRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	m := MustRunMain(t, map[string]string{"PRESENCE_REDIS_URL": srv.URL(), "PRESENCE_KEY_PREFIX": "e2e"})
 	exercise(t, "http://"+m.Addr())
-	n, err := srv.Client(t).Exists(context.Background(), "e2e:{default::lobby}:sessions", "e2e:{default::lobby}:order").Result()
-	if err != nil || n != 1 { // the sessions set is gone (no sessions), the order set remains
+	n, err := srv.Client(t).Exists(context.Background(), "e2e:{default::lobby}:room", "e2e:{default::lobby}:order").Result()
+	if err != nil || n != 2 { // the room's hash and its members' order
 		t.Fatalf("keys in Redis: %d %v", n, err)
 	}
 }

@@ -112,8 +112,8 @@ func TestMultiRegion(t *testing.T) {
 		t.Fatalf("read-only scripts: %d on the replica, %d on the primary; want the lists on the replica", r, p)
 	}
 	// Each session records the node (and region) that holds it for its socket.
-	sess, err := pc.HGetAll(context.Background(), "presence:{default::lobby}:sess").Result()
-	if err != nil || !strings.Contains(sess["ada-tab"], "\tna@a/") || !strings.Contains(sess["watcher-tab"], "\tnb@b/") {
+	sess, err := pc.HGetAll(context.Background(), "presence:{default::lobby}:room").Result()
+	if err != nil || !strings.Contains(sess["s:ada-tab"], "\tna@a/") || !strings.Contains(sess["s:watcher-tab"], "\tnb@b/") {
 		t.Fatalf("sessions: %q %v", sess, err)
 	}
 }

@@ -20,7 +20,7 @@ type Keys struct {
 // RoomKeys are the keys and channel of one room.
 type RoomKeys struct {
 	Tag    string    // "<org>::<roomId>", without braces
-	List   [5]string // room, sessions, sess, order, profile (the scripts' KEYS)
+	List   [3]string // room, order, profile (the scripts' KEYS; lua/lib.lua)
 	Events string
 }
 
@@ -30,8 +30,8 @@ func (k Keys) Room(r presence.RoomRef) RoomKeys {
 	base := k.Prefix + ":{" + tag + "}:"
 	return RoomKeys{
 		Tag: tag,
-		List: [5]string{
-			base + "room", base + "sessions", base + "sess", base + "order", base + "profile",
+		List: [3]string{
+			base + "room", base + "order", base + "profile",
 		},
 		Events: base + "events",
 	}
@@ -76,10 +76,13 @@ func (k Keys) shard(tag string) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-// UserRooms returns the key of a user's rooms: a sorted set of roomIds
-// scored by the time of the user's last heartbeat there.
-func (k Keys) UserRooms(org, userID string) string {
-	return k.Prefix + ":user:{" + org + "::" + userID + "}:rooms"
+// Users returns the user index bucket of a user (userindex.go): a sorted
+// set of "<userId>\n<roomId>". The tag {<org>:<bucket>} cannot be a room's
+// ({<org>::<roomId>}): an org has no ':'.
+func (k Keys) Users(org, userID string) string {
+	h := fnv.New32a()
+	h.Write([]byte(userID))
+	return k.Prefix + ":users:{" + org + ":" + strconv.Itoa(int(h.Sum32()%userBuckets)) + "}"
 }
 
 // Secret returns the key of the shared token secret.

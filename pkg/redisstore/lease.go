@@ -10,8 +10,8 @@ import (
 )
 
 // Node liveness. A session held by a node's open WebSocket is stored with
-// the score heldScore instead of a deadline, and names its node generation
-// in the room's sess hash: it costs Redis nothing while the socket is idle.
+// the deadline H instead of a time, and names its node generation (room
+// hash field s:<sessionId>): it costs Redis nothing while the socket is idle.
 // Each node generation renews one lease in the nodes sorted set, and lists
 // the rooms where it holds sessions in a set of its own (SADD before the
 // session is created, so no held session is ever missing from it). A
@@ -19,7 +19,8 @@ import (
 // declares the node dead (score 0, which no renewal accepts), ends its
 // sessions room by room with reap_node.lua, then forgets the node.
 
-// heldScore is lib.lua's HELD.
+// heldScore is lib.lua's HELD: the deadline a Heartbeat passes for a held
+// session.
 const heldScore = 4_000_000_000_000_000
 
 const (

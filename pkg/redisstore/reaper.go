@@ -12,6 +12,8 @@ import (
 // The deadline index protocol. Each shard of the index is a sorted set of
 // room tags whose score is at most the room's earliest session deadline (it
 // may be lower: then the reaper visits the room early and corrects it).
+// Inside the room, the field x plays the same part for its sessions: at
+// most their earliest deadline; reap.lua scans them when it is due.
 //
 //   - A heartbeat runs its script, then ZADD LT deadline (in that order).
 //   - The reaper takes the rooms due by now, (1) runs reap.lua on each, which
@@ -100,10 +102,10 @@ func (s *Store) reapShard(ctx context.Context, shard int, now time.Time) (int, b
 		return ended, false, err
 	}
 	// (3) read the earliest deadlines again and lower the index where needed.
-	firsts := make([]*redis.ZSliceCmd, len(rooms))
+	firsts := make([]*redis.StringCmd, len(rooms))
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, rk := range rooms {
-			firsts[i] = p.ZRangeWithScores(ctx, rk.List[1], 0, 0)
+			firsts[i] = p.HGet(ctx, rk.List[0], "x")
 		}
 		return nil
 	}); err != nil && !errors.Is(err, redis.Nil) {
@@ -111,8 +113,8 @@ func (s *Store) reapShard(ctx context.Context, shard int, now time.Time) (int, b
 	}
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, rk := range rooms {
-			if z, err := firsts[i].Result(); err == nil && len(z) == 1 && z[0].Score < heldScore {
-				p.ZAddLT(ctx, idx, redis.Z{Score: z[0].Score, Member: rk.Tag})
+			if x, err := firsts[i].Int64(); err == nil {
+				p.ZAddLT(ctx, idx, redis.Z{Score: float64(x), Member: rk.Tag})
 			}
 		}
 		return nil

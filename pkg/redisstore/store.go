@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,6 +89,8 @@ type Store struct {
 
 	hbQueue chan *hbRequest // nil until Open: heartbeats go out one by one
 
+	index *indexCache // user index entries written recently
+
 	lastOutage atomic.Int64 // unix ns of the last call that found Redis unavailable
 	met        *storeMetrics
 
@@ -144,6 +145,7 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 		s.read = cfg.Reader
 	}
 	s.met = newStoreMetrics(cfg.Registerer)
+	s.index = newIndexCache(min(30*time.Minute, cfg.Retention/2))
 	if cfg.Registerer != nil {
 		rdb.AddHook(latencyHook{s.met.latency})
 		if cfg.Reader != nil {
@@ -254,7 +256,7 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 	s.met.heartbeats.Add(float64(len(hbs)))
 	res := make([]presence.HeartbeatResult, len(hbs))
 	errs := make([]error, len(hbs))
-	var lower []*presence.Heartbeat
+	var lower, index []*presence.Heartbeat
 	for i, cmd := range cmds {
 		e := cmd.Err()
 		if e == nil && err != nil && !errors.Is(err, redis.Nil) && !isScriptError(err) {
@@ -265,7 +267,7 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 			continue
 		}
 		v, _ := cmd.Slice()
-		if len(v) != 4 {
+		if len(v) != 5 {
 			errs[i] = fmt.Errorf("heartbeat: unexpected reply %v", v)
 			continue
 		}
@@ -277,6 +279,21 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 			SessionEpoch: toString(v[1]),
 			Version:      toInt(v[2]),
 			Ended:        toInt(v[2]) < 0,
+		}
+		// The user index: a created session, or a pair this node has not
+		// written for a while (see userindex.go).
+		if hb := hbs[i]; !res[i].Ended && !hb.Release &&
+			(s.index.due(hb.Room.Org+"\n"+hb.UserID+"\n"+hb.Room.RoomID, hb.Now) || toInt(v[4]) == 1) {
+			index = append(index, hb)
+		}
+	}
+	if len(index) > 0 {
+		if err := s.writeIndex(ctx, index, index[0].Now); err != nil {
+			for i := range errs {
+				if errs[i] == nil {
+					errs[i] = s.wrap("heartbeat", err)
+				}
+			}
 		}
 	}
 	if len(lower) > 0 {
@@ -347,7 +364,6 @@ func (s *Store) queueHeartbeat(ctx context.Context, p redis.Pipeliner, hb *prese
 	if epoch == "" {
 		epoch = nonce()
 	}
-	userKey := s.keys.UserRooms(hb.Room.Org, hb.UserID)
 	cmd := s.heartbeat.EvalSha(ctx, p, rk.List[:],
 		now, rk.Events, s.pub, s.ttl, s.cfg.Retention.Milliseconds(),
 		hb.SessionID, hb.UserID, deadline, epoch, hb.Node,
@@ -357,8 +373,6 @@ func (s *Store) queueHeartbeat(ctx context.Context, p redis.Pipeliner, hb *prese
 		// (One Redis runs a pipeline in order; a cluster does not.)
 		p.ZAddLT(ctx, s.keys.Deadlines(rk.Tag), redis.Z{Score: float64(deadline), Member: rk.Tag})
 	}
-	p.ZAdd(ctx, userKey, redis.Z{Score: float64(now), Member: hb.Room.RoomID})
-	p.PExpire(ctx, userKey, time.Duration(s.ttl)*time.Millisecond)
 	return cmd
 }
 
@@ -480,56 +494,6 @@ func (s *Store) Count(ctx context.Context, room presence.RoomRef) (*presence.Roo
 
 // maxUserRooms bounds the rooms a user's index returns.
 const maxUserRooms = 1000
-
-// UserRooms lists a user's rooms: online first (most recent heartbeat first),
-// then offline, most recently disconnected first. Rooms that forgot the user
-// are dropped from the index on the way.
-func (s *Store) UserRooms(ctx context.Context, org, userID string, _ int) ([]presence.UserRoom, error) {
-	ctx, cancel := s.callCtx(ctx)
-	defer cancel()
-	userKey := s.keys.UserRooms(org, userID)
-	ids, err := s.rdb.ZRevRange(ctx, userKey, 0, maxUserRooms-1).Result()
-	if err != nil {
-		return nil, s.wrap("user rooms", err)
-	}
-	if len(ids) == 0 {
-		return []presence.UserRoom{}, nil
-	}
-	cmds := make([]*redis.FloatCmd, len(ids))
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range ids {
-			cmds[i] = p.ZScore(ctx, s.keys.Room(presence.RoomRef{Org: org, RoomID: id}).List[3], userID)
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, s.wrap("user rooms", err)
-	}
-	out := make([]presence.UserRoom, 0, len(ids))
-	var stale []any
-	for i, id := range ids {
-		score, err := cmds[i].Result()
-		if errors.Is(err, redis.Nil) {
-			stale = append(stale, id)
-			continue
-		}
-		r := presence.UserRoom{RoomID: id, Online: score < orderOnlineMax}
-		if !r.Online {
-			r.LastDisconnected = orderOffline - int64(score)
-		}
-		out = append(out, r)
-	}
-	if len(stale) > 0 {
-		s.rdb.ZRem(ctx, userKey, stale...)
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].Online != out[j].Online {
-			return out[i].Online
-		}
-		return out[i].LastDisconnected > out[j].LastDisconnected
-	})
-	return out, nil
-}
 
 // pipelined runs a pipeline; if Redis lost the scripts (a restart), it loads
 // them and runs the pipeline once more (every command in it is idempotent).

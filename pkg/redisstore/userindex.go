@@ -1,0 +1,175 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/presencecluster/presence/pkg/presence"
+	"github.com/redis/go-redis/v9"
+)
+
+// The user index answers "which rooms is this user in" (sign-out,
+// GET /v1/users/{id}/rooms). It is bucketed: an org's users share
+// userBuckets sorted sets, member "<userId>\n<roomId>", scored by when a
+// node last wrote the entry (unix ms). A key per user cost Redis about
+// 190 bytes per session (key, dict and expire entries for a one-entry
+// set); a bucket entry costs about 30.
+//
+// An entry is written when its session is created, and again by each node
+// at most once per indexRefresh (of the pairs it sees heartbeats or keeps
+// sockets for), so that an entry older than the keys' TTL belongs to
+// nobody: writes drop those from their bucket. Entries of rooms that
+// forgot the user are dropped when read.
+
+// userBuckets is the number of index keys per org: about 100 entries per
+// bucket at 100,000 users, which Redis keeps compact (listpack) up to its
+// zset-max-listpack-entries (128 by default).
+const userBuckets = 1024
+
+// indexCache remembers the (org, user, room) entries this node wrote
+// recently, in two generations swapped every period: an entry is written
+// again after at least one and at most two periods.
+type indexCache struct {
+	mu       sync.Mutex
+	period   time.Duration
+	swapped  time.Time
+	cur, old map[string]struct{}
+}
+
+func newIndexCache(period time.Duration) *indexCache {
+	return &indexCache{period: period, swapped: time.Now(), cur: map[string]struct{}{}, old: map[string]struct{}{}}
+}
+
+// due reports whether the entry should be written now, and marks it written.
+func (c *indexCache) due(key string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.Sub(c.swapped) > c.period {
+		c.old, c.cur, c.swapped = c.cur, make(map[string]struct{}, len(c.cur)), now
+	}
+	if _, ok := c.cur[key]; ok {
+		return false
+	}
+	_, recent := c.old[key]
+	c.cur[key] = struct{}{}
+	return !recent
+}
+
+func indexMember(userID, roomID string) string { return userID + "\n" + roomID }
+
+// writeIndex writes the user index entries of heartbeats (created sessions,
+// and the ones the cache says are due).
+func (s *Store) writeIndex(ctx context.Context, hbs []*presence.Heartbeat, now time.Time) error {
+	if len(hbs) == 0 {
+		return nil
+	}
+	ms := now.UnixMilli()
+	ttl := time.Duration(s.ttl) * time.Millisecond
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, hb := range hbs {
+			key := s.keys.Users(hb.Room.Org, hb.UserID)
+			p.ZAdd(ctx, key, redis.Z{Score: float64(ms), Member: indexMember(hb.UserID, hb.Room.RoomID)})
+			p.ZRemRangeByScore(ctx, key, "-inf", "("+itoa(ms-s.ttl))
+			p.PExpire(ctx, key, ttl)
+		}
+		return nil
+	})
+	return err
+}
+
+// UserRooms lists a user's rooms: online first, then offline, most recently
+// disconnected first. Rooms that forgot the user are dropped from the index
+// on the way.
+func (s *Store) UserRooms(ctx context.Context, org, userID string, _ int) ([]presence.UserRoom, error) {
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	key := s.keys.Users(org, userID)
+	prefix := userID + "\n"
+	written := map[string]string{} // member -> score (ZSCAN may repeat one)
+	var cursor uint64
+	for {
+		kv, next, err := s.rdb.ZScan(ctx, key, cursor, globEscape(prefix)+"*", 1000).Result()
+		if err != nil {
+			return nil, s.wrap("user rooms", err)
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if strings.HasPrefix(kv[i], prefix) {
+				written[kv[i]] = kv[i+1]
+			}
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	// Most recently written first, the order ties keep below.
+	members := make([]string, 0, len(written))
+	for m := range written {
+		members = append(members, m)
+	}
+	sort.Slice(members, func(i, j int) bool {
+		a, _ := strconv.ParseFloat(written[members[i]], 64)
+		b, _ := strconv.ParseFloat(written[members[j]], 64)
+		if a != b {
+			return a > b
+		}
+		return members[i] > members[j] // as ZREVRANGE
+	})
+	if len(members) > maxUserRooms {
+		members = members[:maxUserRooms]
+	}
+	if len(members) == 0 {
+		return []presence.UserRoom{}, nil
+	}
+	cmds := make([]*redis.FloatCmd, len(members))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, m := range members {
+			cmds[i] = p.ZScore(ctx, s.keys.Room(presence.RoomRef{Org: org, RoomID: m[len(prefix):]}).List[1], userID)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, s.wrap("user rooms", err)
+	}
+	out := make([]presence.UserRoom, 0, len(members))
+	var stale []any
+	for i, m := range members {
+		score, err := cmds[i].Result()
+		if errors.Is(err, redis.Nil) {
+			stale = append(stale, m)
+			continue
+		}
+		r := presence.UserRoom{RoomID: m[len(prefix):], Online: score < orderOnlineMax}
+		if !r.Online {
+			r.LastDisconnected = orderOffline - int64(score)
+		}
+		out = append(out, r)
+	}
+	if len(stale) > 0 {
+		s.rdb.ZRem(ctx, key, stale...)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Online != out[j].Online {
+			return out[i].Online
+		}
+		return out[i].LastDisconnected > out[j].LastDisconnected
+	})
+	return out, nil
+}
+
+// globEscape escapes the glob characters of a Redis MATCH pattern.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', ']', '\\', '^', '-':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
