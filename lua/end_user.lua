@@ -10,8 +10,7 @@ local uid = ARGV[5]
 if not redis.call('ZSCORE', K_ORDER, uid) then
   return 0
 end
-local field = 'u:' .. uid
-local list = redis.call('HGET', K_ROOM, field)
+local list = online_count(redis.call('ZSCORE', K_ORDER, uid)) > 0
 if list then
   -- The room keeps a count per user, not the ids: find them (one pass over
   -- the room's sessions; sign-out and removal are rare).
@@ -20,7 +19,6 @@ if list then
     redis.call('HDEL', K_ROOM, 's:' .. sid)
   end
   redis.call('HINCRBY', K_ROOM, 'n', -#mine)
-  redis.call('HDEL', K_ROOM, field)
   redis.call('HINCRBY', K_ROOM, 'o', -1)
 end
 if not list and ARGV[6] ~= '1' then

@@ -81,13 +81,15 @@ else
   if ARGV[15] == '1' then
     return {epoch, '', -1, 0, 0}
   end
+  local joined = add_session(uid)
+  if joined == nil then
+    return redis.error_reply('CONFLICT the user has too many sessions in this room')
+  end
   sepoch = ARGV[9]
   created = 1
   redis.call('HSET', K_ROOM, field, sess_value(deadline, sepoch, ARGV[10], uid))
   redis.call('HINCRBY', K_ROOM, 'n', 1)
-  if add_sessions(uid, 1) == 1 then
-    redis.call('HINCRBY', K_ROOM, 'o', 1)
-    redis.call('ZADD', K_ORDER, redis.call('HINCRBY', K_ROOM, 'q', 1), uid)
+  if joined then
     event = 'join'
   end
 end

@@ -7,13 +7,12 @@
 --                    o (online users), n (live sessions), t (when the keys'
 --                    TTL was last set), x (at most the earliest deadline of
 --                    the room's sessions; absent: none has a deadline),
---                    u:<userId> (the user's live session count),
 --                    s:<sessionId> -> "<deadline>\t<epoch>\t<node>\t<userId>":
 --                    deadline in unix ms, or H for a session held by a node's
 --                    open WebSocket (it lives by that node's lease; <node> is
 --                    the holding node generation, else empty)
---   KEYS[2] order    zset: userId -> online: join sequence (< ONLINE_MAX);
---                    offline: OFFLINE - lastDisconnected
+--   KEYS[2] order    zset: userId -> online: join sequence × PER + live
+--                    sessions (< ONLINE_MAX); offline: OFFLINE - lastDisconnected
 --   KEYS[3] profile  hash: p:<userId> -> "<name>\t<image>", d:<userId> -> data JSON
 -- A session is stored once (one hash field): the room is reaped by scanning
 -- its sessions when x is due, which the deadline index tells the reaper.
@@ -51,32 +50,52 @@ local function int(n)
   return string.format('%d', n)
 end
 
--- count_sessions reads a room field u:<userId>: the user's live session
--- count. (Nodes before this layout kept the list of session ids there,
--- joined by "\n": it is read as its length.)
-local function count_sessions(v)
-  if not v then
-    return 0
+-- An online member's order score is its join sequence × PER plus its live
+-- session count (1 to PER - 1): the order of join sequences is kept, and the
+-- count costs no field of its own.
+local PER = 1024
+
+-- online_count returns the live session count that an order score holds (0
+-- for an offline member or none).
+local function online_count(sc)
+  sc = sc and score(sc)
+  if sc and sc < ONLINE_MAX then
+    return sc % PER
   end
-  local n = tonumber(v)
-  if n then
-    return n
-  end
-  local _, c = string.gsub(v, '\n', '\n')
-  return c + 1
+  return 0
 end
 
--- add_sessions changes a user's live session count by d and returns the new
--- count (0: the field is gone).
-local function add_sessions(uid, d)
-  local field = 'u:' .. uid
-  local n = count_sessions(redis.call('HGET', K_ROOM, field)) + d
-  if n > 0 then
-    redis.call('HSET', K_ROOM, field, n)
-  else
-    redis.call('HDEL', K_ROOM, field)
+-- add_session counts one more live session of uid. It returns true when the
+-- user came online (a join), false otherwise, nil when the user has PER - 1
+-- sessions in the room already.
+local function add_session(uid)
+  local n = online_count(redis.call('ZSCORE', K_ORDER, uid))
+  if n >= PER - 1 then
+    return nil
   end
-  return n
+  if n > 0 then
+    redis.call('ZINCRBY', K_ORDER, 1, uid)
+    return false
+  end
+  redis.call('ZADD', K_ORDER, int(redis.call('HINCRBY', K_ROOM, 'q', 1) * PER + 1), uid)
+  redis.call('HINCRBY', K_ROOM, 'o', 1)
+  return true
+end
+
+-- drop_session counts one fewer live session of uid; when it was the last,
+-- the user goes offline now (returns true: a leave).
+local function drop_session(uid, now)
+  local n = online_count(redis.call('ZSCORE', K_ORDER, uid))
+  if n == 0 then
+    return false
+  end
+  if n > 1 then
+    redis.call('ZINCRBY', K_ORDER, -1, uid)
+    return false
+  end
+  redis.call('ZADD', K_ORDER, int(OFFLINE - now), uid)
+  redis.call('HINCRBY', K_ROOM, 'o', -1)
+  return true
 end
 
 -- parse_sess splits an s:<sessionId> value into epoch, node, userId and
@@ -110,11 +129,11 @@ end
 
 -- member_json renders a member as the JSON the API shows.
 local function member_json(uid)
-  local sessions = count_sessions(redis.call('HGET', K_ROOM, 'u:' .. uid))
+  local sc = score(redis.call('ZSCORE', K_ORDER, uid))
+  local sessions = online_count(sc)
   local last = 0
-  local score = tonumber(redis.call('ZSCORE', K_ORDER, uid))
-  if score and score >= ONLINE_MAX then
-    last = OFFLINE - score
+  if sc and sc >= ONLINE_MAX then
+    last = OFFLINE - sc
   end
   local out = '{"userId":' .. cjson.encode(uid) .. ',"online":' .. (sessions > 0 and 'true' or 'false')
     .. ',"lastDisconnected":' .. int(last) .. ',"sessions":' .. sessions
@@ -158,15 +177,7 @@ local function end_session(sid, now)
   local _, _, uid = parse_sess(v)
   redis.call('HDEL', K_ROOM, 's:' .. sid)
   redis.call('HINCRBY', K_ROOM, 'n', -1)
-  if not redis.call('HGET', K_ROOM, 'u:' .. uid) then
-    return uid, false
-  end
-  if add_sessions(uid, -1) > 0 then
-    return uid, false
-  end
-  redis.call('HINCRBY', K_ROOM, 'o', -1)
-  redis.call('ZADD', K_ORDER, int(OFFLINE - now), uid)
-  return uid, true
+  return uid, drop_session(uid, now)
 end
 
 -- sessions_where returns the ids of the room's sessions whose value

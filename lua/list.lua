@@ -20,19 +20,17 @@ local out = {tonumber(meta[2]) or 0}
 if #uids == 0 then
   return out
 end
--- Two calls for the whole page, not two per member.
-local lists, fields = {}, {}
+-- One call for the whole page's profiles; session counts are in the scores.
+local fields = {}
 for i = 1, #uids, 2 do
-  lists[#lists + 1] = 'u:' .. uids[i]
   fields[#fields + 1] = 'd:' .. uids[i]
   fields[#fields + 1] = 'p:' .. uids[i]
 end
-local sessions = redis.call('HMGET', K_ROOM, unpack(lists))
 local profiles = redis.call('HMGET', K_PROFILE, unpack(fields))
-for k = 1, #lists do
+for k = 1, #uids / 2 do
   out[#out + 1] = uids[2 * k - 1]
   out[#out + 1] = uids[2 * k]
-  out[#out + 1] = count_sessions(sessions[k])
+  out[#out + 1] = online_count(uids[2 * k])
   out[#out + 1] = profiles[2 * k - 1] or ''
   out[#out + 1] = profiles[2 * k] or ''
 end

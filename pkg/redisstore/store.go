@@ -441,7 +441,8 @@ func (s *Store) List(ctx context.Context, room presence.RoomRef, q presence.List
 }
 
 // Offline members are scored OFFLINE - lastDisconnected in the order set;
-// online ones by their join sequence, below ONLINE_MAX (lua/lib.lua).
+// online ones by join sequence × 1024 + live sessions, below ONLINE_MAX
+// (lua/lib.lua).
 const (
 	orderOffline   = 9_000_000_000_000_000
 	orderOnlineMax = 1_000_000_000_000_000
@@ -556,11 +557,13 @@ func isUnavailable(err error) bool {
 }
 
 // nonce returns a fresh random epoch: 12 URL-safe characters.
+// nonce is a new session's epoch: 48 random bits, 8 characters (it is
+// stored with every session, so bytes count). It only tells apart the
+// sessions that one sessionId had in one room.
 func nonce() string {
-	var b [9]byte
+	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], rand.Uint64())
-	b[8] = byte(rand.Uint32())
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:6])
 }
 
 func toString(v any) string {

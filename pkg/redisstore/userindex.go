@@ -16,7 +16,7 @@ import (
 // The user index answers "which rooms is this user in" (sign-out,
 // GET /v1/users/{id}/rooms). It is bucketed: an org's users share
 // userBuckets sorted sets, member "<userId>\n<roomId>", scored by when a
-// node last wrote the entry (unix ms). A key per user cost Redis about
+// node last wrote the entry (unix seconds). A key per user cost Redis about
 // 190 bytes per session (key, dict and expire entries for a one-entry
 // set); a bucket entry costs about 30.
 //
@@ -68,13 +68,13 @@ func (s *Store) writeIndex(ctx context.Context, hbs []*presence.Heartbeat, now t
 	if len(hbs) == 0 {
 		return nil
 	}
-	ms := now.UnixMilli()
+	sec := now.Unix() // seconds: a smaller number to store than ms
 	ttl := time.Duration(s.ttl) * time.Millisecond
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, hb := range hbs {
 			key := s.keys.Users(hb.Room.Org, hb.UserID)
-			p.ZAdd(ctx, key, redis.Z{Score: float64(ms), Member: indexMember(hb.UserID, hb.Room.RoomID)})
-			p.ZRemRangeByScore(ctx, key, "-inf", "("+itoa(ms-s.ttl))
+			p.ZAdd(ctx, key, redis.Z{Score: float64(sec), Member: indexMember(hb.UserID, hb.Room.RoomID)})
+			p.ZRemRangeByScore(ctx, key, "-inf", "("+itoa(sec-s.ttl/1000))
 			p.PExpire(ctx, key, ttl)
 		}
 		return nil
