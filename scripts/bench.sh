@@ -270,17 +270,18 @@ rcli MEMORY PURGE >/dev/null 2>&1 || true
 mem_before=$(used_memory)
 phase_begin
 record "$ctl" bench heartbeat --url "$URL_A" --sessions "$MEM_SESSIONS" --rooms "$MEM_ROOMS" \
-	--duration 0 --interval 10m --concurrency "$CONC" --run-id mem --json >"$OUT/mem-heartbeat.json"
+	--duration 0 --interval 10m --concurrency "$CONC" --run-id mem --uuid-ids --json >"$OUT/mem-heartbeat.json"
 phase_end memory
 mem_after=$(used_memory)
 echo "{\"sessions\":$MEM_SESSIONS,\"rooms\":$MEM_ROOMS,\"before\":$mem_before,\"after\":$mem_after}" >"$OUT/redis-memory.json"
 echo "used_memory $mem_before -> $mem_after: $(((mem_after - mem_before) / MEM_SESSIONS)) bytes per session"
-# Where it goes: MEMORY USAGE of one room's keys and one user's room index.
+# Where it goes: MEMORY USAGE of one room's keys and one user index bucket.
 {
-	for k in room sessions sess order profile; do
+	for k in room order profile; do
 		echo "presence:{default::bench-mem-r0}:$k $(rcli MEMORY USAGE "presence:{default::bench-mem-r0}:$k")"
 	done
-	echo "presence:user:{default::bench-mem-u0}:rooms $(rcli MEMORY USAGE 'presence:user:{default::bench-mem-u0}:rooms')"
+	bucket=$(rcli --scan --pattern 'presence:users:{default:*}' | head -1)
+	echo "$bucket $(rcli MEMORY USAGE "$bucket") bytes, $(rcli ZCARD "$bucket") entries"
 	echo "dbsize $(rcli DBSIZE)"
 	rcli INFO memory | tr -d '\r' | grep -E '^(used_memory|used_memory_dataset|used_memory_overhead|mem_fragmentation_ratio):'
 } >"$OUT/redis-memory-breakdown.txt"
@@ -304,9 +305,9 @@ phase_end heartbeat-create
 hb_sha=$(cat lua/lib.lua lua/heartbeat.lua | rcli -x SCRIPT LOAD | tr -d '\r')
 now_ms=$(($(date +%s) * 1000))
 rbk='presence:{default::bench-hb-r0}'
-hb_args=(EVALSHA "$hb_sha" 5 "$rbk:room" "$rbk:sessions" "$rbk:sess" "$rbk:order" "$rbk:profile"
+hb_args=(EVALSHA "$hb_sha" 3 "$rbk:room" "$rbk:order" "$rbk:profile"
 	"$now_ms" "$rbk:events" PUBLISH 606300000 604800000 bench-hb-s0 bench-hb-u0 "$((now_ms + 1500000))"
-	bench0epoch0 bench-a@local 0 "" 0 "" 0 1)
+	bench0ep "" 0 "" 0 "" 0 1)
 # The shape must match what the node sends: the same number of arguments
 # (MONITOR during one heartbeat through the node).
 (timeout 3 redis-cli -p "$PORT" MONITOR >"$OUT/monitor.txt" 2>/dev/null || true) &
@@ -331,7 +332,7 @@ if ! grep -q '"606300000" "604800000"' <<<"$node_line"; then
 	exit 1
 fi
 reply=$(rcli "${hb_args[@]}" 2>&1)
-if [ "$(wc -l <<<"$reply")" != 4 ] || [ "$(sed -n 2p <<<"$reply")" = "" ]; then
+if [ "$(wc -l <<<"$reply")" != 5 ] || [ "$(sed -n 2p <<<"$reply")" = "" ]; then
 	echo "scripts/bench.sh: heartbeat.lua baseline call failed: $reply" >&2
 	exit 1
 fi
@@ -370,7 +371,7 @@ record "$ctl" bench list --url "$URL_A" --members "$LIST_MEMBERS" --concurrency 
 phase_end list-c1
 list_sha=$(cat lua/lib.lua lua/list.lua | rcli -x SCRIPT LOAD | tr -d '\r')
 lk='presence:{default::bench-list-list0}'
-list_args=(EVALSHA "$list_sha" 5 "$lk:room" "$lk:sessions" "$lk:sess" "$lk:order" "$lk:profile"
+list_args=(EVALSHA "$list_sha" 3 "$lk:room" "$lk:order" "$lk:profile"
 	0 104 0 "$(($(date +%s) * 1000))" 604800000)
 if [ "$(rcli "${list_args[@]}" | wc -l)" -lt 100 ]; then
 	echo "scripts/bench.sh: list.lua baseline call does not list the room" >&2

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net"
 	"os"
@@ -36,7 +37,9 @@ Scenarios:
                they are refreshed for --duration (10s; 0: create only).
                Throughput and latency p50/p90/p99/p999/max of each phase.
                With --redis-stats, the Redis commands (EVALSHA, PUBLISH) the
-               refresh phase caused (global --redis-url).
+               refresh phase caused (global --redis-url). --uuid-ids names
+               sessions with 36-byte UUID-shaped ids and users u + 10 digits
+               (the sizes Redis memory per session is measured at).
   connections  --sockets (1000) idle WebSockets, each joined to a room of
                --room-size (10) sockets, spread round robin over the --url
                nodes, bound to --source-addrs (e.g. 127.0.0.2-127.0.0.9) so
@@ -92,7 +95,7 @@ Scenario flags (defaults above):
   process)  --settle D  --hold D
   --idle-window D  --gc-wait D  --rate N  --watchers N  --users N  --members N  --limit N
   --presenced-bin PATH  --timeout-factor F  --grace D (10s)  --dir DIR
-  --slow N  --dribble D
+  --slow N  --dribble D  --uuid-ids
 
 --source-addrs takes addresses and ranges: 127.0.0.2-127.0.0.9,127.0.1.1.
 
@@ -122,6 +125,7 @@ type benchOpts struct {
 	rooms      int
 	interval   time.Duration
 	redisStats bool
+	uuidIDs    bool
 
 	sockets     int
 	roomSize    int
@@ -170,7 +174,7 @@ var commonFlags = []string{"url", "token", "run-id", "progress", "max-errors", "
 
 var scenarios = map[string]scenario{
 	"heartbeat": {
-		flags: []string{"duration", "concurrency", "sessions", "rooms", "interval", "redis-stats"},
+		flags: []string{"duration", "concurrency", "sessions", "rooms", "interval", "redis-stats", "uuid-ids"},
 		defaults: func(o *benchOpts, set map[string]bool) {
 			def(set, "duration", &o.duration, 10*time.Second)
 			def(set, "concurrency", &o.concurrency, 64)
@@ -304,6 +308,7 @@ func parseBench(c *cli, fs *flag.FlagSet, args []string) (string, benchOpts, err
 	fs.IntVar(&o.rooms, "rooms", 0, "rooms")
 	fs.DurationVar(&o.interval, "interval", 0, "heartbeat interval of the sessions")
 	fs.BoolVar(&o.redisStats, "redis-stats", false, "read Redis command statistics (--redis-url)")
+	fs.BoolVar(&o.uuidIDs, "uuid-ids", false, "heartbeat: 36-byte session ids (UUID form) and 11-byte user ids, as apps use")
 	fs.IntVar(&o.sockets, "sockets", 0, "WebSockets to open")
 	fs.IntVar(&o.roomSize, "room-size", 0, "sockets per room")
 	fs.StringVar(&o.sourceSpec, "source-addrs", "", "local addresses to bind (ranges: 127.0.0.2-127.0.0.9)")
@@ -607,7 +612,19 @@ func (b *bench) progressEvery(line func(elapsed time.Duration) string) (stop fun
 }
 
 // name returns the id of object kind i of this run: bench-<run>-<kind><i>.
+// With --uuid-ids, sessions are 36-byte UUID-shaped ids (of the run and i)
+// and users u + 10 digits (11 bytes), the sizes Redis memory is measured at.
 func (b *bench) id(kind string, i int) string {
+	if b.o.uuidIDs {
+		switch kind {
+		case "s":
+			h := fnv.New32a()
+			h.Write([]byte(b.o.runID))
+			return fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", h.Sum32(), i>>16&0xffff, i>>4&0xfff, i&0xf, uint64(i)*2654435761&0xffffffffffff)
+		case "u":
+			return fmt.Sprintf("u%010d", i)
+		}
+	}
 	return fmt.Sprintf("bench-%s-%s%d", b.o.runID, kind, i)
 }
 

@@ -437,3 +437,25 @@ func TestBenchScenarios(t *testing.T) {
 		}
 	})
 }
+
+// TestBenchUUIDIDs: --uuid-ids names sessions with distinct 36-byte ids and
+// users with 11-byte ids, valid as the node requires.
+func TestBenchUUIDIDs(t *testing.T) {
+	c := &cli{g: globals{redisURL: "redis://x", prefix: "presence", org: "default", timeout: time.Second}}
+	_, o, err := parseBench(c, newFlagSet(c), []string{"heartbeat", "--uuid-ids", "--run-id", "mem"})
+	if err != nil || !o.uuidIDs {
+		t.Fatalf("parse: %+v %v", o, err)
+	}
+	b := &bench{o: o}
+	seen := map[string]bool{}
+	for _, i := range []int{0, 1, 15, 16, 4095, 65535, 65536, 99999, 1 << 20} {
+		s, u := b.id("s", i), b.id("u", i)
+		if len(s) != 36 || len(u) != 11 || seen[s] || presence.ValidateSessionID(s) != nil || presence.ValidateUserID(u) != nil {
+			t.Fatalf("ids of %d: %q (%d bytes), %q (%d bytes)", i, s, len(s), u, len(u))
+		}
+		seen[s] = true
+	}
+	if r := b.id("r", 3); r != "bench-mem-r3" {
+		t.Fatalf("room id %q", r)
+	}
+}
