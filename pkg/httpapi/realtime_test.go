@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/presencecluster/presence/pkg/httpapi/httpapitest"
 	"github.com/presencecluster/presence/pkg/redistest"
 )
 
@@ -444,5 +445,56 @@ func TestClusterSlotMoves(t *testing.T) {
 	// The session data moved too: a fresh list through the other node agrees.
 	if got := fmt.Sprint(trueOnline(t, nodes[1].url, "r")); got != "[ada bob watcher]" {
 		t.Fatalf("online after the move: %s", got)
+	}
+}
+
+// TestIdleSocketsCostRedisNothing: sockets joined to rooms (interval 1 s)
+// make no Redis call of their own while idle: over 3 s, 60 idle sockets
+// cost a few lease renewals and reaper reads of the node, not a keep-alive
+// per socket per interval (which would be 180 script calls).
+func TestIdleSocketsCostRedisNothing(t *testing.T) {
+	srv := redistest.Start(t)
+	n := httpapitest.Start(t, httpapitest.Options{Redis: srv})
+	var socks []*wsClient
+	for i := 0; i < 60; i++ {
+		c := dialWS(t, n.URL)
+		c.join(1, map[string]any{"roomId": fmt.Sprint("r", i/2), "sessionId": fmt.Sprint("s", i), "userId": fmt.Sprint("u", i), "interval": 1000})
+		socks = append(socks, c)
+	}
+	rdb := srv.Client(t)
+	calls := func() (scripts, all int64) {
+		info, err := rdb.Info(context.Background(), "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\n") {
+			name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+			if !ok || !strings.HasPrefix(name, "cmdstat_") {
+				continue
+			}
+			var n int64
+			fmt.Sscanf(strings.TrimPrefix(rest, "calls="), "%d", &n)
+			all += n
+			if name == "cmdstat_evalsha" || name == "cmdstat_eval" {
+				scripts += n
+			}
+		}
+		return scripts, all
+	}
+	time.Sleep(500 * time.Millisecond) // let the joins' own calls finish
+	s0, a0 := calls()
+	time.Sleep(3 * time.Second)
+	s1, a1 := calls()
+	// A node renews its lease every 2.5 s / 4 here (about 5 script calls in
+	// 3 s), and its reaper reads two keys every 50 ms (the tests' reap
+	// interval: about 120 commands); none of it grows with the sockets.
+	if s1-s0 > 20 || a1-a0 > 300 {
+		t.Fatalf("60 idle sockets over 3 s cost %d script calls and %d commands in all", s1-s0, a1-a0)
+	}
+	t.Logf("60 idle sockets over 3 s: %d script calls, %d commands in all", s1-s0, a1-a0)
+	for _, c := range socks {
+		if c.closeErr() != nil {
+			t.Fatalf("a socket closed: %v", c.closeErr())
+		}
 	}
 }

@@ -571,7 +571,9 @@ func (k *Keeper) verify(ctx context.Context) {
 	k.mu.Lock()
 	gen := k.gen
 	var list []*Owned
-	for _, r := range k.rooms {
+	rooms := make([]RoomRef, 0, len(k.rooms))
+	for room, r := range k.rooms {
+		rooms = append(rooms, room)
 		for o := range r.sessions {
 			if !k.stale[o] {
 				list = append(list, o)
@@ -579,6 +581,14 @@ func (k *Keeper) verify(ctx context.Context) {
 		}
 	}
 	k.mu.Unlock()
+	// The record of the node's rooms expires like the rooms' keys: renew it
+	// (a node may hold the same sockets for longer than that).
+	if len(rooms) > 0 {
+		if err := k.store.HoldRooms(ctx, gen, rooms); err != nil {
+			k.verifyNow.Store(true)
+			return
+		}
+	}
 	if k.checkLoss.Swap(false) {
 		if lost, err := k.store.LostData(ctx); err != nil {
 			k.checkLoss.Store(true)
