@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -496,5 +497,32 @@ func TestIdleSocketsCostRedisNothing(t *testing.T) {
 		if c.closeErr() != nil {
 			t.Fatalf("a socket closed: %v", c.closeErr())
 		}
+	}
+}
+
+// TestHeldSessionEndedByToken: a socket's session ended through its session
+// token while its user stays online elsewhere (no leave event) is reported
+// to the socket all the same ("ended" notice), and the node stops holding it.
+func TestHeldSessionEndedByToken(t *testing.T) {
+	srv := redistest.Start(t)
+	nodes := startNodes(t, srv, 2, nodeOpts{})
+	c := dialWS(t, nodes[0].url)
+	joined := c.join(1, map[string]any{"roomId": "r", "sessionId": "ws-tab", "userId": "ada"})
+	httpBeat(t, nodes[1].url, map[string]any{"roomId": "r", "sessionId": "http-tab", "userId": "ada"})
+	r, err := http.Post(nodes[1].url+"/v1/disconnect", "text/plain", strings.NewReader(joined["sessionToken"].(string)))
+	if err != nil || r.StatusCode != 204 {
+		t.Fatalf("disconnect: %v %v", r, err)
+	}
+	r.Body.Close()
+	c.waitFor("left (ended)", func(m map[string]any) bool { return m["type"] == "left" && m["reason"] == "ended" })
+	deadline := time.Now().Add(5 * time.Second)
+	for nodes[0].api.KeptSessions() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the node still holds %d sessions", nodes[0].api.KeptSessions())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := trueOnline(t, nodes[1].url, "r"); fmt.Sprint(got) != "[ada]" {
+		t.Fatalf("online %v: ada has her HTTP session", got)
 	}
 }

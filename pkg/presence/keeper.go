@@ -101,7 +101,8 @@ type Keeper struct {
 
 type keptRoom struct {
 	sessions map[*Owned]struct{}
-	pending  int // Holds not yet followed by Add or Unhold
+	users    map[string]map[*Owned]struct{} // the same sessions by user
+	pending  int                            // Holds not yet followed by Add or Unhold
 	// shortest is the shortest timeout of the pending Holds (kept while any
 	// is pending), so that the lease covers them before they exist.
 	shortest time.Duration
@@ -205,7 +206,7 @@ func (k *Keeper) Hold(ctx context.Context, room RoomRef, interval time.Duration)
 	k.mu.Lock()
 	r := k.rooms[room]
 	if r == nil {
-		r = &keptRoom{sessions: map[*Owned]struct{}{}}
+		r = &keptRoom{sessions: map[*Owned]struct{}{}, users: map[string]map[*Owned]struct{}{}}
 		k.rooms[room] = r
 	}
 	r.pending++
@@ -266,7 +267,7 @@ func (k *Keeper) Add(o *Owned, gen string, version int64) {
 	defer k.mu.Unlock()
 	r := k.rooms[o.Room]
 	if r == nil {
-		r = &keptRoom{sessions: map[*Owned]struct{}{}}
+		r = &keptRoom{sessions: map[*Owned]struct{}{}, users: map[string]map[*Owned]struct{}{}}
 		k.rooms[o.Room] = r
 	} else {
 		r.pending--
@@ -276,6 +277,10 @@ func (k *Keeper) Add(o *Owned, gen string, version int64) {
 	}
 	o.gen, o.since = gen, version
 	r.sessions[o] = struct{}{}
+	if r.users[o.UserID] == nil {
+		r.users[o.UserID] = map[*Owned]struct{}{}
+	}
+	r.users[o.UserID][o] = struct{}{}
 	k.count.Add(1)
 	if gen != k.gen {
 		k.stale[o] = true // the generation changed meanwhile: take it over
@@ -298,6 +303,12 @@ func (k *Keeper) forgetLocked(o *Owned) {
 	delete(k.stale, o)
 	if r := k.rooms[o.Room]; r != nil {
 		delete(r.sessions, o)
+		if u := r.users[o.UserID]; u != nil {
+			delete(u, o)
+			if len(u) == 0 {
+				delete(r.users, o.UserID)
+			}
+		}
 		k.checkEmptyLocked(o.Room, r)
 	}
 }
@@ -400,8 +411,14 @@ func (k *Keeper) Observe(room RoomRef, n Notice) {
 		k.mu.Unlock()
 		return
 	}
+	// A user's events look at that user's sessions only (a room may hold
+	// thousands of this node's sockets); a removed room at all of them.
+	candidates := r.users[userID]
+	if event == EventReset {
+		candidates = r.sessions
+	}
 	var ended []*Owned
-	for o := range r.sessions {
+	for o := range candidates {
 		if o.gen != k.gen || k.stale[o] {
 			continue // being taken over: the event may be of the old generation
 		}
