@@ -376,7 +376,7 @@ func (b *bench) countSessions(ctx context.Context) (int64, error) {
 		_, err := b.c.rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
 			for i := start; i < min(start+1000, rooms); i++ {
 				// The room's live sessions: field n of its hash (lua/lib.lua).
-				cmds = append(cmds, p.HGet(cctx, b.c.keys.Room(b.c.room(b.id("c", i))).List[0], "n"))
+				cmds = append(cmds, p.HGet(cctx, b.c.keys.Room(b.c.room(b.id("c", i))).Hash(), "n"))
 			}
 			return nil
 		})

@@ -123,7 +123,7 @@ func cmdRooms(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) erro
 // the glob, with the placeholder turned into '*'.
 func (c *cli) roomKeyPattern() (string, func(key string) (string, bool)) {
 	const placeholder = "\x00"
-	key := c.keys.Room(c.room(placeholder)).List[0]
+	key := c.keys.Room(c.room(placeholder)).Hash()
 	before, after, _ := strings.Cut(key, placeholder)
 	pattern := globEscape(before) + "*" + globEscape(after)
 	return pattern, func(k string) (string, bool) {
@@ -132,7 +132,7 @@ func (c *cli) roomKeyPattern() (string, func(key string) (string, bool)) {
 		}
 		id := k[len(before) : len(k)-len(after)]
 		// The glob's '*' also spans other shapes; keep only exact room keys.
-		return id, c.keys.Room(c.room(id)).List[0] == k && presence.ValidateRoomID(id) == nil
+		return id, c.keys.Room(c.room(id)).Hash() == k && presence.ValidateRoomID(id) == nil
 	}
 }
 
@@ -158,7 +158,7 @@ func (c *cli) counts(ctx context.Context, ids []string) ([]presence.RoomCount, e
 	meta := make([]*redis.SliceCmd, len(ids))
 	_, err := c.rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
-			meta[i] = p.HMGet(cctx, c.keys.Room(c.room(id)).List[0], "v", "o", "n")
+			meta[i] = p.HMGet(cctx, c.keys.Room(c.room(id)).Hash(), "v", "o", "n")
 		}
 		return nil
 	})
@@ -302,7 +302,7 @@ func (c *cli) sessions(ctx context.Context, ref presence.RoomRef, limit int) ([]
 	out := []liveSession{}
 	var cursor uint64
 	for {
-		kv, next, err := c.rdb.HScan(cctx, rk.List[0], cursor, "s:*", 1000).Result()
+		kv, next, err := c.rdb.HScan(cctx, rk.Hash(), cursor, "s:*", 1000).Result()
 		if err != nil {
 			return nil, fmt.Errorf("sessions: %w", err)
 		}

@@ -76,13 +76,17 @@ Commands:
                              line each; --json: the raw event JSON per line)
                              until interrupted (Ctrl-C, SIGTERM).
   bench <scenario>           load generator against running nodes: heartbeat,
-                             connections, fanout, list, expiry (and report);
+                             connections, fanout, list, slowbody, expiry (and
+                             report);
                              'presencectl bench -h' for the scenarios.
   help                       this text.
 
 Global flags (before or after the command):
   --redis-url URL    Redis URL (redis://, rediss://) or host:port
                      (env PRESENCE_REDIS_URL; default redis://127.0.0.1:6379)
+  --redis-cluster-addrs A,B
+                     Redis Cluster seed addresses, comma-separated (env
+                     PRESENCE_REDIS_CLUSTER_ADDRS); used instead of --redis-url
   --prefix P         key prefix (env PRESENCE_KEY_PREFIX; default presence)
   --org ORG          org of the rooms and users (default default)
   --json             machine-readable output: one JSON document

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Config is every setting of a node (contract §2).
+// Config is every setting of a node (README: Configuration).
 type Config struct {
 	Addr              string
 	RedisURL          string

@@ -168,7 +168,7 @@ type pendingCall struct {
 	hook func(*inMsg)
 }
 
-// outMsg is a client message (contract §4).
+// outMsg is a client message (README: GET /v1/ws).
 type outMsg struct {
 	Type      string          `json:"type"`
 	ID        int64           `json:"id"`

@@ -1,6 +1,6 @@
 // Package client is the Go client of the presence service: Client calls the
-// HTTP API (contract §3), and Conn speaks the WebSocket protocol of
-// GET /v1/ws (contract §4).
+// HTTP API (README: HTTP API), and Conn speaks the WebSocket protocol of
+// GET /v1/ws (README: GET /v1/ws).
 //
 // Client is a thin, stateless wrapper: one method per endpoint; a non-2xx
 // answer is an *Error carrying the HTTP status and the contract's error code.

@@ -22,7 +22,7 @@ var defaultHTTP = &http.Client{Timeout: 5 * time.Second}
 // of data each is about 4 MiB).
 const maxAnswerBytes = 32 << 20
 
-// Client calls the HTTP API of a presence node (contract §3). Its zero value
+// Client calls the HTTP API of a presence node (README: HTTP API). Its zero value
 // is not usable: set BaseURL. A Client is safe for concurrent use.
 type Client struct {
 	// BaseURL is the node's base URL, such as "http://localhost:8080".

@@ -8,7 +8,7 @@ import (
 	"github.com/presencecluster/presence/pkg/presence"
 )
 
-// codes maps error codes to HTTP statuses (contract §3).
+// codes maps error codes to HTTP statuses (README: Errors).
 var codes = map[string]int{
 	presence.EINVALID:      http.StatusBadRequest,
 	presence.EUNAUTHORIZED: http.StatusUnauthorized,

@@ -225,7 +225,7 @@ func (s *socket) writeLoop(ctx context.Context) error {
 	}
 }
 
-// serveWS upgrades the connection and runs the protocol of contract §4.
+// serveWS upgrades the connection and runs the WebSocket protocol (README: GET /v1/ws).
 func (s *Server) serveWS(c echo.Context) error {
 	if s.hub == nil {
 		return presence.Errorf(presence.EUNAVAILABLE, "realtime is not enabled on this node")

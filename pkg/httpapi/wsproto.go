@@ -8,7 +8,7 @@ import (
 	"github.com/presencecluster/presence/pkg/presence"
 )
 
-// clientMessage is any message a client sends on /v1/ws (contract §4).
+// clientMessage is any message a client sends on /v1/ws (README: GET /v1/ws).
 type clientMessage struct {
 	Type string `json:"type"`
 	// ID is echoed in the reply: a number or a string.

@@ -31,7 +31,9 @@ type Store interface {
 	EndUser(ctx context.Context, room RoomRef, userID string, forget bool, now time.Time) (bool, error)
 	// RemoveRoom forgets a room entirely; its old room tokens list nothing.
 	RemoveRoom(ctx context.Context, room RoomRef, now time.Time) error
-	// UserRooms lists the rooms a user is a member of, online first.
+	// UserRooms lists the rooms a user is a member of, online first: at
+	// most limit of those it joined most recently (zero: 1000). The Service
+	// asks for all and filters (onlineOnly), then applies its own limit.
 	UserRooms(ctx context.Context, org, userID string, limit int) ([]UserRoom, error)
 	// Reap ends the sessions whose deadline is before now, across all rooms
 	// that are due, and returns how many it ended.

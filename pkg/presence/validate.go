@@ -5,7 +5,7 @@ import (
 	"unicode/utf8"
 )
 
-// Limits of identifiers (contract §1).
+// Limits of identifiers (README: Presence rules).
 const (
 	MaxRoomIDBytes    = 256
 	MaxUserIDBytes    = 256
@@ -18,6 +18,8 @@ const (
 	MinInterval     = time.Second
 	MaxInterval     = 600 * time.Second
 
+	// DefaultListLimit is the Convex presence component's default page:
+	// apps built on it expect 104 members per list unless they ask.
 	DefaultListLimit = 104
 	MaxListLimit     = 1000
 )

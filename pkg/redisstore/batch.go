@@ -16,7 +16,6 @@ const (
 )
 
 type hbRequest struct {
-	ctx  context.Context
 	hb   *presence.Heartbeat
 	res  presence.HeartbeatResult
 	err  error
@@ -67,7 +66,7 @@ func (s *Store) runBatcher(ctx context.Context) {
 
 // batchedHeartbeat queues hb for the batcher and waits for its result.
 func (s *Store) batchedHeartbeat(ctx context.Context, hb *presence.Heartbeat) (presence.HeartbeatResult, error) {
-	r := &hbRequest{ctx: ctx, hb: hb, done: make(chan struct{})}
+	r := &hbRequest{hb: hb, done: make(chan struct{})}
 	select {
 	case s.hbQueue <- r:
 	case <-ctx.Done():

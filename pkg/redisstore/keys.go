@@ -24,6 +24,15 @@ type RoomKeys struct {
 	Events string
 }
 
+// Hash is the room's hash (its counters and sessions).
+func (rk RoomKeys) Hash() string { return rk.List[0] }
+
+// Order is the room's members in list order.
+func (rk RoomKeys) Order() string { return rk.List[1] }
+
+// Profile is the room's members' names, images and data.
+func (rk RoomKeys) Profile() string { return rk.List[2] }
+
 // Room returns the keys of a room.
 func (k Keys) Room(r presence.RoomRef) RoomKeys {
 	tag := Tag(r)
@@ -87,6 +96,10 @@ func (k Keys) Users(org, userID string) string {
 
 // Secret returns the key of the shared token secret.
 func (k Keys) Secret() string { return k.Prefix + ":secret" }
+
+// Incarnation returns the key whose loss or change tells that Redis lost
+// its data.
+func (k Keys) Incarnation() string { return k.Prefix + ":incarnation" }
 
 // Nodes is the sorted set of the nodes' leases: member = a node's
 // generation label ("node@region/gen"), score = its lease deadline (unix

@@ -105,7 +105,7 @@ func (s *Store) reapShard(ctx context.Context, shard int, now time.Time) (int, b
 	firsts := make([]*redis.StringCmd, len(rooms))
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, rk := range rooms {
-			firsts[i] = p.HGet(ctx, rk.List[0], "x")
+			firsts[i] = p.HGet(ctx, rk.Hash(), "x")
 		}
 		return nil
 	}); err != nil && !errors.Is(err, redis.Nil) {

@@ -56,7 +56,7 @@ func (s *Store) LostData(ctx context.Context) (bool, error) {
 	defer cancel()
 	var b [16]byte
 	rand.Read(b[:])
-	key := s.keys.Prefix + ":incarnation"
+	key := s.keys.Incarnation()
 	if err := s.rdb.SetNX(ctx, key, hex.EncodeToString(b[:]), 0).Err(); err != nil {
 		return false, s.wrap("incarnation", err)
 	}

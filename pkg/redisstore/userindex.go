@@ -85,7 +85,10 @@ func (s *Store) writeIndex(ctx context.Context, hbs []*presence.Heartbeat, now t
 // UserRooms lists a user's rooms: online first, then offline, most recently
 // disconnected first. Rooms that forgot the user are dropped from the index
 // on the way.
-func (s *Store) UserRooms(ctx context.Context, org, userID string, _ int) ([]presence.UserRoom, error) {
+func (s *Store) UserRooms(ctx context.Context, org, userID string, limit int) ([]presence.UserRoom, error) {
+	if limit <= 0 || limit > maxUserRooms {
+		limit = maxUserRooms
+	}
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	key := s.keys.Users(org, userID)
@@ -119,8 +122,8 @@ func (s *Store) UserRooms(ctx context.Context, org, userID string, _ int) ([]pre
 		}
 		return members[i] > members[j] // as ZREVRANGE
 	})
-	if len(members) > maxUserRooms {
-		members = members[:maxUserRooms]
+	if len(members) > limit {
+		members = members[:limit] // the most recently written
 	}
 	if len(members) == 0 {
 		return []presence.UserRoom{}, nil
@@ -128,7 +131,7 @@ func (s *Store) UserRooms(ctx context.Context, org, userID string, _ int) ([]pre
 	cmds := make([]*redis.FloatCmd, len(members))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, m := range members {
-			cmds[i] = p.ZScore(ctx, s.keys.Room(presence.RoomRef{Org: org, RoomID: m[len(prefix):]}).List[1], userID)
+			cmds[i] = p.ZScore(ctx, s.keys.Room(presence.RoomRef{Org: org, RoomID: m[len(prefix):]}).Order(), userID)
 		}
 		return nil
 	})
