@@ -31,6 +31,18 @@ func yamlFiles(t testing.TB) []string {
 	for _, f := range m {
 		files = append(files, "deploy/k8s/"+filepath.Base(f))
 	}
+	// The monitoring profile's Prometheus and Grafana provisioning files.
+	files = append(files, "deploy/prometheus/prometheus.yml")
+	m, err = filepath.Glob(repoPath(t, "deploy/grafana/provisioning/*/*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m) == 0 {
+		t.Fatal("no provisioning files in deploy/grafana/provisioning")
+	}
+	for _, f := range m {
+		files = append(files, "deploy/grafana/provisioning/"+filepath.Base(filepath.Dir(f))+"/"+filepath.Base(f))
+	}
 	return files
 }
 
@@ -161,13 +173,32 @@ func keys[M ~map[string]V, V any](m M) []string {
 // topology.
 var addressKeys = map[string]bool{"PRESENCE_ADDR": true, "PRESENCE_REDIS_URL": true}
 
+// composeServices returns the services of docker-compose.yml that
+// `docker compose up` starts (profile: false), or those of a profile.
+func composeServices(t *testing.T, profile bool) map[string]any {
+	t.Helper()
+	compose := parseYAMLFile(t, "docker-compose.yml")[0]
+	all, ok := get(compose, "services").(map[string]any)
+	if !ok {
+		t.Fatal("docker-compose.yml: no services mapping")
+	}
+	out := map[string]any{}
+	for name, svc := range all {
+		if (get(svc, "profiles") != nil) == profile {
+			out[name] = svc
+		}
+	}
+	return out
+}
+
 // TestComposeMatchesClusterScript checks that docker-compose.yml and
 // scripts/cluster.sh describe the same services with the same node
-// settings (addresses aside), and the same nginx configuration.
+// settings (addresses aside), and the same nginx configuration. Services
+// of a profile (monitoring) are not started by default and have no
+// counterpart in cluster.sh.
 func TestComposeMatchesClusterScript(t *testing.T) {
 	known := knownSettings(t)
-	compose := parseYAMLFile(t, "docker-compose.yml")[0]
-	services, _ := get(compose, "services").(map[string]any)
+	services := composeServices(t, false)
 	script := clusterConfig(t)
 
 	if got, want := keys(services), slices.Sorted(slices.Values(script.services)); !slices.Equal(got, want) {
@@ -319,6 +350,64 @@ func TestComposeMatchesClusterScript(t *testing.T) {
 	ports, _ := get(services, "nginx", "ports").([]any)
 	if listen == nil || len(ports) != 1 || !strings.HasSuffix(str(ports[0]), ":"+listen[1]) {
 		t.Errorf("nginx listens on %v inside its container, compose publishes %v", listen, ports)
+	}
+}
+
+// TestComposeNodeHealthchecks checks the nodes' Docker health check: the
+// image's own binary runs `presenced healthcheck` (GET /readyz on the node;
+// the distroless image has no shell, so "CMD", never "CMD-SHELL"), given
+// more time than the check's own timeout; and nginx starts once every node
+// is healthy.
+func TestComposeNodeHealthchecks(t *testing.T) {
+	services := composeServices(t, false)
+	entry := regexp.MustCompile(`(?m)^ENTRYPOINT\s+\["([^"]+)"\]`).FindStringSubmatch(readRepoFile(t, "deploy/Dockerfile"))
+	if entry == nil {
+		t.Fatal(`deploy/Dockerfile has no ENTRYPOINT ["..."]`)
+	}
+	if !strings.Contains(readRepoFile(t, "cmd/presenced/main.go"), `os.Args[1] == "healthcheck"`) {
+		t.Error("cmd/presenced/main.go does not dispatch `presenced healthcheck`")
+	}
+	m := regexp.MustCompile(`(?m)^const healthcheckTimeout = (\d+) \* time\.Second$`).FindStringSubmatch(readRepoFile(t, "cmd/presenced/healthcheck.go"))
+	if m == nil {
+		t.Fatal("cmd/presenced/healthcheck.go: no `const healthcheckTimeout = N * time.Second`")
+	}
+	n, _ := strconv.Atoi(m[1])
+	own := time.Duration(n) * time.Second
+
+	for _, name := range nodeNames {
+		hc := get(services, name, "healthcheck")
+		if hc == nil {
+			t.Errorf("%s has no healthcheck", name)
+			continue
+		}
+		test, _ := get(hc, "test").([]any)
+		if want := []any{"CMD", entry[1], "healthcheck"}; !reflect.DeepEqual(test, want) {
+			t.Errorf("%s: healthcheck test %v, want %v (the image's binary; no shell in the image)", name, test, want)
+		}
+		interval := duration(t, name+" healthcheck interval", get(hc, "interval"))
+		timeout := duration(t, name+" healthcheck timeout", get(hc, "timeout"))
+		start := duration(t, name+" healthcheck start_period", get(hc, "start_period"))
+		if timeout <= own {
+			t.Errorf("%s: healthcheck timeout %v must exceed the check's own %v", name, timeout, own)
+		}
+		if interval < timeout || interval > 30*time.Second {
+			t.Errorf("%s: healthcheck interval %v: want from the timeout (%v) to 30s", name, interval, timeout)
+		}
+		if r, _ := get(hc, "retries").(float64); r < 2 || r > 10 {
+			t.Errorf("%s: healthcheck retries %v: want 2 to 10 (one slow answer is not a failure)", name, get(hc, "retries"))
+		}
+		if start < 10*time.Second {
+			t.Errorf("%s: healthcheck start_period %v: want at least 10s (a node waits for Redis before it listens)", name, start)
+		}
+		// The check asks 127.0.0.1 when the node listens on every address.
+		addr := str(get(services, name, "environment", "PRESENCE_ADDR"))
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil || !(host == "" || host == "0.0.0.0" || host == "::" || host == "127.0.0.1") {
+			t.Errorf("%s: PRESENCE_ADDR %q: the health check reaches the node on 127.0.0.1 only", name, addr)
+		}
+		if got := str(get(services, "nginx", "depends_on", name, "condition")); got != "service_healthy" {
+			t.Errorf("nginx depends_on %s condition %q, want service_healthy", name, got)
+		}
 	}
 }
 

@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Needs Go, a C compiler (for -race) and
-# redis-server on PATH: the tests start their own redis-server processes on
-# free loopback ports.
+# Runs the whole test suite. First scripts/setup.sh installs what is missing
+# (redis-server, redis-sentinel, nginx, gcc for -race, chromium, the npm
+# packages of clients/js), or says what to install and stops here. Needs Go
+# and Node.js (>= 20.19). The tests start their own redis-server processes
+# on free loopback ports.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
-	echo "scripts/test.sh: redis-server not found on PATH." >&2
-	echo "The tests run against a real Redis (>= 7.0). On Debian/Ubuntu: apt-get install -y redis-server" >&2
-	exit 1
-fi
+bash scripts/setup.sh
+echo "==> $(go version); $(redis-server --version | cut -d' ' -f1-3); node $(node --version)"
 
 echo "==> go vet ./..."
 go vet ./...
@@ -26,9 +25,8 @@ go test -race -count=1 -timeout 15m ./...
 
 # JavaScript client (clients/js): unit tests, React hooks, and the client
 # against a presenced the tests build and start; then the demo page in
-# Debian's chromium (/usr/bin/chromium, or CHROMIUM_PATH). Needs Node.js
-# (>= 20.19); .ci/run installs chromium and the npm packages.
-[ -d clients/js/node_modules ] || (cd clients/js && npm ci --no-audit --no-fund)
+# Debian's chromium (/usr/bin/chromium, or CHROMIUM_PATH). scripts/setup.sh
+# installed chromium and the npm packages.
 echo "==> npm test (clients/js)"
 (cd clients/js && npm test)
 echo "==> npm run test:browser (clients/js)"

@@ -51,7 +51,13 @@ Scenarios:
                cycle, waited for up to --gc-wait (150s; the runtime forces
                one every 2 min; 0: no wait)). With --redis-stats, the Redis
                commands while the sockets are idle (--idle-window, default
-               one --interval (10s)): one keep-alive each, no PUBLISH.
+               one --interval (10s)), per socket per interval, and the
+               leaves and joins Redis published in the sockets' rooms while
+               they were all open (PSUBSCRIBE; must be 0). --churn N
+               (with --redis-stats) makes N other sessions per second join
+               and leave through --churn-url during the idle window (one
+               WebSocket per 10 sessions/s, each joining rooms of its own
+               and leaving them 1 s later); its achieved rate is reported.
   fanout       joins and leaves (HTTP heartbeat / disconnect) through the
                first --url at --rate (1000) per second for --duration (10s),
                over --rooms (10) rooms of --users (100) users each; --watchers
@@ -69,11 +75,15 @@ Scenarios:
                error rate of each phase; when the node closed the slow
                connections, and what it answered.
   expiry       starts its own node (--presenced-bin, on the global
-               --redis-url and --prefix), opens --sessions (10000) WebSockets
-               to it over --rooms (100) rooms with --interval (10s), watches
-               every room on --url (another node), kills the node (SIGKILL)
-               and measures the time until every leave has been delivered,
-               against the timeout (interval x --timeout-factor 2.5) + 2 s.
+               --redis-url and --prefix; --node-lease, when given, is passed
+               as PRESENCE_NODE_LEASE), opens --sessions (10000) WebSockets
+               to it over --rooms (100) rooms with --interval (10s) (more
+               than --per-process (15000) over child processes, bound to
+               --source-addrs), watches every room on --url (another node,
+               where an anchor member per room gives the room token) and
+               in Redis (PSUBSCRIBE), kills the node (SIGKILL) and measures
+               the time until every leave has been delivered, against
+               min(interval x --timeout-factor 2.5, --node-lease 10s) + 2 s.
   report       reads the results a scripts/bench.sh run left in --dir and
                prints the Markdown table (results, baselines, targets).
 
@@ -94,8 +104,8 @@ Scenario flags (defaults above):
   --per-process N  --dial-concurrency N (connections 25, expiry 100, per
   process)  --settle D  --hold D
   --idle-window D  --gc-wait D  --rate N  --watchers N  --users N  --members N  --limit N
-  --presenced-bin PATH  --timeout-factor F  --grace D (10s)  --dir DIR
-  --slow N  --dribble D  --uuid-ids
+  --presenced-bin PATH  --timeout-factor F  --grace D (10s)  --node-lease D
+  --churn N  --churn-url URL  --dir DIR  --slow N  --dribble D  --uuid-ids
 
 --source-addrs takes addresses and ranges: 127.0.0.2-127.0.0.9,127.0.1.1.
 
@@ -148,6 +158,11 @@ type benchOpts struct {
 	presencedBin  string
 	timeoutFactor float64
 	grace         time.Duration
+	nodeLease     time.Duration
+	nodeLeaseSet  bool // --node-lease was given: passed to the node
+
+	churn    float64 // sessions per second that join and leave (connections)
+	churnURL string
 
 	dir string
 
@@ -186,7 +201,7 @@ var scenarios = map[string]scenario{
 	},
 	"connections": {
 		flags: []string{"sockets", "room-size", "source-addrs", "per-process", "dial-concurrency", "settle",
-			"hold", "interval", "redis-stats", "idle-window", "gc-wait", "worker", "worker-offset"},
+			"hold", "interval", "redis-stats", "idle-window", "gc-wait", "churn", "churn-url", "worker", "worker-offset"},
 		defaults: func(o *benchOpts, set map[string]bool) {
 			def(set, "sockets", &o.sockets, 1000)
 			def(set, "room-size", &o.roomSize, 10)
@@ -222,7 +237,8 @@ var scenarios = map[string]scenario{
 		run: runList,
 	},
 	"expiry": {
-		flags: []string{"presenced-bin", "sessions", "rooms", "interval", "timeout-factor", "grace", "dial-concurrency"},
+		flags: []string{"presenced-bin", "sessions", "rooms", "interval", "timeout-factor", "grace", "dial-concurrency",
+			"node-lease", "per-process", "source-addrs"},
 		defaults: func(o *benchOpts, set map[string]bool) {
 			def(set, "sessions", &o.sessions, 10000)
 			def(set, "rooms", &o.rooms, 100)
@@ -230,6 +246,9 @@ var scenarios = map[string]scenario{
 			def(set, "timeout-factor", &o.timeoutFactor, 2.5)
 			def(set, "grace", &o.grace, 10*time.Second)
 			def(set, "dial-concurrency", &o.dialConc, 100)
+			def(set, "node-lease", &o.nodeLease, 10*time.Second)
+			def(set, "per-process", &o.perProcess, 15000)
+			o.nodeLeaseSet = set["node-lease"]
 		},
 		run: runExpiry,
 	},
@@ -326,6 +345,9 @@ func parseBench(c *cli, fs *flag.FlagSet, args []string) (string, benchOpts, err
 	fs.StringVar(&o.presencedBin, "presenced-bin", "", "presenced binary (expiry)")
 	fs.Float64Var(&o.timeoutFactor, "timeout-factor", 0, "the nodes' PRESENCE_TIMEOUT_FACTOR")
 	fs.DurationVar(&o.grace, "grace", 0, "how long to wait past the bound for missing leaves")
+	fs.DurationVar(&o.nodeLease, "node-lease", 0, "the killed node's PRESENCE_NODE_LEASE (expiry)")
+	fs.Float64Var(&o.churn, "churn", 0, "sessions per second that join and leave through --churn-url (connections)")
+	fs.StringVar(&o.churnURL, "churn-url", "", "node of the --churn sessions (connections)")
 	fs.StringVar(&o.dir, "dir", "", "results directory (report)")
 	fs.IntVar(&o.slow, "slow", 0, "slow-body connections (slowbody)")
 	fs.DurationVar(&o.dribble, "dribble", 0, "interval between the bytes of a slow body (slowbody)")
@@ -428,6 +450,20 @@ func (o *benchOpts) check(name string, set map[string]bool) error {
 		if o.worker && o.sockets > o.perProcess {
 			add(usagef("--worker: more than --per-process sockets"))
 		}
+		if o.churn < 0 || o.churn > 5000 {
+			add(usagef("--churn must be 0-5000 sessions per second"))
+		}
+		if o.churn > 0 && !o.redisStats {
+			add(usagef("--churn needs --redis-stats (it runs during the idle window)"))
+		}
+		if o.churn > 0 && o.churnURL == "" {
+			add(usagef("--churn needs --churn-url (the node its sessions go through)"))
+		}
+		if o.churnURL != "" {
+			if _, err := parseEndpoint(o.churnURL); err != nil {
+				add(usagef("--churn-url %s: %v", o.churnURL, err))
+			}
+		}
 	case "fanout":
 		add(positive("concurrency", o.concurrency))
 		add(positive("rooms", o.rooms))
@@ -458,12 +494,13 @@ func (o *benchOpts) check(name string, set map[string]bool) error {
 		add(positive("sessions", o.sessions))
 		add(positive("rooms", o.rooms))
 		add(positive("dial-concurrency", o.dialConc))
+		add(positive("per-process", o.perProcess))
 		add(checkInterval(o.interval))
 		if o.timeoutFactor < 1 || o.timeoutFactor > 10 {
 			add(usagef("--timeout-factor must be 1-10"))
 		}
-		if o.sessions > 15000 {
-			add(usagef("--sessions: at most 15000 (one process holds the sockets)"))
+		if o.nodeLease < time.Second || o.nodeLease > 10*time.Minute {
+			add(usagef("--node-lease must be 1s-10m"))
 		}
 		if o.grace < 0 {
 			add(usagef("--grace must be >= 0"))

@@ -70,8 +70,20 @@ type connectionsResult struct {
 	SessionsAlive    int64 `json:"sessionsAlive,omitempty"`
 	SessionsAliveEnd int64 `json:"sessionsAliveAfterIdle,omitempty"`
 	// KeepAlivesPerSocket is the EVALSHAs per socket per interval while
-	// idle (1 expected: one keep-alive each; --redis-stats).
+	// idle (--redis-stats).
 	KeepAlivesPerSocket float64 `json:"keepAlivesPerSocketPerInterval,omitempty"`
+	// CommandsPerSocket is every Redis command (those run by scripts
+	// included) per socket per interval while idle (--redis-stats).
+	CommandsPerSocket float64 `json:"commandsPerSocketPerInterval,omitempty"`
+	// EventsWatched: the events of the sockets' rooms were read from Redis
+	// (PSUBSCRIBE) from the last join to the first close (--redis-stats).
+	// LeavesWhileOpen must be 0: a leave is a session of an open socket
+	// that ended, even if its node put it back afterwards (a join).
+	EventsWatched   bool  `json:"eventsWatched,omitempty"`
+	LeavesWhileOpen int64 `json:"leavesWhileOpen"`
+	JoinsWhileOpen  int64 `json:"joinsWhileOpen"`
+	// Churn: other sessions joining and leaving during the idle window.
+	Churn *churnResult `json:"churn,omitempty"`
 }
 
 func (r *connectionsResult) writeTable(w io.Writer) {
@@ -86,10 +98,20 @@ func (r *connectionsResult) writeTable(w io.Writer) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nsessions ended by the nodes while their sockets were open: %d\n", r.EndedWhileOpen)
+	if r.EventsWatched {
+		fmt.Fprintf(w, "published in the sockets' rooms while all were open (PSUBSCRIBE): %d leaves, %d joins\n", r.LeavesWhileOpen, r.JoinsWhileOpen)
+	}
 	if r.Idle != nil {
 		fmt.Fprintf(w, "live sessions in Redis: %d when sampled, %d after the idle window\n", r.SessionsAlive, r.SessionsAliveEnd)
-		fmt.Fprintf(w, "idle: %.2f keep-alive EVALSHAs per socket per interval\n", r.KeepAlivesPerSocket)
+		what := "idle"
+		if r.Churn != nil {
+			what = "idle sockets, with the churn"
+		}
+		fmt.Fprintf(w, "%s: %.4f Redis commands and %.4f EVALSHAs per socket per interval\n", what, r.CommandsPerSocket, r.KeepAlivesPerSocket)
 		r.Idle.writeTable(w)
+	}
+	if r.Churn != nil {
+		r.Churn.writeTable(w)
 	}
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "first error: %s\n", r.FirstError)
@@ -243,6 +265,15 @@ func runConnections(ctx context.Context, b *bench) (benchResult, error) {
 	res.OpenRate = math.Round(float64(res.Opened) / res.OpenSeconds)
 	res.Open = all.summary()
 	b.logf("%d sockets open (%d failed) in %.1fs; settling for %s", res.Opened, res.Failed, res.OpenSeconds, o.settle)
+	var events *eventWatch
+	if o.redisStats {
+		var err error
+		if events, err = b.watchEvents(ctx, o.sockets, start); err != nil {
+			closeAll()
+			return nil, err
+		}
+		res.EventsWatched = events != nil
+	}
 
 	measure := func() error {
 		// The GC count when the sockets were all open: the heap is measured
@@ -301,18 +332,34 @@ func runConnections(ctx context.Context, b *bench) (benchResult, error) {
 			if res.SessionsAlive, err = b.countSessions(ctx); err != nil {
 				return err
 			}
+			var ch *churn
+			if o.churn > 0 {
+				if ch, err = b.startChurn(ctx, o.churnURL, o.churn); err != nil {
+					return err
+				}
+			}
 			b.logf("idle for %s: reading Redis statistics", o.idleWindow)
 			s0, err := b.readRedisStats(ctx)
 			if err != nil {
+				if ch != nil {
+					res.Churn = ch.finish()
+				}
 				return err
 			}
 			select {
 			case <-time.After(o.idleWindow):
 			case <-ctx.Done():
-				return ctx.Err()
 			}
 			s1, err := b.readRedisStats(ctx)
+			if ch != nil {
+				res.Churn = ch.finish()
+				b.logf("churn: %d joins (%.0f/s), %d leaves (%.0f/s), %d errors", res.Churn.Joins, res.Churn.JoinRate,
+					res.Churn.Leaves, res.Churn.LeaveRate, res.Churn.Errors)
+			}
 			if err != nil {
+				return err
+			}
+			if err := ctx.Err(); err != nil {
 				return err
 			}
 			res.Idle = s0.delta(s1, 0)
@@ -320,7 +367,11 @@ func runConnections(ctx context.Context, b *bench) (benchResult, error) {
 				return err
 			}
 			if res.Opened > 0 {
-				res.KeepAlivesPerSocket = math.Round(res.Idle.EvalshaPerS*o.interval.Seconds()/float64(res.Opened)*100) / 100
+				perSocket := func(perS float64) float64 {
+					return math.Round(perS*o.interval.Seconds()/float64(res.Opened)*1e4) / 1e4
+				}
+				res.KeepAlivesPerSocket = perSocket(float64(res.Idle.Evalsha) / res.Idle.Seconds)
+				res.CommandsPerSocket = perSocket(float64(res.Idle.Commands) / res.Idle.Seconds)
 			}
 		}
 		if o.hold > 0 {
@@ -334,6 +385,11 @@ func runConnections(ctx context.Context, b *bench) (benchResult, error) {
 	}
 	merr := measure()
 	res.EndedWhileOpen = ended()
+	if events != nil {
+		events.close()
+		res.LeavesWhileOpen = events.leaves.Load() + events.dups.Load()
+		res.JoinsWhileOpen = events.joins.Load()
+	}
 	b.logf("closing %d sockets", res.Opened)
 	cerr := closeAll()
 	res.Closed = cerr == nil
@@ -353,6 +409,14 @@ func runConnections(ctx context.Context, b *bench) (benchResult, error) {
 	}
 	if res.EndedWhileOpen > 0 {
 		return res, fmt.Errorf("%d sessions were ended by the nodes while their sockets were open", res.EndedWhileOpen)
+	}
+	if res.LeavesWhileOpen > 0 {
+		return res, fmt.Errorf("%d leaves (and %d joins) were published in the sockets' rooms while they were all open", res.LeavesWhileOpen, res.JoinsWhileOpen)
+	}
+	if res.Churn != nil {
+		if err := b.checkErrors("churn joins/leaves", res.Churn.Errors, res.Churn.FirstError); err != nil {
+			return res, err
+		}
 	}
 	if o.redisStats && (res.SessionsAlive != res.Opened || res.SessionsAliveEnd != res.Opened) {
 		return res, fmt.Errorf("%d sockets open, but %d then %d live sessions in Redis", res.Opened, res.SessionsAlive, res.SessionsAliveEnd)

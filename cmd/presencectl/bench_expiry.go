@@ -1,11 +1,13 @@
 package main
 
 // bench_expiry.go: the expiry scenario. It starts its own node (the one it
-// kills), opens WebSockets to it (node-owned sessions, kept alive by that
-// node), watches every room on another node, kills its node with SIGKILL
-// and times each leave's arrival at the watchers from the kill. The bound
-// is the session timeout (interval x timeout factor: the deadline of a
-// session refreshed just before the kill) + 2 s.
+// kills), opens WebSockets to it (node-owned sessions; past --per-process
+// from child processes, as connections does), watches every room on
+// another node and in Redis (PSUBSCRIBE), kills its node with SIGKILL and
+// times each leave from the kill. The bound is min(session timeout,
+// node lease) + 2 s: the sessions of a dead node's sockets end when its
+// lease lapses (README, "Node liveness"); a node that kept them alive with
+// per-session deadlines instead ends them by the timeout.
 
 import (
 	"context"
@@ -31,16 +33,23 @@ type expiryResult struct {
 	RunID         string  `json:"runId"`
 	Scenario      string  `json:"scenario"`
 	KilledNode    string  `json:"killedNode"`
+	KilledPid     int     `json:"killedPid"`
+	NodeLog       string  `json:"nodeLog"`
 	WatcherNode   string  `json:"watcherNode"`
 	Sessions      int     `json:"sessions"`
 	Rooms         int     `json:"rooms"`
+	RoomSize      int     `json:"roomSize"`
+	Processes     int     `json:"processes"` // that held the sockets
 	IntervalMs    int64   `json:"intervalMs"`
 	TimeoutFactor float64 `json:"timeoutFactor"`
-	TimeoutMs     int64   `json:"timeoutMs"` // interval x factor
-	BoundMs       int64   `json:"boundMs"`   // timeout + 2 s
+	TimeoutMs     int64   `json:"timeoutMs"`   // interval x factor
+	NodeLeaseMs   int64   `json:"nodeLeaseMs"` // --node-lease
+	NodeLeaseSet  bool    `json:"nodeLeaseSet"`
+	BoundMs       int64   `json:"boundMs"` // min(timeout, lease) + 2 s
 	OpenSeconds   float64 `json:"openSeconds"`
-	Leaves        int64   `json:"leaves"` // leaves delivered (distinct users)
-	Duplicates    int64   `json:"duplicateLeaves"`
+	// The leaves the watchers on the other node got.
+	Leaves     int64 `json:"leaves"` // distinct users
+	Duplicates int64 `json:"duplicateLeaves"`
 	// Since the kill, in ms: the first leave, quantiles, the last.
 	FirstMs  float64 `json:"firstLeaveMs"`
 	P50Ms    float64 `json:"p50Ms"`
@@ -50,14 +59,24 @@ type expiryResult struct {
 	Complete bool    `json:"complete"`
 	Pass     bool    `json:"withinBound"`
 	Syncs    int64   `json:"syncs"`
+	// The leaves Redis published (PSUBSCRIBE, single Redis only).
+	RedisWatched    bool    `json:"redisWatched"`
+	RedisLeaves     int64   `json:"redisLeaves"`
+	RedisDuplicates int64   `json:"redisDuplicateLeaves"`
+	RedisFirstMs    float64 `json:"redisFirstLeaveMs"`
+	RedisLastMs     float64 `json:"redisLastLeaveMs"`
 }
 
 func (r *expiryResult) writeTable(w io.Writer) {
-	fmt.Fprintf(w, "expiry: %d sessions over %d rooms on %s (killed), watched on %s; interval %s x %.1f = timeout %s\n\n",
-		r.Sessions, r.Rooms, r.KilledNode, r.WatcherNode, time.Duration(r.IntervalMs)*time.Millisecond, r.TimeoutFactor,
-		time.Duration(r.TimeoutMs)*time.Millisecond)
+	lease := fmt.Sprintf("lease %s", time.Duration(r.NodeLeaseMs)*time.Millisecond)
+	if !r.NodeLeaseSet {
+		lease += " (the node's default, not passed)"
+	}
+	fmt.Fprintf(w, "expiry: %d sessions over %d rooms on %s (pid %d, killed), %d client processes, watched on %s; interval %s x %.1f = timeout %s, %s\n\n",
+		r.Sessions, r.Rooms, r.KilledNode, r.KilledPid, r.Processes, r.WatcherNode, time.Duration(r.IntervalMs)*time.Millisecond, r.TimeoutFactor,
+		time.Duration(r.TimeoutMs)*time.Millisecond, lease)
 	tw := table(w)
-	fmt.Fprintln(tw, "LEAVES\tFIRST\tP50\tP99\tLAST\tBOUND (TIMEOUT + 2s)\tRESULT")
+	fmt.Fprintln(tw, "SEEN BY\tLEAVES\tDUPLICATES\tFIRST\tP50\tP99\tLAST\tBOUND\tRESULT")
 	verdict := "all delivered within the bound"
 	switch {
 	case !r.Complete:
@@ -65,12 +84,17 @@ func (r *expiryResult) writeTable(w io.Writer) {
 	case !r.Pass:
 		verdict = "late: past the bound"
 	}
-	fmt.Fprintf(tw, "%d/%d\t%.2fs\t%.2fs\t%.2fs\t%.2fs\t%.2fs\t%s\n", r.Leaves, r.Sessions, r.FirstMs/1000, r.P50Ms/1000,
-		r.P99Ms/1000, r.LastMs/1000, float64(r.BoundMs)/1000, verdict)
-	tw.Flush()
-	if r.Duplicates > 0 || r.Syncs > 0 {
-		fmt.Fprintf(w, "duplicate leaves %d, syncs %d\n", r.Duplicates, r.Syncs)
+	fmt.Fprintf(tw, "watchers on %s\t%d/%d\t%d\t%.2fs\t%.2fs\t%.2fs\t%.2fs\t%.2fs\t%s\n", r.WatcherNode, r.Leaves, r.Sessions, r.Duplicates,
+		r.FirstMs/1000, r.P50Ms/1000, r.P99Ms/1000, r.LastMs/1000, float64(r.BoundMs)/1000, verdict)
+	if r.RedisWatched {
+		fmt.Fprintf(tw, "Redis (PSUBSCRIBE)\t%d/%d\t%d\t%.2fs\t-\t-\t%.2fs\t%.2fs\t\n", r.RedisLeaves, r.Sessions, r.RedisDuplicates,
+			r.RedisFirstMs/1000, r.RedisLastMs/1000, float64(r.BoundMs)/1000)
 	}
+	tw.Flush()
+	if r.Syncs > 0 {
+		fmt.Fprintf(w, "syncs %d\n", r.Syncs)
+	}
+	fmt.Fprintf(w, "killed node's log: %s\n", r.NodeLog)
 }
 
 func runExpiry(ctx context.Context, b *bench) (benchResult, error) {
@@ -82,49 +106,106 @@ func runExpiry(ctx context.Context, b *bench) (benchResult, error) {
 	}
 	defer node.kill()
 	timeout := time.Duration(float64(o.interval) * o.timeoutFactor)
-	res := &expiryResult{RunID: o.runID, Scenario: "expiry", KilledNode: node.url, WatcherNode: watchURL, Sessions: o.sessions, Rooms: o.rooms,
+	roomSize := (o.sessions + o.rooms - 1) / o.rooms
+	rooms := (o.sessions + roomSize - 1) / roomSize
+	res := &expiryResult{RunID: o.runID, Scenario: "expiry", KilledNode: node.url, KilledPid: node.cmd.Process.Pid, NodeLog: node.log,
+		WatcherNode: watchURL, Sessions: o.sessions, Rooms: rooms, RoomSize: roomSize,
 		IntervalMs: o.interval.Milliseconds(), TimeoutFactor: o.timeoutFactor, TimeoutMs: timeout.Milliseconds(),
-		BoundMs: (timeout + 2*time.Second).Milliseconds()}
+		NodeLeaseMs: o.nodeLease.Milliseconds(), NodeLeaseSet: o.nodeLeaseSet,
+		BoundMs: (min(timeout, o.nodeLease) + 2*time.Second).Milliseconds()}
 
-	// The sessions: one socket each, to the node that will die.
-	b.logf("opening %d sockets to %s (its own node, pid %d)", o.sessions, node.url, node.cmd.Process.Pid)
-	conns := make([]*client.Conn, o.sessions)
+	// An anchor member per room, through the watchers' node (it outlives
+	// the kill): its answer carries the room token the watchers need.
+	ep := mustEndpoint(watchURL)
+	hc := newHClient(ep, o.reqTimeout)
+	defer hc.close()
+	tokens := make([]string, rooms)
+	anchors := make([]string, rooms)
 	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				c.Abandon()
+		for _, tok := range anchors {
+			if tok != "" {
+				hc.do(buildRequest(ep, o.token, "POST", "/v1/disconnect", []byte(`{"sessionToken":"`+tok+`"}`)))
 			}
 		}
 	}()
-	tokens := make([]string, o.rooms)
-	var tokMu sync.Mutex
-	var opened atomic.Int64
+	for r := range rooms {
+		body := heartbeatBody(b.id("c", r), b.id("anchor", r), b.id("anchor", r), 10*time.Minute)
+		ar, err := hc.do(buildRequest(ep, o.token, "POST", "/v1/heartbeat", body))
+		if err == nil {
+			err = ar.expect(200)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("anchor of room %d through %s: %w", r, watchURL, err)
+		}
+		tokens[r], anchors[r] = jsonString(ar.body, "roomToken"), jsonString(ar.body, "sessionToken")
+	}
+
+	// The sessions: one socket each, to the node that will die; socket i
+	// is user u<i> in room c<i/roomSize>, as in the connections scenario,
+	// over child processes past --per-process.
+	b.logf("opening %d sockets to %s (its own node, pid %d)", o.sessions, node.url, node.cmd.Process.Pid)
+	sb := &bench{c: b.c, name: b.name, o: o, stdout: b.stdout, stderr: b.stderr, started: b.started}
+	sb.o.urls, sb.o.sockets, sb.o.roomSize = []string{node.url}, o.sessions, roomSize
+	var opened, failed atomic.Int64
+	var firstErr string
 	start := time.Now()
-	stop := b.progressEvery(func(time.Duration) string { return fmt.Sprintf("opened %d of %d", opened.Load(), o.sessions) })
-	err = parallel(ctx, o.sessions, o.dialConc, func(i int) error {
-		dctx, cancel := context.WithTimeout(ctx, o.reqTimeout)
-		defer cancel()
-		c, err := client.Dial(dctx, client.ConnConfig{URLs: []string{node.url}, Token: o.token, UserID: b.id("u", i)})
-		if err != nil {
-			return err
-		}
-		conns[i] = c
-		j, err := c.Join(dctx, b.id("x", i%o.rooms), b.id("s", i), o.interval, nil)
-		if err != nil {
-			return fmt.Errorf("join: %w", err)
-		}
-		if i < o.rooms {
-			tokMu.Lock()
-			tokens[i] = j.RoomToken
-			tokMu.Unlock()
-		}
-		opened.Add(1)
-		return nil
+	stop := b.progressEvery(func(time.Duration) string {
+		return fmt.Sprintf("opened %d of %d  failed %d", opened.Load(), o.sessions, failed.Load())
 	})
+	var release func() // lets go of the sockets, after the kill
+	if o.sessions <= o.perProcess {
+		res.Processes = 1
+		s := &sockets{conns: make([]*client.Conn, o.sessions)}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			sb.openSockets(ctx, s, 0)
+		}()
+	wait:
+		for {
+			select {
+			case <-done:
+				break wait
+			case <-time.After(100 * time.Millisecond):
+				opened.Store(s.opened.Load())
+				failed.Store(s.failed.Load())
+			}
+		}
+		opened.Store(s.opened.Load())
+		failed.Store(s.failed.Load())
+		_, _, firstErr = s.errs.snapshot()
+		release = func() {
+			for _, c := range s.conns {
+				if c != nil {
+					c.Abandon()
+				}
+			}
+		}
+	} else {
+		cr := &connectionsResult{}
+		var all hist
+		closeAll, _, err := sb.spawnWorkers(ctx, cr, &opened, &failed, &all, &firstErr)
+		res.Processes = cr.Processes
+		if closeAll != nil {
+			release = func() {
+				if err := closeAll(); err != nil {
+					b.logf("closing the client processes: %v", err)
+				}
+			}
+		}
+		if err != nil {
+			stop()
+			if release != nil {
+				release()
+			}
+			return nil, fmt.Errorf("sessions on %s: %w", node.url, err)
+		}
+	}
+	defer release()
 	stop()
 	res.OpenSeconds = round3(time.Since(start).Seconds())
-	if err != nil {
-		return nil, fmt.Errorf("sessions on %s: %w", node.url, err)
+	if n := failed.Load(); n > 0 {
+		return nil, fmt.Errorf("sessions on %s: %d of %d sockets failed; first: %s", node.url, n, o.sessions, firstErr)
 	}
 
 	// Watchers on the other node: one socket per room.
@@ -132,7 +213,7 @@ func runExpiry(ctx context.Context, b *bench) (benchResult, error) {
 	leaveAt := make([]atomic.Int64, o.sessions)
 	var leaves, dups, syncs atomic.Int64
 	userPrefix := strings.TrimSuffix(b.id("u", 0), "0")
-	watchers := make([]*client.Conn, o.rooms)
+	watchers := make([]*client.Conn, rooms)
 	defer func() {
 		for _, c := range watchers {
 			if c != nil {
@@ -140,8 +221,8 @@ func runExpiry(ctx context.Context, b *bench) (benchResult, error) {
 			}
 		}
 	}()
-	b.logf("watching the %d rooms on %s", o.rooms, watchURL)
-	err = parallel(ctx, o.rooms, 20, func(r int) error {
+	b.logf("watching the %d rooms on %s", rooms, watchURL)
+	err = parallel(ctx, rooms, 20, func(r int) error {
 		onEvent := func(e client.Event) {
 			if e.Type == "sync" {
 				syncs.Add(1)
@@ -151,7 +232,7 @@ func runExpiry(ctx context.Context, b *bench) (benchResult, error) {
 				return
 			}
 			i, err := strconv.Atoi(strings.TrimPrefix(e.Member.UserID, userPrefix))
-			if err != nil || i < 0 || i >= o.sessions {
+			if err != nil || !strings.HasPrefix(e.Member.UserID, userPrefix) || i < 0 || i >= o.sessions {
 				return
 			}
 			at := int64(time.Since(start))
@@ -178,14 +259,20 @@ func runExpiry(ctx context.Context, b *bench) (benchResult, error) {
 				online++
 			}
 		}
-		if want := (o.sessions - r + o.rooms - 1) / o.rooms; online != want {
-			return fmt.Errorf("room %d shows %d members online on %s, want %d", r, online, watchURL, want)
+		if want := min(roomSize, o.sessions-r*roomSize) + 1; online != want {
+			return fmt.Errorf("room %d shows %d members online on %s, want %d (with its anchor)", r, online, watchURL, want)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("watchers on %s: %w", watchURL, err)
 	}
+	events, err := b.watchEvents(ctx, o.sessions, start)
+	if err != nil {
+		return nil, err
+	}
+	defer events.close()
+	res.RedisWatched = events != nil
 	if n := leaves.Load(); n > 0 {
 		return nil, fmt.Errorf("%d leaves before the kill", n)
 	}
@@ -194,12 +281,24 @@ func runExpiry(ctx context.Context, b *bench) (benchResult, error) {
 	killedAt.Store(int64(time.Since(start)))
 	node.kill()
 	bound := time.Duration(res.BoundMs) * time.Millisecond
+	all := func() bool {
+		return leaves.Load() >= int64(o.sessions) && (events == nil || events.leaves.Load() >= int64(o.sessions))
+	}
 	stop = b.progressEvery(func(el time.Duration) string {
-		return fmt.Sprintf("%d of %d leaves delivered (bound %s)", leaves.Load(), o.sessions, bound)
+		line := fmt.Sprintf("%d of %d leaves delivered (bound %s)", leaves.Load(), o.sessions, bound)
+		if events != nil {
+			line += fmt.Sprintf(", %d published", events.leaves.Load())
+		}
+		return line
 	})
 	waitUntil := time.Now().Add(bound + o.grace)
-	for leaves.Load() < int64(o.sessions) && time.Now().Before(waitUntil) && ctx.Err() == nil {
+	for !all() && time.Now().Before(waitUntil) && ctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
+	}
+	// A little longer, for duplicates.
+	select {
+	case <-time.After(2 * time.Second):
+	case <-ctx.Done():
 	}
 	stop()
 	k := killedAt.Load()
@@ -224,18 +323,37 @@ func runExpiry(ctx context.Context, b *bench) (benchResult, error) {
 		res.P50Ms, res.P99Ms = ms(h.quantile(0.5)), ms(h.quantile(0.99))
 		res.LastMs = ms(time.Duration(last))
 	}
+	if events != nil {
+		events.close()
+		res.RedisLeaves, res.RedisDuplicates = events.leaves.Load(), events.dups.Load()
+		var rf, rl int64 = -1, 0
+		for i := range events.leaveAt {
+			if at := events.leaveAt[i].Load(); at != 0 {
+				d := at - k
+				if rf < 0 || d < rf {
+					rf = d
+				}
+				rl = max(rl, d)
+			}
+		}
+		if rf >= 0 {
+			res.RedisFirstMs, res.RedisLastMs = ms(time.Duration(rf)), ms(time.Duration(rl))
+		}
+		res.Complete = res.Complete && res.RedisLeaves == int64(o.sessions)
+	}
 	if res.Complete {
-		res.AllByMs = res.LastMs
-		res.Pass = time.Duration(last) <= bound
+		res.AllByMs = max(res.LastMs, res.RedisLastMs)
+		res.Pass = time.Duration(res.AllByMs*float64(time.Millisecond)) <= bound
 	}
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
 	if !res.Complete {
-		return res, fmt.Errorf("%d of %d leaves were not delivered within the bound + --grace (%s)", int64(o.sessions)-res.Leaves, o.sessions, bound+o.grace)
+		return res, fmt.Errorf("leaves missing after the bound + --grace (%s): %d of %d delivered on %s, %d of %d published",
+			bound+o.grace, res.Leaves, o.sessions, watchURL, res.RedisLeaves, o.sessions)
 	}
-	if res.Duplicates > 0 {
-		return res, fmt.Errorf("%d leaves delivered twice", res.Duplicates)
+	if res.Duplicates > 0 || res.RedisDuplicates > 0 {
+		return res, fmt.Errorf("leaves twice: %d delivered, %d published", res.Duplicates, res.RedisDuplicates)
 	}
 	return res, nil
 }
@@ -295,6 +413,9 @@ func (b *bench) startNode(ctx context.Context) (*ownNode, error) {
 		"PRESENCE_LOG_LEVEL=warn",
 		"PRESENCE_TIMEOUT_FACTOR="+strconv.FormatFloat(o.timeoutFactor, 'f', -1, 64),
 	)
+	if o.nodeLeaseSet {
+		n.cmd.Env = append(n.cmd.Env, "PRESENCE_NODE_LEASE="+o.nodeLease.String())
+	}
 	n.cmd.Stdout, n.cmd.Stderr = f, f
 	setChildAttrs(n.cmd)
 	if err := n.cmd.Start(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -62,6 +63,11 @@ func TestBenchArgs(t *testing.T) {
 		{[]string{"bench", "expiry"}, 2, "--presenced-bin is required"},
 		{[]string{"bench", "expiry", "--presenced-bin", "x", "--timeout-factor", "11"}, 2, "--timeout-factor must be 1-10"},
 		{[]string{"bench", "report"}, 2, "--dir is required"},
+		{[]string{"bench", "connections", "--churn", "5", "--churn-url", "http://x:1"}, 2, "--churn needs --redis-stats"},
+		{[]string{"bench", "connections", "--churn", "5", "--redis-stats"}, 2, "--churn needs --churn-url"},
+		{[]string{"bench", "connections", "--churn", "-1"}, 2, "--churn must be 0-5000"},
+		{[]string{"bench", "heartbeat", "--churn", "5"}, 2, "heartbeat: --churn does not apply"},
+		{[]string{"bench", "expiry", "--presenced-bin", "x", "--node-lease", "500ms"}, 2, "--node-lease must be 1s-10m"},
 		{[]string{"bench", "slowbody", "--slow", "0"}, 2, "--slow must be positive"},
 		{[]string{"bench", "slowbody", "--dribble", "0s"}, 2, "--duration and --dribble must be positive"},
 		{[]string{"bench", "heartbeat", "--slow", "5"}, 2, "heartbeat: --slow does not apply"},
@@ -126,11 +132,45 @@ func TestBenchParse(t *testing.T) {
 		t.Errorf("slowbody defaults: %+v", o)
 	}
 	o = parse("expiry", "--presenced-bin", "/x")
-	if o.sessions != 10000 || o.timeoutFactor != 2.5 || o.interval != 10*time.Second || o.grace != 10*time.Second {
+	if o.sessions != 10000 || o.timeoutFactor != 2.5 || o.interval != 10*time.Second || o.grace != 10*time.Second ||
+		o.nodeLease != 10*time.Second || o.nodeLeaseSet || o.perProcess != 15000 {
 		t.Errorf("expiry defaults: %+v", o)
+	}
+	if o = parse("expiry", "--presenced-bin", "/x", "--node-lease", "3s"); o.nodeLease != 3*time.Second || !o.nodeLeaseSet {
+		t.Errorf("expiry --node-lease: %+v", o)
+	}
+	o = parse("connections", "--redis-stats", "--churn", "1000", "--churn-url", "http://b:2")
+	if o.churn != 1000 || o.churnURL != "http://b:2" {
+		t.Errorf("connections --churn: %+v", o)
 	}
 	if _, err := parseSourceAddrs("127.0.0.1-127.0.255.255"); err == nil {
 		t.Error("a range of 65k addresses is refused")
+	}
+}
+
+// TestBenchEvents: the PSUBSCRIBE pattern covers the sockets' rooms only,
+// and each user's first leave counts once.
+func TestBenchEvents(t *testing.T) {
+	c := &cli{g: globals{prefix: "pre*fix", org: "default"}}
+	c.keys = redisstore.Keys{Prefix: c.g.prefix}
+	b := &bench{c: c, o: benchOpts{runID: "r1"}}
+	if got, want := b.socketRoomsPattern(), `pre\*fix:{default::bench-r1-c[0-9]*}:events`; got != want {
+		t.Errorf("pattern %q, want %q", got, want)
+	}
+	w := &eventWatch{userPrefix: "bench-r1-u", start: time.Now(), leaveAt: make([]atomic.Int64, 3)}
+	for _, p := range []string{
+		`{"version":1,"event":"join","userId":"bench-r1-u0"}`,
+		`{"version":2,"event":"leave","userId":"bench-r1-u0","node":"n/1"}`,
+		`{"version":3,"event":"leave","userId":"bench-r1-u0"}`,
+		`{"version":4,"event":"leave","userId":"bench-r1-u2"}`,
+		`{"version":5,"event":"leave","userId":"bench-r1-u3"}`,
+		`{"version":6,"event":"leave","userId":"anchor"}`,
+		`{`,
+	} {
+		w.take(p)
+	}
+	if w.joins.Load() != 1 || w.leaves.Load() != 2 || w.dups.Load() != 1 || w.others.Load() != 3 || w.leaveAt[1].Load() != 0 || w.leaveAt[2].Load() == 0 {
+		t.Errorf("joins %d leaves %d dups %d others %d", w.joins.Load(), w.leaves.Load(), w.dups.Load(), w.others.Load())
 	}
 }
 
@@ -384,6 +424,18 @@ func TestBenchScenarios(t *testing.T) {
 			t.Fatalf("idle: %+v", res.Idle)
 		}
 		save("connections.json", r.stdout)
+		// Sockets on A, churn through B: the sockets' sessions outlive it,
+		// and Redis published no leave in their rooms.
+		r = ctl(t, env, "--json", "bench", "connections", "--url", a.url, "--sockets", "6", "--room-size", "2",
+			"--settle", "0s", "--gc-wait", "0", "--redis-stats", "--interval", "1s", "--idle-window", "2500ms",
+			"--churn", "20", "--churn-url", b.url).ok(t)
+		res = decode[connectionsResult](t, r.stdout)
+		if c := res.Churn; c == nil || c.Sockets != 2 || c.Joins < 30 || c.Leaves != c.Joins || c.Errors != 0 || c.JoinRate < 10 {
+			t.Fatalf("churn: %+v", res.Churn)
+		}
+		if !res.EventsWatched || res.LeavesWhileOpen != 0 || res.JoinsWhileOpen != 0 || res.SessionsAliveEnd != 6 || res.CommandsPerSocket <= 0 {
+			t.Fatalf("result: %+v", res)
+		}
 		// In one process, with the table.
 		r = ctl(t, env, "bench", "connections", "--url", b.url, "--sockets", "2", "--settle", "0s", "--gc-wait", "0").ok(t)
 		if !strings.Contains(r.stdout, b.url) || !strings.Contains(r.stdout, "2 opened, 0 failed") {
@@ -396,10 +448,19 @@ func TestBenchScenarios(t *testing.T) {
 		r := ctl(t, env, "--json", "bench", "expiry", "--presenced-bin", bin, "--url", b.url, "--sessions", "12", "--rooms", "3",
 			"--interval", "1s", "--grace", "5s").ok(t)
 		res := decode[expiryResult](t, r.stdout)
-		if !res.Complete || res.Leaves != 12 || res.Duplicates != 0 || res.BoundMs != 4500 || res.LastMs <= 0 || res.FirstMs > res.LastMs {
+		if !res.Complete || res.Leaves != 12 || res.Duplicates != 0 || res.BoundMs != 4500 || res.LastMs <= 0 || res.FirstMs > res.LastMs ||
+			!res.RedisWatched || res.RedisLeaves != 12 || res.RedisDuplicates != 0 || res.Processes != 1 || res.Rooms != 3 {
 			t.Fatalf("result: %+v", res)
 		}
 		save("expiry.json", r.stdout)
+		// The sockets over child processes (at most 5 each), a lease
+		// shorter than the timeout: it sets the bound.
+		r = ctl(t, env, "--json", "bench", "expiry", "--presenced-bin", bin, "--url", b.url, "--sessions", "12", "--rooms", "3",
+			"--interval", "1s", "--node-lease", "2s", "--per-process", "5", "--source-addrs", "127.0.0.2-127.0.0.3", "--grace", "5s").ok(t)
+		res = decode[expiryResult](t, r.stdout)
+		if !res.Complete || res.Leaves != 12 || res.RedisLeaves != 12 || res.Processes != 3 || !res.NodeLeaseSet || res.BoundMs != 4000 || !res.Pass {
+			t.Fatalf("result with child processes: %+v", res)
+		}
 		// A binary that is not a node fails the run.
 		r = ctl(t, env, "bench", "expiry", "--presenced-bin", "/bin/false", "--url", b.url, "--sessions", "2", "--rooms", "1")
 		if r.code != 1 || !strings.Contains(r.stderr, "exited at start") {

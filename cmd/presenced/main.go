@@ -33,6 +33,11 @@ import (
 )
 
 func main() {
+	// `presenced healthcheck`: ask the local node's /readyz (the image's
+	// health check: it has no shell and no curl).
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		os.Exit(Healthcheck(context.Background(), os.Args[2:], os.LookupEnv, os.Stderr))
+	}
 	m := NewMain()
 	if err := m.ParseFlags(os.Args[1:], os.LookupEnv); err != nil {
 		if errors.Is(err, errHelp) {
