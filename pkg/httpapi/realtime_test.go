@@ -526,3 +526,42 @@ func TestHeldSessionEndedByToken(t *testing.T) {
 		t.Fatalf("online %v: ada has her HTTP session", got)
 	}
 }
+
+// TestCloseWhileRedisPaused: sockets closed with a close frame while Redis
+// takes no writes cannot end their sessions at once; the sessions then go
+// to their ordinary deadline (the node retries until Redis answers) instead
+// of staying held, online for good, by a node that let them go.
+func TestCloseWhileRedisPaused(t *testing.T) {
+	srv := redistest.Start(t)
+	nodes := startNodes(t, srv, 2, nodeOpts{})
+	var socks []*wsClient
+	for i := 0; i < 5; i++ {
+		c := dialWS(t, nodes[0].url)
+		c.join(1, map[string]any{"roomId": "r", "sessionId": fmt.Sprint("s", i), "userId": fmt.Sprint("u", i), "interval": 3000})
+		socks = append(socks, c)
+	}
+	if got := trueOnline(t, nodes[1].url, "r"); len(got) != 5 {
+		t.Fatalf("online %v", got)
+	}
+	rdb := srv.Client(t)
+	if err := rdb.Do(context.Background(), "CLIENT", "PAUSE", "6000", "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	for _, c := range socks {
+		c.conn.Close(websocket.StatusNormalClosure, "bye")
+	}
+	// 6 s of pause + the sessions' timeout (3 s × 2.5) + the reaper.
+	deadline := paused.Add(6*time.Second + 7500*time.Millisecond + 3*time.Second)
+	for {
+		got := trueOnline(t, nodes[1].url, "r")
+		if len(got) == 0 {
+			t.Logf("offline %v after the pause began", time.Since(paused).Round(time.Millisecond))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still online %v after %v", got, time.Since(paused))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -325,9 +325,8 @@ func (s *Server) serveSocket(sock *socket, id *presence.Identity) {
 	ectx, ecancel := context.WithTimeout(context.Background(), 2*time.Second)
 	for room, o := range sock.joined {
 		if closeFrame && !s.draining.Load() {
-			s.keeper.Remove(o)
-			if err := s.svc.EndSession(ectx, room, o.SessionID, o.Epoch); err != nil {
-				s.log.Warn("end session on close", "room", room.RoomID, "err", err)
+			if err := s.endHeld(ectx, o); err != nil {
+				s.log.Warn("end session on close: left to its deadline", "room", room.RoomID, "err", err)
 			}
 		} else {
 			s.keeper.Release(ectx, o) // to its ordinary deadline: resume works
@@ -450,8 +449,7 @@ func (s *socket) join(ctx context.Context, m *clientMessage) error {
 	}
 	if prev != nil && prev.SessionID != m.SessionID {
 		// A socket has one session per room: the new one replaces the old.
-		s.srv.keeper.Remove(prev)
-		s.srv.svc.EndSession(ctx, room, prev.SessionID, prev.Epoch)
+		s.srv.endHeld(ctx, prev)
 	}
 	if prev != nil {
 		s.srv.keeper.Remove(prev)
@@ -489,11 +487,24 @@ func (s *socket) leave(ctx context.Context, m *clientMessage) error {
 	if o == nil {
 		return presence.Errorf(presence.ENOTFOUND, "not joined to room %q", m.RoomID)
 	}
-	s.srv.keeper.Remove(o)
 	delete(s.joined, room)
-	err = s.srv.svc.EndSession(ctx, room, o.SessionID, o.Epoch)
+	err = s.srv.endHeld(ctx, o)
 	s.dropRoom(room, m.ID, "left")
 	return err
+}
+
+// endHeld ends a session the node holds for a socket (a leave, a close
+// frame, a replaced session). If the store does not answer, the session is
+// handed to its ordinary deadline instead (the keeper retries that until
+// the store answers): never is it left held by a node that let it go, which
+// would keep it online for good.
+func (s *Server) endHeld(ctx context.Context, o *presence.Owned) error {
+	if err := s.svc.EndSession(ctx, o.Room, o.SessionID, o.Epoch); err != nil {
+		s.keeper.Release(ctx, o)
+		return err
+	}
+	s.keeper.Remove(o)
+	return nil
 }
 
 // reattach tells the hub how the socket follows a room it still uses:

@@ -84,10 +84,11 @@ type Keeper struct {
 	lapsed    bool          // the lease was lost: take everything over
 	rooms     map[RoomRef]*keptRoom
 	stale     map[*Owned]bool // to take over under the current generation
-	releasing []*Owned        // to hand over to their ordinary deadline
+	releasing map[*Owned]bool // to hand over to their ordinary deadline (pending or failed)
 	emptied   map[RoomRef]bool
 	sweeping  map[RoomRef]chan struct{}
 	verifyAt  time.Time
+	retryAt   time.Time // releases are retried at most once a second
 	count     atomic.Int64
 
 	// checkLoss asks the next round to check first whether the store lost
@@ -134,7 +135,7 @@ func NewKeeper(store Store, cfg KeeperConfig) *Keeper {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	k := &Keeper{store: store, cfg: cfg, rooms: map[RoomRef]*keptRoom{}, stale: map[*Owned]bool{},
+	k := &Keeper{store: store, cfg: cfg, rooms: map[RoomRef]*keptRoom{}, stale: map[*Owned]bool{}, releasing: map[*Owned]bool{},
 		emptied: map[RoomRef]bool{}, sweeping: map[RoomRef]chan struct{}{}}
 	k.gen = k.newGeneration()
 	return k
@@ -341,36 +342,41 @@ func (k *Keeper) ReleaseAll(ctx context.Context) {
 			all = append(all, o)
 		}
 	}
-	all = append(all, k.releasing...)
-	k.releasing = nil
+	for o := range k.releasing {
+		all = append(all, o)
+	}
 	k.mu.Unlock()
 	k.releaseMany(ctx, all)
 }
 
+// releaseMany stops holding the sessions and hands them to their ordinary
+// deadline. Each stays in releasing until the store confirmed it (retried
+// by the loop), so that its room stays recorded as the node's meanwhile.
 func (k *Keeper) releaseMany(ctx context.Context, list []*Owned) {
-	var todo []*Owned
+	k.mu.Lock()
 	for _, o := range list {
 		if !o.removed.Swap(true) {
 			k.count.Add(-1)
-			k.mu.Lock()
 			k.forgetLocked(o)
-			k.mu.Unlock()
 		}
-		todo = append(todo, o)
+		k.releasing[o] = true
 	}
+	k.mu.Unlock()
 	now := k.cfg.Now()
-	for start := 0; start < len(todo); start += k.cfg.Batch {
-		batch := todo[start:min(start+k.cfg.Batch, len(todo))]
+	for start := 0; start < len(list); start += k.cfg.Batch {
+		batch := list[start:min(start+k.cfg.Batch, len(list))]
 		hbs := make([]*Heartbeat, len(batch))
+		k.mu.Lock()
 		for i, o := range batch {
 			hbs[i] = &Heartbeat{Room: o.Room, UserID: o.UserID, SessionID: o.SessionID, SessionEpoch: o.Epoch,
 				Now: now, Deadline: now.Add(k.timeout(o.Interval)), Node: o.gen, Release: true}
 		}
+		k.mu.Unlock()
 		_, errs := k.store.HeartbeatMany(ctx, hbs)
 		k.mu.Lock()
 		for i, o := range batch {
-			if errs[i] != nil {
-				k.releasing = append(k.releasing, o)
+			if errs[i] == nil {
+				delete(k.releasing, o)
 			}
 		}
 		k.mu.Unlock()
@@ -573,8 +579,16 @@ func (k *Keeper) takeOver(ctx context.Context) {
 
 func (k *Keeper) retryReleases(ctx context.Context) {
 	k.mu.Lock()
-	list := k.releasing
-	k.releasing = nil
+	if now := k.cfg.Now(); len(k.releasing) == 0 || now.Before(k.retryAt) {
+		k.mu.Unlock()
+		return
+	} else {
+		k.retryAt = now.Add(time.Second)
+	}
+	list := make([]*Owned, 0, len(k.releasing))
+	for o := range k.releasing {
+		list = append(list, o)
+	}
 	k.mu.Unlock()
 	if len(list) > 0 {
 		k.releaseMany(ctx, list)
@@ -670,12 +684,25 @@ func (k *Keeper) sweep(ctx context.Context) {
 	}
 	gen := k.gen
 	done := make(chan struct{})
+	// A room with a session still to release stays recorded: should the
+	// node die first, its reapers must find that session.
+	releasing := map[RoomRef]bool{}
+	for o := range k.releasing {
+		releasing[o.Room] = true
+	}
 	var rooms []RoomRef
 	for room := range k.emptied {
+		if releasing[room] {
+			continue
+		}
 		rooms = append(rooms, room)
 		k.sweeping[room] = done
+		delete(k.emptied, room)
 	}
-	k.emptied = map[RoomRef]bool{}
+	if len(rooms) == 0 {
+		k.mu.Unlock()
+		return
+	}
 	k.mu.Unlock()
 	err := k.store.ReleaseRooms(ctx, gen, rooms)
 	k.mu.Lock()
