@@ -206,8 +206,8 @@ func ParseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	if c.ReapInterval < 10*time.Millisecond {
 		return c, fmt.Errorf("PRESENCE_REAP_INTERVAL: must be at least 10ms")
 	}
-	if c.NodeLease < time.Second || c.NodeLease > 10*time.Minute {
-		return c, fmt.Errorf("PRESENCE_NODE_LEASE: must be from 1s to 10m")
+	if c.NodeLease < 2*time.Second || c.NodeLease > 10*time.Minute {
+		return c, fmt.Errorf("PRESENCE_NODE_LEASE: must be from 2s to 10m")
 	}
 	if c.OfflineRetention < time.Minute {
 		return c, fmt.Errorf("PRESENCE_OFFLINE_RETENTION: must be at least 1m")

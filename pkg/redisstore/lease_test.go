@@ -2,11 +2,13 @@ package redisstore_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/presencecluster/presence/pkg/presence"
 	"github.com/presencecluster/presence/pkg/redisstore"
+	"github.com/presencecluster/presence/pkg/redistest"
 )
 
 // Node liveness: sessions held by a node's sockets live by the node's
@@ -71,9 +73,9 @@ func TestNodeLease(t *testing.T) {
 					t.Fatalf("online %v", got)
 				}
 
-				// Clocks may differ by NodeSkew (1 s): a lease seen 0.9 s
-				// after its deadline by a reaper is alive.
-				if n := h.reapNodes(t0.Add(3*sec + 900*time.Millisecond)); n != 0 {
+				// NodeSkew (250 ms): a lease seen 200 ms after its deadline
+				// by a reaper is alive.
+				if n := h.reapNodes(t0.Add(3*sec + 200*time.Millisecond)); n != 0 {
 					t.Fatalf("a lease within the skew allowance was reaped (%d sessions)", n)
 				}
 				if !h.renew(gen, t0.Add(3*sec), t0.Add(6*sec)) {
@@ -82,8 +84,8 @@ func TestNodeLease(t *testing.T) {
 				if h.renew(gen, t0.Add(3*sec), t0.Add(9*sec)) {
 					t.Fatal("a renewal with a stale deadline was accepted")
 				}
-				// Lapsed: 1.1 s past the deadline.
-				if n := h.reapNodes(t0.Add(6*sec + 1100*time.Millisecond)); n != 3 {
+				// Lapsed: 300 ms past the deadline.
+				if n := h.reapNodes(t0.Add(6*sec + 300*time.Millisecond)); n != 3 {
 					t.Fatalf("ended %d sessions of the dead node, want 3", n)
 				}
 				if h.renew(gen, t0.Add(6*sec), t0.Add(9*sec)) {
@@ -202,4 +204,43 @@ func online(l *presence.RoomList) []string {
 		}
 	}
 	return out
+}
+
+// TestNodeLeaseClockSkew: a live node whose clock is 1 s behind the
+// reaper's keeps its sessions. The keeper renews with the shortest lease
+// (2 s) while a reaper whose clock is 1 s ahead looks every 20 ms for
+// lapsed leases; none of the node's sessions may end. (Clocks 2 s apart
+// are beyond the promise: then this reaper does end them.)
+func TestNodeLeaseClockSkew(t *testing.T) {
+	srv := redistest.Start(t)
+	h := newHarness(t, backend{name: "redis", addr: srv.Addr(), srv: srv}, redisstore.Config{})
+	// The node's clock is the wall clock; the reaper's runs 1 s ahead.
+	k := presence.NewKeeper(h.store, presence.KeeperConfig{Node: "slow@local", Lease: 2 * time.Second, Tick: 50 * time.Millisecond})
+	k.Open()
+	defer k.Close()
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		room := presence.RoomRef{Org: h.org, RoomID: "r"}
+		gen, err := k.Hold(ctx, room, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		user := fmt.Sprint("u", i)
+		out, err := h.svc.Heartbeat(h.as(user), presence.HeartbeatInput{RoomID: "r", SessionID: fmt.Sprint("s", i), Interval: time.Second, HeldBy: gen})
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.Add(&presence.Owned{Room: room, UserID: user, SessionID: fmt.Sprint("s", i), Interval: time.Second}, gen, out.Version)
+	}
+	until := time.Now().Add(5 * time.Second)
+	for time.Now().Before(until) {
+		if n := h.reapNodes(time.Now().Add(time.Second)); n != 0 {
+			t.Fatalf("a reaper 1 s ahead ended %d sessions of a live node", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	l, err := h.store.Count(ctx, presence.RoomRef{Org: h.org, RoomID: "r"})
+	if err != nil || l.Sessions != 5 {
+		t.Fatalf("count %+v %v", l, err)
+	}
 }

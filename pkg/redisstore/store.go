@@ -48,8 +48,11 @@ type Config struct {
 	// means 3s.
 	ReapGrace time.Duration
 	// NodeSkew is how much later than its deadline a node's lease is taken
-	// for lapsed: the clocks of the renewing node and of the reaper may
-	// differ by this much. Zero means 1s.
+	// for lapsed. A node renews its lease when a quarter of it has passed,
+	// so its deadline is always at least 3/4 of the lease (1.5 s for the
+	// shortest, 2 s) ahead of its own clock: with this allowance, a reaper
+	// whose clock is up to 1 s ahead never takes a live node for dead.
+	// Zero means 250ms.
 	NodeSkew time.Duration
 	// IndexShards is the number of deadline index keys. Zero means 1.
 	IndexShards int
@@ -118,7 +121,7 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 		cfg.ReapInterval = 250 * time.Millisecond
 	}
 	if cfg.NodeSkew == 0 {
-		cfg.NodeSkew = time.Second
+		cfg.NodeSkew = 250 * time.Millisecond
 	}
 	if cfg.ReapGrace == 0 {
 		cfg.ReapGrace = 3 * time.Second
