@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -119,8 +120,23 @@ func (p *proc) kill() {
 	p.cmd = nil
 }
 
-// stop freezes the node (SIGSTOP); cont thaws it (SIGCONT).
-func (p *proc) stop() { p.cmd.Process.Signal(syscall.SIGSTOP) }
+// stop freezes the node (SIGSTOP) and returns once it is stopped (state T
+// in /proc: a signal is delivered asynchronously, and a busy machine could
+// let the node run a little longer); cont thaws it (SIGCONT).
+func (p *proc) stop() {
+	p.cmd.Process.Signal(syscall.SIGSTOP)
+	stat := fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid)
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			return
+		}
+		// "pid (comm) S ...": the state follows the last ')'.
+		if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't') {
+			return
+		}
+	}
+}
 func (p *proc) cont() { p.cmd.Process.Signal(syscall.SIGCONT) }
 
 // waitFor polls ok until it holds, for at most bound.
