@@ -127,6 +127,7 @@ func (s *socket) replyError(id json.RawMessage, err error) {
 // at most once and in order; a gap (dropped or missed events) gets a sync.
 func (s *socket) writeLoop(ctx context.Context) error {
 	versions := map[presence.RoomRef]int64{}
+	early := map[presence.RoomRef]int64{} // events of a room before its snapshot
 	write := func(b []byte) error {
 		if !utf8.Valid(b) {
 			// Never reached with what the node builds (inputs are checked,
@@ -162,14 +163,29 @@ func (s *socket) writeLoop(ctx context.Context) error {
 				}
 			}
 			versions[it.room] = it.version
-			return write(it.data)
+			if err := write(it.data); err != nil {
+				return err
+			}
+			// An event newer than the snapshot came first (the socket
+			// follows the room from before its snapshot was read) and was
+			// dropped: a sync brings it.
+			newer := early[it.room] > it.version
+			delete(early, it.room)
+			if newer {
+				return syncRoom(it.room)
+			}
+			return nil
 		case kindLeft:
 			delete(versions, it.room)
+			delete(early, it.room)
 			return write(it.data)
 		case kindEvent:
 			v, ok := versions[it.room]
 			switch {
-			case !ok || it.version <= v:
+			case !ok:
+				early[it.room] = max(early[it.room], it.version)
+				return nil
+			case it.version <= v:
 				return nil
 			case it.version > v+1:
 				return syncRoom(it.room)
@@ -460,11 +476,14 @@ func (s *socket) join(ctx context.Context, m *clientMessage) error {
 		Interval: time.Duration(out.Interval) * time.Millisecond, Owner: s}
 	s.joined[room] = o
 	s.srv.keeper.Add(o, gen, out.Version)
+	// Follow the room before reading its snapshot, so that no change falls
+	// between the two (the writer drops what the snapshot already has, and
+	// syncs if something newer came first).
+	s.srv.hub.attach(room, s, false)
 	l, err := s.srv.svc.Store().List(ctx, room, presence.ListQuery{Limit: snapshotLimit})
 	if err != nil {
 		return err
 	}
-	s.srv.hub.attach(room, s, false)
 	b, _ := json.Marshal(snapshotMsg{Type: "joined", ID: m.ID, RoomID: room.RoomID, RoomToken: out.RoomToken,
 		SessionToken: out.SessionToken, Version: l.Version, Members: l.Members})
 	s.reply(item{kind: kindSnapshot, room: room, version: l.Version, data: b})
