@@ -149,6 +149,28 @@ type sockets struct {
 
 // openSockets opens sockets offset..offset+len(s.conns)-1 (global
 // indices) into s.
+// openHere opens n sockets in this process, mirroring its counts into
+// opened and failed (for the progress line) while it works.
+func (b *bench) openHere(ctx context.Context, n int, opened, failed *atomic.Int64) *sockets {
+	s := &sockets{conns: make([]*client.Conn, n)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.openSockets(ctx, s, 0)
+	}()
+	for {
+		select {
+		case <-done:
+			opened.Store(s.opened.Load())
+			failed.Store(s.failed.Load())
+			return s
+		case <-time.After(100 * time.Millisecond):
+			opened.Store(s.opened.Load())
+			failed.Store(s.failed.Load())
+		}
+	}
+}
+
 func (b *bench) openSockets(ctx context.Context, s *sockets, offset int) {
 	o := b.o
 	count := len(s.conns)
@@ -226,24 +248,7 @@ func runConnections(ctx context.Context, b *bench) (benchResult, error) {
 	var ended func() int64
 	if o.sockets <= o.perProcess {
 		res.Processes = 1
-		s := &sockets{conns: make([]*client.Conn, o.sockets)}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			b.openSockets(ctx, s, 0)
-		}()
-	wait:
-		for {
-			select {
-			case <-done:
-				break wait
-			case <-time.After(100 * time.Millisecond):
-				opened.Store(s.opened.Load())
-				failed.Store(s.failed.Load())
-			}
-		}
-		opened.Store(s.opened.Load())
-		failed.Store(s.failed.Load())
+		s := b.openHere(ctx, o.sockets, &opened, &failed)
 		all = s.h
 		_, _, firstErr = s.errs.snapshot()
 		closeAll = func() error { s.close(o.dialConc); return nil }

@@ -155,24 +155,7 @@ func runExpiry(ctx context.Context, b *bench) (benchResult, error) {
 	var release func() // lets go of the sockets, after the kill
 	if o.sessions <= o.perProcess {
 		res.Processes = 1
-		s := &sockets{conns: make([]*client.Conn, o.sessions)}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			sb.openSockets(ctx, s, 0)
-		}()
-	wait:
-		for {
-			select {
-			case <-done:
-				break wait
-			case <-time.After(100 * time.Millisecond):
-				opened.Store(s.opened.Load())
-				failed.Store(s.failed.Load())
-			}
-		}
-		opened.Store(s.opened.Load())
-		failed.Store(s.failed.Load())
+		s := sb.openHere(ctx, o.sessions, &opened, &failed)
 		_, _, firstErr = s.errs.snapshot()
 		release = func() {
 			for _, c := range s.conns {
