@@ -286,7 +286,7 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 		// The user index: a created session, or a pair this node has not
 		// written for a while (see userindex.go).
 		if hb := hbs[i]; !res[i].Ended && !hb.Release &&
-			(s.index.due(hb.Room.Org+"\n"+hb.UserID+"\n"+hb.Room.RoomID, hb.Now) || toInt(v[4]) == 1) {
+			(s.index.due(indexKey{hb.Room.Org, hb.UserID, hb.Room.RoomID}, hb.Now) || toInt(v[4]) == 1) {
 			index = append(index, hb)
 		}
 	}

@@ -38,19 +38,23 @@ type indexCache struct {
 	mu       sync.Mutex
 	period   time.Duration
 	swapped  time.Time
-	cur, old map[string]struct{}
+	cur, old map[indexKey]struct{}
 }
 
+// indexKey is one entry of the index: a user in a room of an org (a struct,
+// so that a heartbeat's lookup builds no string).
+type indexKey struct{ org, user, room string }
+
 func newIndexCache(period time.Duration) *indexCache {
-	return &indexCache{period: period, swapped: time.Now(), cur: map[string]struct{}{}, old: map[string]struct{}{}}
+	return &indexCache{period: period, swapped: time.Now(), cur: map[indexKey]struct{}{}, old: map[indexKey]struct{}{}}
 }
 
 // due reports whether the entry should be written now, and marks it written.
-func (c *indexCache) due(key string, now time.Time) bool {
+func (c *indexCache) due(key indexKey, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if now.Sub(c.swapped) > c.period {
-		c.old, c.cur, c.swapped = c.cur, make(map[string]struct{}, len(c.cur)), now
+		c.old, c.cur, c.swapped = c.cur, make(map[indexKey]struct{}, len(c.cur)), now
 	}
 	if _, ok := c.cur[key]; ok {
 		return false
