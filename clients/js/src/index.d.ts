@@ -1,4 +1,4 @@
-/** A member of a room, as the server lists it (contract §1). */
+/** A member of a room, as the server lists it (README: Presence rules, member JSON). */
 export interface Member {
   userId: string;
   online: boolean;
@@ -146,7 +146,7 @@ export interface PresenceApi {
 
 export class PresenceError extends Error {
   constructor(code: string, message: string, status?: number);
-  /** the contract's error code ("conflict", "unavailable", ...), "ended" for a session ended by the server */
+  /** the error code (README: Errors; "conflict", "unavailable", ...), "ended" for a session ended by the server */
   code: string;
   /** the HTTP status (0 for WebSocket errors) */
   status: number;
