@@ -50,7 +50,7 @@ const TRANSIENT_CODES = new Set(['unavailable', 'rate_limited', 'internal']);
 const SEND_BURST = 25;
 const SEND_PACE = 25;
 
-/** An error answered by the service (HTTP status and contract error code). */
+/** An error answered by the service (HTTP status and error code, README: Errors). */
 export class PresenceError extends Error {
   /**
    * @param {string} code
