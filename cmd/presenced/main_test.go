@@ -71,8 +71,18 @@ func exercise(t *testing.T, base string) {
 		t.Fatalf("list: %d %s", code, body)
 	}
 	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
-		if code, body := get(t, base+p); code != 200 {
-			t.Fatalf("%s: %d %s", p, code, body)
+		// A node is ready once its pub/sub connection is up, which may
+		// come a moment after Run returns: poll.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			code, body := get(t, base+p)
+			if code == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d %s", p, code, body)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	// The node's reaper ends the 1 s session within 2.5 s + 1 s.
