@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Benchmarks: builds presenced and presencectl, starts its own redis-server
+# Benchmarks: builds presenced and presencebench, starts its own redis-server
 # (loopback, no persistence) and nodes, measures the baselines (redis-benchmark
 # on an EVALSHA of the real heartbeat.lua and list.lua, same Redis, same
-# concurrency, same run) and the scenarios of `presencectl bench`, prints each
+# concurrency, same run) and the scenarios of `presencebench`, prints each
 # result against its baseline or target, and rewrites the README's Benchmarks
 # section (between the bench:start and bench:end markers).
 #
@@ -73,7 +73,7 @@ done
 if [ -n "$report_from" ]; then
 	OUT=$report_from
 	mkdir -p "$OUT/bin"
-	go build -o "$OUT/bin/presencectl" ./cmd/presencectl
+	go build -o "$OUT/bin/presencebench" ./cmd/presencebench
 fi
 mkdir -p "$OUT/bin" "$OUT/logs"
 if [ -z "$report_from" ]; then
@@ -174,7 +174,7 @@ used_memory() { rcli INFO memory | tr -d '\r' | sed -n 's/^used_memory://p'; }
 # ---- CPU accounting: this machine may be shared -------------------------------
 # phase_begin / phase_end NAME write to cpu.txt, per scenario: its seconds, the
 # cores the whole machine was busy, the cores this run used (redis, nodes,
-# and the presencectl that ran, with its children), and the rest: other
+# and the presencebench that ran, with its children), and the rest: other
 # processes on the machine, which the report shows next to the results.
 machine_busy() { awk '/^cpu / {print $2+$3+$4+$7+$8+$9}' /proc/stat; } # jiffies (1/100 s)
 proc_ticks() {
@@ -237,8 +237,8 @@ if [ -z "$report_from" ]; then
 # ---- build, machine ---------------------------------------------------------
 echo "==> build"
 go build -o "$OUT/bin/presenced" ./cmd/presenced
-go build -o "$OUT/bin/presencectl" ./cmd/presencectl
-ctl="$OUT/bin/presencectl"
+go build -o "$OUT/bin/presencebench" ./cmd/presencebench
+bench="$OUT/bin/presencebench"
 
 model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -1)
 revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -269,7 +269,7 @@ echo "==> Redis memory: $MEM_SESSIONS sessions over $MEM_ROOMS rooms"
 rcli MEMORY PURGE >/dev/null 2>&1 || true
 mem_before=$(used_memory)
 phase_begin
-record "$ctl" bench heartbeat --url "$URL_A" --sessions "$MEM_SESSIONS" --rooms "$MEM_ROOMS" \
+record "$bench" heartbeat --url "$URL_A" --sessions "$MEM_SESSIONS" --rooms "$MEM_ROOMS" \
 	--duration 0 --interval 10m --concurrency "$CONC" --run-id mem --uuid-ids --json >"$OUT/mem-heartbeat.json"
 phase_end memory
 mem_after=$(used_memory)
@@ -280,7 +280,7 @@ echo "used_memory $mem_before -> $mem_after: $(((mem_after - mem_before) / MEM_S
 	for k in room order profile; do
 		echo "presence:{default::bench-mem-r0}:$k $(rcli MEMORY USAGE "presence:{default::bench-mem-r0}:$k")"
 	done
-	bucket=$(rcli --scan --pattern 'presence:users:{default:*}' | head -1)
+	bucket=$(rcli --scan --pattern 'presence:users:{default:*}' | awk 'NR == 1')
 	echo "$bucket $(rcli MEMORY USAGE "$bucket") bytes, $(rcli ZCARD "$bucket") entries"
 	echo "dbsize $(rcli DBSIZE)"
 	rcli INFO memory | tr -d '\r' | grep -E '^(used_memory|used_memory_dataset|used_memory_overhead|mem_fragmentation_ratio):'
@@ -293,7 +293,7 @@ echo "used_memory $mem_before -> $mem_after: $(((mem_after - mem_before) / MEM_S
 echo "==> heartbeat: $HB_SESSIONS new sessions over $HB_ROOMS rooms, concurrency $CONC"
 wait_quiet
 phase_begin
-record "$ctl" bench heartbeat --url "$URL_A" --sessions "$HB_SESSIONS" --rooms "$HB_ROOMS" \
+record "$bench" heartbeat --url "$URL_A" --sessions "$HB_SESSIONS" --rooms "$HB_ROOMS" \
 	--interval 10m --concurrency "$CONC" --duration 0 --run-id hb --json >"$OUT/heartbeat-create.json"
 phase_end heartbeat-create
 
@@ -313,7 +313,7 @@ hb_args=(EVALSHA "$hb_sha" 3 "$rbk:room" "$rbk:order" "$rbk:profile"
 (timeout 3 redis-cli -p "$PORT" MONITOR >"$OUT/monitor.txt" 2>/dev/null || true) &
 mon=$!
 sleep 0.5
-"$ctl" bench heartbeat --url "$URL_A" --sessions 1 --rooms 1 --concurrency 1 --duration 0 --run-id shape --progress 0 >/dev/null
+"$bench" heartbeat --url "$URL_A" --sessions 1 --rooms 1 --concurrency 1 --duration 0 --run-id shape --progress 0 >/dev/null
 wait "$mon" || true
 node_line=$(grep -i -m1 '"evalsha" "'"$hb_sha"'"' "$OUT/monitor.txt" || true)
 if [ -z "$node_line" ]; then
@@ -351,7 +351,7 @@ rb_heartbeat rb-heartbeat-p16.csv 16 "$RB_REQUESTS_P16"
 echo "==> heartbeat: $HB_SESSIONS sessions refreshed, concurrency $CONC, $HB_DURATION"
 wait_quiet
 phase_begin
-record "$ctl" --redis-url "$REDIS_URL" bench heartbeat --url "$URL_A" --sessions "$HB_SESSIONS" --rooms "$HB_ROOMS" \
+record "$bench" --redis-url "$REDIS_URL" heartbeat --url "$URL_A" --sessions "$HB_SESSIONS" --rooms "$HB_ROOMS" \
 	--interval 10m --concurrency "$CONC" --duration "$HB_DURATION" --redis-stats --run-id hb --json >"$OUT/heartbeat.json"
 phase_end heartbeat
 echo "==> baseline again (after the node's run; the report takes the higher one)"
@@ -361,12 +361,12 @@ rb_heartbeat rb-heartbeat-after.csv 1 "$RB_REQUESTS"
 echo "==> list: a room of $LIST_MEMBERS members, concurrency $LIST_CONC"
 wait_quiet
 phase_begin
-record "$ctl" bench list --url "$URL_A" --members "$LIST_MEMBERS" --concurrency "$LIST_CONC" \
+record "$bench" list --url "$URL_A" --members "$LIST_MEMBERS" --concurrency "$LIST_CONC" \
 	--duration "$LIST_DURATION" --run-id list --json >"$OUT/list.json"
 phase_end list
 # The same room, one request at a time (no queueing on Redis).
 phase_begin
-record "$ctl" bench list --url "$URL_A" --members "$LIST_MEMBERS" --concurrency 1 \
+record "$bench" list --url "$URL_A" --members "$LIST_MEMBERS" --concurrency 1 \
 	--duration "$LIST_DURATION" --run-id list --json >"$OUT/list-c1.json"
 phase_end list-c1
 list_sha=$(cat lua/lib.lua lua/list.lua | rcli -x SCRIPT LOAD | tr -d '\r')
@@ -389,14 +389,14 @@ B_PID=$NODE_PID
 echo "==> fanout: $FAN_RATE joins+leaves/s through A, watchers on B"
 wait_quiet
 phase_begin
-record "$ctl" bench fanout --url "$URL_A" --url "$URL_B" --rate "$FAN_RATE" --duration "$FAN_DURATION" \
+record "$bench" fanout --url "$URL_A" --url "$URL_B" --rate "$FAN_RATE" --duration "$FAN_DURATION" \
 	--rooms "$FAN_ROOMS" --watchers "$FAN_WATCHERS" --run-id fan --json >"$OUT/fanout.json"
 phase_end fanout
 
 # ---- expiry after kill -9 ---------------------------------------------------------------
 echo "==> expiry: $EXP_SESSIONS sessions on a node killed with SIGKILL, leaves watched on B"
 phase_begin
-record "$ctl" --redis-url "$REDIS_URL" bench expiry --presenced-bin "$OUT/bin/presenced" --url "$URL_B" \
+record "$bench" --redis-url "$REDIS_URL" expiry --presenced-bin "$OUT/bin/presenced" --url "$URL_B" \
 	--sessions "$EXP_SESSIONS" --rooms "$EXP_ROOMS" --interval "$EXP_INTERVAL" --run-id exp --json >"$OUT/expiry.json"
 phase_end expiry
 
@@ -415,7 +415,7 @@ joined=$(
 echo "==> connections: $SOCKETS sockets over $SOCK_NODES nodes, source addresses $SOURCE_ADDRS"
 wait_quiet
 phase_begin
-record "$ctl" --redis-url "$REDIS_URL" bench connections --url "$joined" --sockets "$SOCKETS" \
+record "$bench" --redis-url "$REDIS_URL" connections --url "$joined" --sockets "$SOCKETS" \
 	--source-addrs "$SOURCE_ADDRS" --per-process "$PER_PROCESS" --room-size "$ROOM_SIZE" --interval "$SOCK_INTERVAL" \
 	--dial-concurrency "$DIAL_CONC" --gc-wait "$GC_WAIT" --redis-stats --run-id conn --json >"$OUT/connections.json"
 phase_end connections
@@ -423,7 +423,7 @@ phase_end connections
 fi # the run
 
 # ---- report ----------------------------------------------------------------------------
-"$OUT/bin/presencectl" bench report --dir "$OUT" >"$OUT/report.md"
+"$OUT/bin/presencebench" report --dir "$OUT" >"$OUT/report.md"
 echo
 cat "$OUT/report.md"
 if [ "$README_UPDATE" = 1 ]; then

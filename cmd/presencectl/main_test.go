@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"net"
 	"regexp"
 	"strings"
@@ -12,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presencecluster/presence/cmd/internal/clitest"
+	"github.com/presencecluster/presence/cmd/internal/cliutil"
 	"github.com/presencecluster/presence/pkg/presence"
 	"github.com/presencecluster/presence/pkg/redisstore"
 	"github.com/presencecluster/presence/pkg/redistest"
@@ -61,40 +66,10 @@ func (n *node) disconnect(out *presence.HeartbeatOutput) {
 	}
 }
 
-// result is the outcome of one run.
-type result struct {
-	code           int
-	stdout, stderr string
-}
-
 // ctl runs presencectl with args and the given environment.
-func ctl(t testing.TB, env map[string]string, args ...string) result {
+func ctl(t testing.TB, env map[string]string, args ...string) clitest.Result {
 	t.Helper()
-	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), args, &stdout, &stderr, func(k string) string { return env[k] })
-	return result{code, stdout.String(), stderr.String()}
-}
-
-func (r result) ok(t testing.TB) result {
-	t.Helper()
-	if r.code != 0 {
-		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
-	}
-	return r
-}
-
-func decode[T any](t testing.TB, s string) T {
-	t.Helper()
-	var v T
-	dec := json.NewDecoder(strings.NewReader(s))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&v); err != nil {
-		t.Fatalf("output is not the expected JSON: %v\n%s", err, s)
-	}
-	if dec.More() {
-		t.Fatalf("more than one JSON document:\n%s", s)
-	}
-	return v
+	return clitest.Run(t, run, env, args...)
 }
 
 // rows returns the whitespace-separated fields of each non-empty line.
@@ -147,14 +122,14 @@ func TestRooms(t *testing.T) {
 	populate(t, srv.Addr(), prefix)
 	env := map[string]string{"PRESENCE_REDIS_URL": srv.URL(), "PRESENCE_KEY_PREFIX": prefix}
 
-	r := ctl(t, env, "rooms").ok(t)
-	wantRows(t, r.stdout,
+	r := ctl(t, env, "rooms").OK(t)
+	wantRows(t, r.Stdout,
 		"ROOM VERSION ONLINE SESSIONS",
 		"game 3 3 3",
 		"lobby 3 1 2",
 		"quiet 2 0 0")
 
-	got := decode[roomsOutput](t, ctl(t, env, "--json", "rooms").ok(t).stdout)
+	got := clitest.Decode[roomsOutput](t, ctl(t, env, "--json", "rooms").OK(t).Stdout)
 	want := roomsOutput{Org: "default", Total: 3, Rooms: []presence.RoomCount{
 		{RoomID: "game", Version: 3, Online: 3, Sessions: 3},
 		{RoomID: "lobby", Version: 3, Online: 1, Sessions: 2},
@@ -165,24 +140,24 @@ func TestRooms(t *testing.T) {
 	}
 
 	// --limit shows the top rows of all the rooms; flags after the command work too.
-	r = ctl(t, env, "rooms", "--limit", "1", "--json").ok(t)
-	got = decode[roomsOutput](t, r.stdout)
+	r = ctl(t, env, "rooms", "--limit", "1", "--json").OK(t)
+	got = clitest.Decode[roomsOutput](t, r.Stdout)
 	if got.Total != 3 || len(got.Rooms) != 1 || got.Rooms[0].RoomID != "game" {
 		t.Fatalf("rooms --limit 1 = %+v", got)
 	}
-	r = ctl(t, env, "rooms", "--limit", "2").ok(t)
-	if len(rows(r.stdout)) != 3 || !strings.Contains(r.stderr, "showing 2 of 3 rooms") {
-		t.Fatalf("rooms --limit 2:\n%s\nstderr: %s", r.stdout, r.stderr)
+	r = ctl(t, env, "rooms", "--limit", "2").OK(t)
+	if len(rows(r.Stdout)) != 3 || !strings.Contains(r.Stderr, "showing 2 of 3 rooms") {
+		t.Fatalf("rooms --limit 2:\n%s\nstderr: %s", r.Stdout, r.Stderr)
 	}
 
 	// Another org and another prefix are other rooms.
-	got = decode[roomsOutput](t, ctl(t, env, "--org", "acme", "--json", "rooms").ok(t).stdout)
+	got = clitest.Decode[roomsOutput](t, ctl(t, env, "--org", "acme", "--json", "rooms").OK(t).Stdout)
 	if got.Total != 1 || got.Rooms[0] != (presence.RoomCount{RoomID: "secret", Version: 1, Online: 1, Sessions: 1}) {
 		t.Fatalf("rooms of acme = %+v", got)
 	}
-	r = ctl(t, env, "--prefix", prefix+"x", "rooms").ok(t)
-	if r.stdout != fmt.Sprintf("no rooms in org \"default\" (prefix %q)\n", prefix+"x") {
-		t.Fatalf("rooms of an unused prefix: %q", r.stdout)
+	r = ctl(t, env, "--prefix", prefix+"x", "rooms").OK(t)
+	if r.Stdout != fmt.Sprintf("no rooms in org \"default\" (prefix %q)\n", prefix+"x") {
+		t.Fatalf("rooms of an unused prefix: %q", r.Stdout)
 	}
 }
 
@@ -191,7 +166,7 @@ func TestRoomsGlobPrefix(t *testing.T) {
 	srv := redistest.Start(t)
 	newNode(t, srv.Addr(), "p*[x]", "n@r").beat("default", "ada", "", "one", "s1", 10*time.Second)
 	newNode(t, srv.Addr(), "pZx", "n@r").beat("default", "bob", "", "two", "s1", 10*time.Second)
-	got := decode[roomsOutput](t, ctl(t, map[string]string{"PRESENCE_REDIS_URL": srv.URL()}, "--prefix", "p*[x]", "--json", "rooms").ok(t).stdout)
+	got := clitest.Decode[roomsOutput](t, ctl(t, map[string]string{"PRESENCE_REDIS_URL": srv.URL()}, "--prefix", "p*[x]", "--json", "rooms").OK(t).Stdout)
 	if got.Total != 1 || got.Rooms[0].RoomID != "one" {
 		t.Fatalf("rooms = %+v", got)
 	}
@@ -207,7 +182,7 @@ func TestRoom(t *testing.T) {
 	after := time.Now()
 	env := map[string]string{"PRESENCE_REDIS_URL": srv.URL(), "PRESENCE_KEY_PREFIX": prefix}
 
-	got := decode[roomOutput](t, ctl(t, env, "room", "lobby", "--json").ok(t).stdout)
+	got := clitest.Decode[roomOutput](t, ctl(t, env, "room", "lobby", "--json").OK(t).Stdout)
 	if got.Org != "default" || got.RoomID != "lobby" || got.Version != 3 || got.Online != 1 || got.SessionCount != 2 {
 		t.Fatalf("room = %+v", got)
 	}
@@ -238,10 +213,10 @@ func TestRoom(t *testing.T) {
 		}
 	}
 
-	r := ctl(t, env, "room", "lobby").ok(t)
-	rs := rows(r.stdout)
+	r := ctl(t, env, "room", "lobby").OK(t)
+	rs := rows(r.Stdout)
 	if len(rs) != 7 {
-		t.Fatalf("room output:\n%s", r.stdout)
+		t.Fatalf("room output:\n%s", r.Stdout)
 	}
 	if h := strings.Join(rs[0], " "); h != "room lobby org default version 3 online 1 sessions 2" {
 		t.Fatalf("header %q", h)
@@ -266,17 +241,17 @@ func TestRoom(t *testing.T) {
 	}
 
 	// --limit bounds members and sessions.
-	got = decode[roomOutput](t, ctl(t, env, "--json", "room", "--limit", "1", "lobby").ok(t).stdout)
+	got = clitest.Decode[roomOutput](t, ctl(t, env, "--json", "room", "--limit", "1", "lobby").OK(t).Stdout)
 	if len(got.Members) != 1 || got.Members[0].UserID != "ada" || len(got.Sessions) != 1 || got.Sessions[0].SessionID != "s1" || got.SessionCount != 2 {
 		t.Fatalf("room --limit 1 = %+v", got)
 	}
 
 	// The room of another org is not this org's.
 	r = ctl(t, env, "room", "secret")
-	if r.code != 1 || !strings.Contains(r.stderr, `room "secret" not found in org "default"`) {
+	if r.Code != 1 || !strings.Contains(r.Stderr, `room "secret" not found in org "default"`) {
 		t.Fatalf("room of another org: %+v", r)
 	}
-	got = decode[roomOutput](t, ctl(t, env, "--org", "acme", "--json", "room", "secret").ok(t).stdout)
+	got = clitest.Decode[roomOutput](t, ctl(t, env, "--org", "acme", "--json", "room", "secret").OK(t).Stdout)
 	if len(got.Members) != 1 || got.Members[0].UserID != "eve" || got.Sessions[0].Node != "" {
 		t.Fatalf("room secret of acme = %+v", got)
 	}
@@ -288,7 +263,7 @@ func TestUser(t *testing.T) {
 	populate(t, srv.Addr(), prefix)
 	env := map[string]string{"PRESENCE_REDIS_URL": srv.URL(), "PRESENCE_KEY_PREFIX": prefix}
 
-	got := decode[userOutput](t, ctl(t, env, "user", "bob", "--json").ok(t).stdout)
+	got := clitest.Decode[userOutput](t, ctl(t, env, "user", "bob", "--json").OK(t).Stdout)
 	if got.Org != "default" || got.UserID != "bob" || len(got.Rooms) != 3 {
 		t.Fatalf("user bob = %+v", got)
 	}
@@ -299,20 +274,20 @@ func TestUser(t *testing.T) {
 		t.Fatalf("rooms of bob = %+v", got.Rooms)
 	}
 
-	r := ctl(t, env, "user", "bob").ok(t)
-	rs := rows(r.stdout)
+	r := ctl(t, env, "user", "bob").OK(t)
+	rs := rows(r.Stdout)
 	if len(rs) != 4 || strings.Join(rs[0], " ") != "ROOM ONLINE LAST DISCONNECTED" ||
 		strings.Join(rs[1], " ") != "game yes -" ||
 		strings.Join(rs[2][:2], " ") != "quiet no" || rs[2][len(rs[2])-1] != "ago)" ||
 		strings.Join(rs[3][:2], " ") != "lobby no" {
-		t.Fatalf("user bob:\n%s", r.stdout)
+		t.Fatalf("user bob:\n%s", r.Stdout)
 	}
 
-	r = ctl(t, env, "user", "nobody").ok(t)
-	if r.stdout != "user \"nobody\" has no rooms in org \"default\"\n" {
-		t.Fatalf("user nobody: %q", r.stdout)
+	r = ctl(t, env, "user", "nobody").OK(t)
+	if r.Stdout != "user \"nobody\" has no rooms in org \"default\"\n" {
+		t.Fatalf("user nobody: %q", r.Stdout)
 	}
-	if got := decode[userOutput](t, ctl(t, env, "--json", "user", "nobody").ok(t).stdout); got.Rooms == nil || len(got.Rooms) != 0 {
+	if got := clitest.Decode[userOutput](t, ctl(t, env, "--json", "user", "nobody").OK(t).Stdout); got.Rooms == nil || len(got.Rooms) != 0 {
 		t.Fatalf("user nobody --json = %+v", got)
 	}
 }
@@ -447,19 +422,35 @@ func TestUsage(t *testing.T) {
 		{[]string{"--bogus", "rooms"}, 2, "flag provided but not defined: -bogus"},
 		{[]string{"rooms", "--bogus"}, 2, "flag provided but not defined: -bogus"},
 		{[]string{"--timeout", "0", "user", "ada"}, 2, "--timeout must be positive"},
-		{[]string{"bench"}, 2, "bench: missing <scenario>"},
+		{[]string{"bench", "heartbeat"}, 2, "the load generator is its own command now: presencebench"},
 		{[]string{"help"}, 0, "watch <roomId>"},
 		{[]string{"-h"}, 0, "rooms [--limit N]"},
 		{[]string{"room", "-h"}, 0, "Usage: presencectl [global flags] room <roomId> [--limit N]"},
 	} {
-		r := ctl(t, env, tc.args...)
-		where := r.stderr
-		if tc.code == 0 {
-			where = r.stdout
+		clitest.Expect(t, run, env, tc.code, tc.out, tc.args...)
+	}
+}
+
+// TestUsageListsEveryFlag: the help text names every flag, global or of a
+// command, and no longer the load generator's.
+func TestUsageListsEveryFlag(t *testing.T) {
+	usage := ctl(t, nil, "help").OK(t).Stdout
+	if strings.Contains(usage, "bench <scenario>") || strings.Contains(usage, "--run-id") {
+		t.Errorf("help still shows the load generator:\n%s", usage)
+	}
+	for name, cmd := range commands {
+		c := &cli{cliutil.Env{Globals: cliutil.DefaultGlobals(func(string) string { return "" })}}
+		fs := flag.NewFlagSet(name, flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c.Register(fs)
+		if err := cmd.run(context.Background(), c, fs, []string{"-h"}); !errors.Is(err, cliutil.ErrHelp) {
+			t.Fatalf("%s -h: %v", name, err)
 		}
-		if r.code != tc.code || !strings.Contains(where, tc.out) {
-			t.Errorf("%q: exit %d, want %d with %q\nstdout: %s\nstderr: %s", tc.args, r.code, tc.code, tc.out, r.stdout, r.stderr)
-		}
+		fs.VisitAll(func(f *flag.Flag) {
+			if !regexp.MustCompile(`(^|[\s\[])--` + regexp.QuoteMeta(f.Name) + `([\s\]]|$)`).MatchString(usage) {
+				t.Errorf("help lacks --%s (of %s)", f.Name, name)
+			}
+		})
 	}
 }
 
@@ -499,8 +490,8 @@ func TestUnreachableRedis(t *testing.T) {
 			start := time.Now()
 			r := ctl(t, map[string]string{"PRESENCE_REDIS_URL": "redis://" + addr}, append([]string{"--timeout", "500ms"}, args...)...)
 			took := time.Since(start)
-			if r.code != 1 || !strings.Contains(r.stderr, "cannot reach Redis at redis://"+addr) || r.stdout != "" {
-				t.Errorf("%s %q: exit %d, stdout %q, stderr %q", addr, args, r.code, r.stdout, r.stderr)
+			if r.Code != 1 || !strings.Contains(r.Stderr, "cannot reach Redis at redis://"+addr) || r.Stdout != "" {
+				t.Errorf("%s %q: exit %d, stdout %q, stderr %q", addr, args, r.Code, r.Stdout, r.Stderr)
 			}
 			if took > 2*time.Second {
 				t.Errorf("%s %q took %v with --timeout 500ms", addr, args, took)
@@ -523,7 +514,7 @@ func TestEmbeddedStore(t *testing.T) {
 	// Both a redis:// URL and a bare host:port name the embedded store.
 	for _, url := range []string{"redis://" + emb.Addr(), emb.Addr()} {
 		env := map[string]string{"PRESENCE_REDIS_URL": url}
-		got := decode[roomOutput](t, ctl(t, env, "--json", "room", "lobby").ok(t).stdout)
+		got := clitest.Decode[roomOutput](t, ctl(t, env, "--json", "room", "lobby").OK(t).Stdout)
 		var members []string
 		for _, m := range got.Members {
 			members = append(members, fmt.Sprintf("%s:%t:%d", m.UserID, m.Online, m.Sessions))
@@ -538,7 +529,7 @@ func TestEmbeddedStore(t *testing.T) {
 			t.Fatalf("room on the embedded store (%s) = %+v", url, got)
 		}
 	}
-	rooms := decode[roomsOutput](t, ctl(t, map[string]string{"PRESENCE_REDIS_URL": emb.Addr()}, "--json", "rooms").ok(t).stdout)
+	rooms := clitest.Decode[roomsOutput](t, ctl(t, map[string]string{"PRESENCE_REDIS_URL": emb.Addr()}, "--json", "rooms").OK(t).Stdout)
 	if rooms.Total != 1 || rooms.Rooms[0] != (presence.RoomCount{RoomID: "lobby", Version: 4, Online: 2, Sessions: 2}) {
 		t.Fatalf("rooms on the embedded store = %+v", rooms)
 	}
@@ -562,19 +553,19 @@ func TestCluster(t *testing.T) {
 		n.beat("default", fmt.Sprintf("u%d", i), "", r, fmt.Sprintf("s%d", i), 30*time.Second)
 	}
 	env := map[string]string{"PRESENCE_REDIS_CLUSTER_ADDRS": strings.Join(cl.Addrs(), ","), "PRESENCE_KEY_PREFIX": prefix}
-	out := decode[struct {
+	out := clitest.Decode[struct {
 		Org   string               `json:"org"`
 		Total int                  `json:"total"`
 		Rooms []presence.RoomCount `json:"rooms"`
-	}](t, ctl(t, env, "rooms", "--json").ok(t).stdout)
+	}](t, ctl(t, env, "rooms", "--json").OK(t).Stdout)
 	if out.Total != len(rooms) {
 		t.Fatalf("rooms found %d, want %d (every master scanned)", out.Total, len(rooms))
 	}
-	room := ctl(t, env, "room", "doc-2").ok(t).stdout
+	room := ctl(t, env, "room", "doc-2").OK(t).Stdout
 	if !strings.Contains(room, "u2") || !strings.Contains(room, "s2 ") {
 		t.Fatalf("room doc-2:\n%s", room)
 	}
-	if user := ctl(t, env, "user", "u3").ok(t).stdout; !strings.Contains(user, "chat") {
+	if user := ctl(t, env, "user", "u3").OK(t).Stdout; !strings.Contains(user, "chat") {
 		t.Fatalf("user u3:\n%s", user)
 	}
 	// watch: sharded pub/sub on the room's master.

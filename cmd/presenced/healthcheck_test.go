@@ -86,7 +86,7 @@ func TestHealthcheckReadyNode(t *testing.T) {
 	}
 
 	// A draining node answers /readyz with 503.
-	m.api.Drain(context.Background())
+	m.node.Drain(context.Background())
 	code, stderr := runHealthcheck(t, nil, "--addr", m.Addr())
 	wantFailure(t, code, stderr, "503 Service Unavailable (draining)")
 }

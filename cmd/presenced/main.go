@@ -24,6 +24,7 @@ import (
 	"github.com/presencecluster/presence/pkg/auth"
 	"github.com/presencecluster/presence/pkg/demo"
 	"github.com/presencecluster/presence/pkg/httpapi"
+	"github.com/presencecluster/presence/pkg/node"
 	"github.com/presencecluster/presence/pkg/presence"
 	"github.com/presencecluster/presence/pkg/redisstore"
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,11 +81,7 @@ type Main struct {
 	embedded *redisstore.Embedded
 	rdb      redis.UniversalClient
 	replica  *redis.Client // region-local read replica, or nil
-	cluster  bool
-	store    *redisstore.Store
-	sub      *redisstore.Subscriber
-	verifier *auth.Verifier
-	api      *httpapi.Server
+	node     *node.Node
 	http     *http.Server
 	ln       net.Listener
 	serveErr chan error
@@ -150,60 +147,10 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.store = redisstore.NewStore(m.rdb, redisstore.Config{
-		Registerer:        reg,
-		Prefix:            c.KeyPrefix,
-		Retention:         c.OfflineRetention,
-		MaxSessionTimeout: time.Duration(float64(presence.MaxInterval) * c.TimeoutFactor),
-		ReapInterval:      c.ReapInterval,
-		Logger:            log,
-		Cluster:           m.cluster,
-		Reader:            m.reader(),
-	})
-	secret, err := m.waitForStore(ctx, c)
-	if err != nil {
-		return err
-	}
-	tokens, err := presence.NewTokens(secret)
-	if err != nil {
-		return fmt.Errorf("PRESENCE_TOKEN_SECRET: %w", err)
-	}
-	if err := m.store.Open(ctx); err != nil {
-		return err
-	}
-
 	var hsSecret []byte
 	if c.JWTHS256Secret != "" {
 		hsSecret = []byte(c.JWTHS256Secret)
 	}
-	m.verifier, err = auth.NewVerifier(ctx, auth.Config{
-		HS256Secret: hsSecret,
-		JWKSURL:     c.JWKSURL,
-		JWKSFile:    c.JWKSFile,
-		Issuer:      c.JWTIssuer,
-		Audience:    c.JWTAudience,
-		OrgClaim:    c.JWTOrgClaim,
-		AdminToken:  c.AdminToken,
-		Logger:      log,
-	})
-	if err != nil {
-		return err
-	}
-	if !m.verifier.Enabled() {
-		log.Warn("auth is OFF: no PRESENCE_JWT_HS256_SECRET, PRESENCE_JWKS_URL or PRESENCE_JWKS_FILE; requests name their user, org is \"default\", admin endpoints are open")
-	}
-
-	svc := presence.NewService(m.store, tokens, presence.ServiceConfig{
-		TimeoutFactor: c.TimeoutFactor,
-		MaxDataBytes:  c.MaxDataBytes,
-		Node:          c.NodeID + "@" + c.Region,
-	})
-	var api *httpapi.Server
-	m.sub = m.store.NewSubscriber(redisstore.SubscriberConfig{
-		OnMessage:     func(r presence.RoomRef, p []byte) { api.OnMessage(r, p) },
-		OnResubscribe: func(r presence.RoomRef) { api.OnResubscribe(r) },
-		Logger:        log,
-	})
 	var origins []string
 	if c.CORSOriginsSet {
 		origins = c.CORSOrigins
@@ -211,22 +158,48 @@ func (m *Main) Run(ctx context.Context) error {
 			origins = []string{}
 		}
 	}
-	api = httpapi.NewServer(svc, m.verifier, httpapi.Config{
-		CORSOrigins:    origins,
-		AnonymousEmpty: c.Anonymous == "empty",
-		Ready:          m.ready,
-		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Registerer:     reg,
-		Logger:         log,
-		Subscriber:     m.sub,
-		TimeoutFactor:  c.TimeoutFactor,
-		Node:           c.NodeID + "@" + c.Region,
-		MaxSockets:     c.MaxSockets,
-		MaxInFlight:    c.MaxInFlight,
-		BodyTimeout:    c.BodyTimeout,
-		NodeLease:      c.NodeLease,
+	label := c.NodeID + "@" + c.Region
+	n, err := node.New(ctx, node.Config{
+		Redis: m.rdb,
+		Store: redisstore.Config{
+			Prefix:            c.KeyPrefix,
+			Retention:         c.OfflineRetention,
+			MaxSessionTimeout: time.Duration(float64(presence.MaxInterval) * c.TimeoutFactor),
+			ReapInterval:      c.ReapInterval,
+			Reader:            m.reader(),
+		},
+		TokenSecret:  c.TokenSecret,
+		WaitForStore: true,
+		Auth: auth.Config{
+			HS256Secret: hsSecret,
+			JWKSURL:     c.JWKSURL,
+			JWKSFile:    c.JWKSFile,
+			Issuer:      c.JWTIssuer,
+			Audience:    c.JWTAudience,
+			OrgClaim:    c.JWTOrgClaim,
+			AdminToken:  c.AdminToken,
+		},
+		Service: presence.ServiceConfig{TimeoutFactor: c.TimeoutFactor, MaxDataBytes: c.MaxDataBytes, Node: label},
+		Lease:   c.NodeLease,
+		HTTP: httpapi.Config{
+			CORSOrigins:    origins,
+			AnonymousEmpty: c.Anonymous == "empty",
+			Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+			MaxSockets:     c.MaxSockets,
+			MaxInFlight:    c.MaxInFlight,
+			BodyTimeout:    c.BodyTimeout,
+		},
+		Registerer: reg,
+		Logger:     log,
 	})
-	m.api = api
+	if err != nil {
+		return err
+	}
+	m.node = n
+	if !n.Verifier.Enabled() {
+		log.Warn("auth is OFF: no PRESENCE_JWT_HS256_SECRET, PRESENCE_JWKS_URL or PRESENCE_JWKS_FILE; requests name their user, org is \"default\", admin endpoints are open")
+	}
+	api := n.API
 	demoOn := c.Demo == "on" || c.Demo == "auto" && m.embedded != nil // auto: only on the embedded store
 	if demoOn {
 		e := api.Echo()
@@ -235,16 +208,12 @@ func (m *Main) Run(ctx context.Context) error {
 		e.GET("/demo", toDemo)
 		e.GET("/", toDemo)
 	}
-	if err := m.sub.Open(ctx); err != nil {
-		return err
-	}
-
 	m.ln, err = net.Listen("tcp", c.Addr)
 	if err != nil {
 		return err
 	}
 	m.http = &http.Server{
-		Handler:           m.api,
+		Handler:           api,
 		ReadHeaderTimeout: c.HeaderTimeout,
 		ReadTimeout:       c.HeaderTimeout + c.BodyTimeout, // headers + body; the API bounds its bodies itself (BodyTimeout)
 		WriteTimeout:      30 * time.Second,
@@ -276,7 +245,6 @@ func (m *Main) openRedis(ctx context.Context, c Config) error {
 			Addrs: c.RedisClusterAddrs, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
 			PoolTimeout: timeout, ContextTimeoutEnabled: true, MaxRetries: 1,
 		})
-		m.cluster = true
 		m.Logger.Info("store: Redis Cluster", "seeds", c.RedisClusterAddrs)
 		return nil
 	case len(c.SentinelAddrs) > 0:
@@ -330,42 +298,12 @@ func (m *Main) openRedis(ctx context.Context, c Config) error {
 	return nil
 }
 
-// waitForStore gets the token secret, retrying while Redis is unreachable,
-// so a node may start before its Redis.
-func (m *Main) waitForStore(ctx context.Context, c Config) ([]byte, error) {
-	for attempt := 0; ; attempt++ {
-		secret, err := m.store.EnsureSecret(ctx, c.TokenSecret)
-		if err == nil {
-			return secret, nil
-		}
-		if attempt%10 == 0 {
-			m.Logger.Warn("waiting for Redis", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for Redis: %w", err)
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-}
-
 // reader is the read replica as a client for the store (nil: the primary).
 func (m *Main) reader() redis.UniversalClient {
 	if m.replica == nil {
 		return nil
 	}
 	return m.replica
-}
-
-// ready reports whether the store answers and pub/sub is connected.
-func (m *Main) ready(ctx context.Context) error {
-	if err := m.store.Ping(ctx); err != nil {
-		return err
-	}
-	if !m.sub.Connected() {
-		return errors.New("pub/sub is not connected")
-	}
-	return nil
 }
 
 // Addr returns the address the node listens on.
@@ -382,8 +320,8 @@ func (m *Main) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, m.Config.ShutdownTimeout)
 	defer cancel()
 	var err error
-	if m.api != nil {
-		m.api.Drain(ctx)
+	if m.node != nil {
+		m.node.Drain(ctx)
 	}
 	if m.http != nil {
 		err = m.http.Shutdown(ctx)
@@ -396,17 +334,8 @@ func (m *Main) Close() error {
 	if m.http != nil {
 		m.http.Close()
 	}
-	if m.api != nil {
-		m.api.Close()
-	}
-	if m.sub != nil {
-		m.sub.Close()
-	}
-	if m.store != nil {
-		m.store.Close()
-	}
-	if m.verifier != nil {
-		m.verifier.Close()
+	if m.node != nil {
+		m.node.Close()
 	}
 	if m.rdb != nil {
 		m.rdb.Close()

@@ -710,29 +710,12 @@ func TestEndedElsewhere(t *testing.T) {
 	}
 }
 
-// TestViewVersionRules drives a Conn with a scripted server (the real one
-// never sends stale or early events): events apply only at view version + 1,
-// members keep the server's order, and a sync replaces the view.
-func TestViewVersionRules(t *testing.T) {
-	t.Parallel()
-	script := []string{
-		`{"type":"presence","roomId":"r","version":5,"event":"update","member":{"userId":"ada","online":true,"sessions":1,"data":"stale"}}`,
-		`{"type":"presence","roomId":"r","version":7,"event":"join","member":{"userId":"zed","online":true,"sessions":1}}`,
-		`{"type":"presence","roomId":"r","version":6,"event":"join","member":{"userId":"carol","online":true,"sessions":1}}`,
-		`{"type":"presence","roomId":"r","version":6,"event":"leave","member":{"userId":"carol","online":false,"lastDisconnected":50,"sessions":0}}`,
-		`{"type":"presence","roomId":"r","version":7,"event":"leave","member":{"userId":"ada","online":false,"lastDisconnected":100,"sessions":0}}`,
-		`{"type":"presence","roomId":"r","version":8,"event":"update","member":{"userId":"bob","online":false,"lastDisconnected":100,"sessions":0,"data":1}}`,
-		`{"type":"presence","roomId":"other","version":1,"event":"join","member":{"userId":"o","online":true,"sessions":1}}`,
-	}
-	script2 := []string{
-		`{"type":"presence","roomId":"r","version":9,"event":"join","member":{"userId":"ada","online":true,"sessions":1}}`,
-		`{"type":"presence","roomId":"r","version":10,"event":"remove","member":{"userId":"bob","online":false,"lastDisconnected":100,"sessions":0}}`,
-	}
-	script3 := []string{
-		`{"type":"sync","roomId":"r","version":20,"members":[{"userId":"x","online":true,"sessions":2}]}`,
-		`{"type":"presence","roomId":"r","version":20,"event":"leave","member":{"userId":"x","online":false,"lastDisconnected":1,"sessions":0}}`,
-		`{"type":"presence","roomId":"r","version":21,"event":"join","member":{"userId":"y","online":true,"sessions":1}}`,
-	}
+// scriptedConn dials a Conn to a scripted server (the real one never sends
+// stale or early events) and joins room "r": the server answers the join
+// with a snapshot at version 5 (ada online, bob offline since 100), and the
+// i-th ping with the frames of steps[i], then the pong.
+func scriptedConn(t *testing.T, cfg client.ConnConfig, steps ...[]string) *client.Conn {
+	t.Helper()
 	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := websocket.Accept(w, r, nil)
 		if err != nil {
@@ -756,7 +739,7 @@ func TestViewVersionRules(t *testing.T) {
 				out = append(out, `{"type":"joined","id":`+string(m.ID)+`,"roomId":"r","roomToken":"rt","sessionToken":"st","version":5,`+
 					`"members":[{"userId":"ada","online":true,"sessions":1},{"userId":"bob","online":false,"lastDisconnected":100,"sessions":0}]}`)
 			case "ping":
-				out = append([]string{}, [][]string{script, script2, script3}[step]...)
+				out = append(out, steps[step]...)
 				step++
 				out = append(out, `{"type":"pong","id":`+string(m.ID)+`}`)
 			}
@@ -767,29 +750,20 @@ func TestViewVersionRules(t *testing.T) {
 			}
 		}
 	}))
-	defer fake.Close()
-	var mu sync.Mutex
-	var types []string
-	c := dial(t, client.ConnConfig{URLs: []string{fake.URL}, OnEvent: func(e client.Event) {
-		mu.Lock()
-		types = append(types, e.Type)
-		mu.Unlock()
-	}})
-	j := mustJoin(t, c, "r", "s", 0, "")
-	if j.Version != 5 || len(j.Members) != 2 || j.RoomToken != "rt" || j.SessionToken != "st" {
+	t.Cleanup(fake.Close)
+	cfg.URLs = []string{fake.URL}
+	c := dial(t, cfg)
+	if j := mustJoin(t, c, "r", "s", 0, ""); j.Version != 5 || len(j.Members) != 2 || j.RoomToken != "rt" || j.SessionToken != "st" {
 		t.Fatalf("joined: %+v", j)
 	}
-	steps := []string{
-		// carol's join (6) and ada's leave (7) apply; the stale update (5),
-		// the early join (7), the second 6 are ignored. ada and bob left at
-		// the same time: ordered by userId.
-		`r@8: {carol on=true ld=0 s=1 d= n="" i=""} {ada on=false ld=100 s=0 d= n="" i=""} {bob on=false ld=100 s=0 d=1 n="" i=""}`,
-		// ada comes back: after carol.
-		`r@10: {carol on=true ld=0 s=1 d= n="" i=""} {ada on=true ld=0 s=1 d= n="" i=""}`,
-		// A sync replaces everything; the event at its version is ignored.
-		`r@21: {x on=true ld=0 s=2 d= n="" i=""} {y on=true ld=0 s=1 d= n="" i=""}`,
-	}
-	for i, want := range steps {
+	return c
+}
+
+// wantViews pings once per step of the script and checks the view of room
+// "r" after each.
+func wantViews(t *testing.T, c *client.Conn, views ...string) {
+	t.Helper()
+	for i, want := range views {
 		if err := c.Ping(ctx(t)); err != nil {
 			t.Fatal(err)
 		}
@@ -797,17 +771,133 @@ func TestViewVersionRules(t *testing.T) {
 			t.Fatalf("step %d:\n got %s\nwant %s", i, got, want)
 		}
 	}
+}
+
+// presenceFrame is a presence event of room "r".
+func presenceFrame(version int64, event, member string) string {
+	return fmt.Sprintf(`{"type":"presence","roomId":"r","version":%d,"event":%q,"member":%s}`, version, event, member)
+}
+
+// TestViewVersionRules: events apply at view version + 1 (an early one is
+// held until then), each version once; members keep the server's order; a
+// sync replaces the view.
+func TestViewVersionRules(t *testing.T) {
+	t.Parallel()
+	script := []string{
+		presenceFrame(5, "update", `{"userId":"ada","online":true,"sessions":1,"data":"stale"}`),
+		presenceFrame(7, "join", `{"userId":"zed","online":true,"sessions":1}`),
+		presenceFrame(6, "join", `{"userId":"carol","online":true,"sessions":1}`),
+		presenceFrame(6, "leave", `{"userId":"carol","online":false,"lastDisconnected":50,"sessions":0}`),
+		presenceFrame(7, "leave", `{"userId":"ada","online":false,"lastDisconnected":100,"sessions":0}`),
+		presenceFrame(8, "update", `{"userId":"bob","online":false,"lastDisconnected":100,"sessions":0,"data":1}`),
+		`{"type":"presence","roomId":"other","version":1,"event":"join","member":{"userId":"o","online":true,"sessions":1}}`,
+	}
+	script2 := []string{
+		presenceFrame(9, "leave", `{"userId":"ada","online":false,"lastDisconnected":100,"sessions":0}`),
+	}
+	script3 := []string{
+		presenceFrame(10, "join", `{"userId":"ada","online":true,"sessions":1}`),
+		presenceFrame(11, "remove", `{"userId":"bob","online":false,"lastDisconnected":100,"sessions":0}`),
+		presenceFrame(12, "future", `{"userId":"carol","online":false,"lastDisconnected":1,"sessions":0}`),
+	}
+	script4 := []string{
+		`{"type":"sync","roomId":"r","version":20,"members":[{"userId":"x","online":true,"sessions":2}]}`,
+		presenceFrame(20, "leave", `{"userId":"x","online":false,"lastDisconnected":1,"sessions":0}`),
+		presenceFrame(21, "join", `{"userId":"y","online":true,"sessions":1}`),
+	}
+	script5 := []string{`{"type":"presence","roomId":"r","version":22,"event":"reset"}`}
+	var mu sync.Mutex
+	var types []string
+	c := scriptedConn(t, client.ConnConfig{OnEvent: func(e client.Event) {
+		mu.Lock()
+		types = append(types, e.Type)
+		mu.Unlock()
+	}}, script, script2, script3, script4, script5)
+	wantViews(t, c,
+		// The stale update (5) is ignored; zed's early join (7) waits for
+		// carol's join (6), then applies; the second 6 and 7 are ignored.
+		`r@8: {ada on=true ld=0 s=1 d= n="" i=""} {carol on=true ld=0 s=1 d= n="" i=""} {zed on=true ld=0 s=1 d= n="" i=""} {bob on=false ld=100 s=0 d=1 n="" i=""}`,
+		// ada and bob left at the same time: ordered by userId.
+		`r@9: {carol on=true ld=0 s=1 d= n="" i=""} {zed on=true ld=0 s=1 d= n="" i=""} {ada on=false ld=100 s=0 d= n="" i=""} {bob on=false ld=100 s=0 d=1 n="" i=""}`,
+		// ada comes back: after the others online. An unknown kind moves
+		// the version only.
+		`r@12: {carol on=true ld=0 s=1 d= n="" i=""} {zed on=true ld=0 s=1 d= n="" i=""} {ada on=true ld=0 s=1 d= n="" i=""}`,
+		// A sync replaces everything; the event at its version is ignored.
+		`r@21: {x on=true ld=0 s=2 d= n="" i=""} {y on=true ld=0 s=1 d= n="" i=""}`,
+		// A reset empties the view.
+		`r@22:`,
+	)
 	if c.View("other") != nil {
 		t.Fatal("a view of a room never joined")
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if got := strings.Join(types, " "); !strings.HasPrefix(got, "joined presence") || !strings.HasSuffix(got, "sync presence presence pong") || len(types) != 16 {
-		t.Fatalf("OnEvent saw %s", got)
+	if got := strings.Join(types, " "); !strings.HasPrefix(got, "joined presence") || !strings.HasSuffix(got, "sync presence presence pong presence pong") || len(types) != 21 {
+		t.Fatalf("OnEvent saw %d: %s", len(types), got)
 	}
-	if s := c.Stats(); s.Events != 11 || s.Syncs != 1 {
+	if s := c.Stats(); s.Events != 14 || s.Syncs != 1 {
 		t.Fatalf("stats: %+v", s)
 	}
+}
+
+// TestViewHoldsEventsAhead: events ahead of the view are held until the
+// gap fills, or until a sync: then the held ones at or below its version
+// are dropped and the ones right after it applied.
+func TestViewHoldsEventsAhead(t *testing.T) {
+	t.Parallel()
+	c := scriptedConn(t, client.ConnConfig{},
+		[]string{ // all ahead of version 5: held
+			presenceFrame(7, "join", `{"userId":"zed","online":true,"sessions":1}`),
+			presenceFrame(9, "leave", `{"userId":"ada","online":false,"lastDisconnected":200,"sessions":0}`),
+			presenceFrame(8, "join", `{"userId":"cy","online":true,"sessions":1}`),
+			presenceFrame(12, "join", `{"userId":"eve","online":true,"sessions":1}`),
+			presenceFrame(7, "join", `{"userId":"dup","online":true,"sessions":1}`),
+		},
+		[]string{ // the gap fills: 6, then the held 7, 8 and 9; 12 waits
+			presenceFrame(6, "join", `{"userId":"carol","online":true,"sessions":1}`),
+		},
+		[]string{ // 11 is held; the sync at 11 drops it and applies 12
+			presenceFrame(11, "join", `{"userId":"ghost","online":true,"sessions":1}`),
+			`{"type":"sync","roomId":"r","version":11,"members":[{"userId":"carol","online":true,"sessions":1},{"userId":"zed","online":true,"sessions":1},{"userId":"ada","online":false,"lastDisconnected":200,"sessions":0}]}`,
+		},
+		[]string{ // a sync with nothing held right after it
+			presenceFrame(15, "join", `{"userId":"fay","online":true,"sessions":1}`),
+			`{"type":"sync","roomId":"r","version":13,"members":[{"userId":"zed","online":true,"sessions":1}]}`,
+			presenceFrame(14, "update", `{"userId":"zed","online":true,"sessions":1,"data":2}`),
+		},
+	)
+	wantViews(t, c,
+		`r@5: {ada on=true ld=0 s=1 d= n="" i=""} {bob on=false ld=100 s=0 d= n="" i=""}`,
+		`r@9: {carol on=true ld=0 s=1 d= n="" i=""} {zed on=true ld=0 s=1 d= n="" i=""} {cy on=true ld=0 s=1 d= n="" i=""} {ada on=false ld=200 s=0 d= n="" i=""} {bob on=false ld=100 s=0 d= n="" i=""}`,
+		`r@12: {carol on=true ld=0 s=1 d= n="" i=""} {zed on=true ld=0 s=1 d= n="" i=""} {eve on=true ld=0 s=1 d= n="" i=""} {ada on=false ld=200 s=0 d= n="" i=""}`,
+		`r@15: {zed on=true ld=0 s=1 d=2 n="" i=""} {fay on=true ld=0 s=1 d= n="" i=""}`,
+	)
+}
+
+// TestViewHoldBound: a view holds at most 1000 events ahead; one more drops
+// them all, and the view waits for a sync.
+func TestViewHoldBound(t *testing.T) {
+	t.Parallel()
+	ahead := func(from, to int64) []string {
+		var out []string
+		for v := from; v <= to; v++ {
+			out = append(out, presenceFrame(v, "update", fmt.Sprintf(`{"userId":"ada","online":true,"sessions":1,"data":%d}`, v)))
+		}
+		return out
+	}
+	c := scriptedConn(t, client.ConnConfig{},
+		ahead(7, 1006), // 1000 held
+		append(ahead(6, 6), ahead(1008, 2008)...), // 6 to 1006 apply; 1001 held again: dropped
+		ahead(1007, 1007),                         // 1007 applies; nothing follows it
+		append(ahead(1009, 1009), // held
+			`{"type":"sync","roomId":"r","version":1008,"members":[{"userId":"ada","online":true,"sessions":1}]}`),
+	)
+	wantViews(t, c,
+		`r@5: {ada on=true ld=0 s=1 d= n="" i=""} {bob on=false ld=100 s=0 d= n="" i=""}`,
+		`r@1006: {ada on=true ld=0 s=1 d=1006 n="" i=""} {bob on=false ld=100 s=0 d= n="" i=""}`,
+		`r@1007: {ada on=true ld=0 s=1 d=1007 n="" i=""} {bob on=false ld=100 s=0 d= n="" i=""}`,
+		`r@1009: {ada on=true ld=0 s=1 d=1009 n="" i=""}`,
+	)
 }
 
 // TestRateLimitEndsConn: a socket closed for its message rate (1008) is not

@@ -474,12 +474,12 @@ func (c *Conn) handle(b []byte) {
 	case "presence":
 		c.stats.Events++
 		if v := c.views[m.RoomID]; v != nil {
-			v.apply(m.Version, m.Event, m.Member)
+			v.event(m.Version, m.Event, m.Member)
 		}
 	case "sync":
 		c.stats.Syncs++
 		if c.uses(m.RoomID) {
-			c.views[m.RoomID] = newView(m.RoomID, m.Version, m.Members)
+			c.snapshot(m.RoomID, m.Version, m.Members)
 		}
 	case "error":
 		c.stats.Errors++
@@ -505,6 +505,17 @@ func (c *Conn) handle(b []byte) {
 	if p != nil {
 		p.ch <- &m
 	}
+}
+
+// snapshot replaces a room's view by a snapshot (joined, watching, sync);
+// the events the view holds ahead of it are kept (roomView.snapshot). c.mu
+// is held.
+func (c *Conn) snapshot(roomID string, version int64, members []presence.Member) {
+	if v := c.views[roomID]; v != nil {
+		v.snapshot(version, members)
+		return
+	}
+	c.views[roomID] = newView(roomID, version, members)
 }
 
 // uses reports whether the Conn joined or watches a room. c.mu is held.
@@ -629,7 +640,7 @@ func (c *Conn) joinHook(roomID string, j joinedRoom, rejoin bool) func(*inMsg) {
 		case m.Type == "joined":
 			j.sessionToken = m.SessionToken
 			c.joined[roomID] = &j
-			c.views[roomID] = newView(m.RoomID, m.Version, m.Members)
+			c.snapshot(roomID, m.Version, m.Members)
 		case rejoin && m.Type == "error" && !transientCode(m.Code):
 			c.forgetJoined(roomID)
 		}
@@ -642,7 +653,7 @@ func (c *Conn) watchHook(roomToken string, roomID string, rewatch bool) func(*in
 		switch {
 		case m.Type == "watching":
 			c.watched[m.RoomID] = roomToken
-			c.views[m.RoomID] = newView(m.RoomID, m.Version, m.Members)
+			c.snapshot(m.RoomID, m.Version, m.Members)
 		case rewatch && m.Type == "error" && !transientCode(m.Code):
 			c.forgetWatched(roomID)
 		}
@@ -776,9 +787,10 @@ func (c *Conn) restore(gen int64) {
 // last snapshot (joined, watching, sync) with every later event applied, in
 // the server's order (online members in the order they came online, then
 // offline ones, most recently disconnected first). Events are applied in
-// version order only; a gap is repaired by the sync the server sends. A
-// member's Sessions is as of its last event (a second tab sends none). It
-// returns a copy, or nil if the Conn neither joined nor watches the room.
+// version order only: one ahead of the view waits for the missing ones or
+// the next snapshot (package doc: Views). A member's Sessions is as of its
+// last event (a second tab sends none). It returns a copy, or nil if the
+// Conn neither joined nor watches the room.
 // While the Conn reconnects it is the last known state.
 func (c *Conn) View(roomID string) *presence.RoomList {
 	c.mu.Lock()

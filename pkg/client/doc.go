@@ -32,6 +32,31 @@
 //	...
 //	for _, m := range conn.View("lobby").Members { ... }
 //
-// The package imports only the standard library, coder/websocket and the
-// types of pkg/presence.
+// # Views
+//
+// A view is the room's last snapshot (joined, watching, sync) with the
+// room's presence events applied in version order, each version once, in
+// the room order (presence.SortMembers: online members in the order they
+// came online, then offline ones, most recently disconnected first, ties by
+// userId). The server sends a socket its events in order and a sync when it
+// missed some, so the rest of this rule is a safety net. The JavaScript
+// client (clients/js) follows the same rule (and, unlike a Conn, asks for a
+// snapshot itself when events stay held for its gapTimeout, 5 s):
+//
+//   - An event at the view's version + 1 is applied (a reset empties the
+//     view, a remove drops the member, an event of an unknown kind or
+//     without a member only moves the version), then the held events that
+//     follow it, in order.
+//   - An event further ahead is held, until the missing versions arrive or
+//     a snapshot comes. At most 1000 events are held per room: one more
+//     drops them all (and itself), and the view waits for the server's sync.
+//   - An event at or below the view's version, or of a version already
+//     held, is ignored.
+//   - A snapshot replaces the view whatever its version; the held events at
+//     or below its version are dropped, the ones right after it applied.
+//   - An event of a room without a view (no snapshot yet) is ignored: the
+//     snapshot has it.
+//
+// The package imports only the standard library, coder/websocket and
+// pkg/presence (its types and the room order).
 package client

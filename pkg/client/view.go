@@ -2,13 +2,15 @@ package client
 
 import (
 	"bytes"
-	"sort"
 
 	"github.com/presencecluster/presence/pkg/presence"
 )
 
+// maxHeld bounds the events a view holds ahead of its version (see apply).
+const maxHeld = 1000
+
 // roomView is a Conn's picture of one room: the last snapshot with every
-// later event applied, in the server's order.
+// later event applied, in version order (package doc: Views).
 type roomView struct {
 	roomID  string
 	version int64
@@ -17,13 +19,31 @@ type roomView struct {
 	// this client knows (snapshot position, then the order of join events).
 	seq  map[string]int64
 	next int64
+	// held are the events ahead of the view (version+2 and later), by
+	// version, until the missing ones or a snapshot come; at most maxHeld.
+	held map[int64]heldEvent
 }
 
-// newView builds a view from a snapshot (joined, watching, sync), which is
-// in the server's order.
+// heldEvent is a presence event waiting for the versions before it.
+type heldEvent struct {
+	kind   string
+	member *presence.Member
+}
+
+// newView builds a view from a snapshot (joined, watching, sync).
 func newView(roomID string, version int64, members []presence.Member) *roomView {
-	v := &roomView{roomID: roomID, version: version, seq: map[string]int64{}}
+	v := &roomView{roomID: roomID, held: map[int64]heldEvent{}}
+	v.snapshot(version, members)
+	return v
+}
+
+// snapshot replaces the view by a snapshot (in the server's order): the
+// held events at or below its version are dropped, the ones right after it
+// applied.
+func (v *roomView) snapshot(version int64, members []presence.Member) {
+	v.version = version
 	v.members = append([]presence.Member(nil), members...)
+	v.seq, v.next = map[string]int64{}, 0
 	for _, m := range v.members {
 		if m.Online {
 			v.next++
@@ -31,23 +51,57 @@ func newView(roomID string, version int64, members []presence.Member) *roomView 
 		}
 	}
 	v.sort()
-	return v
+	for hv := range v.held {
+		if hv <= version {
+			delete(v.held, hv)
+		}
+	}
+	v.drain()
 }
 
-// apply applies a presence event if it is the next version; it reports
-// whether it did. An older event is already in the view; a newer one means
-// the view missed some, and the server sends a sync instead.
-func (v *roomView) apply(version int64, kind string, m *presence.Member) bool {
-	if version != v.version+1 {
-		return false
+// event takes a presence event: applied if it is the next version (with
+// the held ones that follow it), held if it is ahead, ignored if the view
+// has it already (older, or a version held already). When maxHeld events
+// are held, one more drops them all (and itself): a snapshot will come.
+func (v *roomView) event(version int64, kind string, m *presence.Member) {
+	if _, dup := v.held[version]; dup || version <= v.version {
+		return
 	}
-	v.version = version
+	if version > v.version+1 {
+		if len(v.held) >= maxHeld {
+			clear(v.held)
+			return
+		}
+		v.held[version] = heldEvent{kind, m}
+		return
+	}
+	v.apply(kind, m)
+	v.drain()
+}
+
+// drain applies the held events that follow the view's version.
+func (v *roomView) drain() {
+	for {
+		e, ok := v.held[v.version+1]
+		if !ok {
+			return
+		}
+		delete(v.held, v.version+1)
+		v.apply(e.kind, e.member)
+	}
+}
+
+// apply applies the event of the next version: the version moves whatever
+// the event says (a reset empties the view; an unknown kind or a missing
+// member changes no member).
+func (v *roomView) apply(kind string, m *presence.Member) {
+	v.version++
 	if kind == presence.EventReset {
 		v.members, v.seq = nil, map[string]int64{}
-		return true
+		return
 	}
 	if m == nil {
-		return true
+		return
 	}
 	i := v.index(m.UserID)
 	switch kind {
@@ -56,10 +110,10 @@ func (v *roomView) apply(version int64, kind string, m *presence.Member) bool {
 			v.members = append(v.members[:i], v.members[i+1:]...)
 		}
 		delete(v.seq, m.UserID)
-		return true
+		return
 	case presence.EventJoin, presence.EventUpdate, presence.EventLeave:
 	default:
-		return true // unknown kind: the version moves, the members stay
+		return
 	}
 	wasOnline := i >= 0 && v.members[i].Online
 	if i >= 0 {
@@ -76,7 +130,6 @@ func (v *roomView) apply(version int64, kind string, m *presence.Member) bool {
 		v.seq[m.UserID] = v.next
 	}
 	v.sort()
-	return true
 }
 
 func (v *roomView) index(userID string) int {
@@ -88,23 +141,10 @@ func (v *roomView) index(userID string) int {
 	return -1
 }
 
-// sort puts the members in the server's order: online ones by the order
-// they came online, then offline ones by lastDisconnected, most recent
-// first (ties by userId, as Redis orders equal scores).
+// sort puts the members in the room order (presence.SortMembers), online
+// ones by the order this view saw them come online.
 func (v *roomView) sort() {
-	sort.SliceStable(v.members, func(i, j int) bool {
-		a, b := v.members[i], v.members[j]
-		if a.Online != b.Online {
-			return a.Online
-		}
-		if a.Online {
-			return v.seq[a.UserID] < v.seq[b.UserID]
-		}
-		if a.LastDisconnected != b.LastDisconnected {
-			return a.LastDisconnected > b.LastDisconnected
-		}
-		return a.UserID < b.UserID
-	})
+	presence.SortMembers(v.members, func(userID string) int64 { return v.seq[userID] })
 }
 
 // list returns a deep copy of the view.

@@ -2,6 +2,11 @@
 // (coder/websocket): request decoding and validation, authentication of the
 // caller, the mapping of coded errors to statuses, CORS, health and metrics.
 //
-// It depends on the presence core only; the Store and the JWT verifier come
-// in through interfaces, wired by cmd/presenced.
+// A WebSocket is a frame codec and socket plumbing around the real-time core
+// (presence.Realtime, presence.Conn): the reader decodes a client frame and
+// calls the core; the writer encodes the replies and the updates the core
+// pushes, in the order its presence.Sequencer decides.
+//
+// It depends on the presence core only; the Store, the real-time core and
+// the JWT verifier come in from package node, which wires a node.
 package httpapi

@@ -323,7 +323,8 @@ func TestAnonymousEmpty(t *testing.T) {
 }
 
 // TestRedisDown: with Redis gone, requests fail with 503 within 2 s; when it
-// is back, the node serves again by itself.
+// is back, the node serves again by itself, and is ready once its pub/sub
+// connection is back too.
 func TestRedisDown(t *testing.T) {
 	srv := redistest.Start(t)
 	s := newStack(t, stackOpts{redis: srv})
@@ -352,8 +353,12 @@ func TestRedisDown(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if r := s.do("GET", "/readyz", nil); r.status != 200 {
-		t.Fatalf("readyz after recovery: %d", r.status)
+	// Ready again once pub/sub has reconnected too (a moment later).
+	for r := s.do("GET", "/readyz", nil); r.status != 200; r = s.do("GET", "/readyz", nil) {
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz after recovery: %d", r.status)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if l := s.list(room); len(l.Members) != 1 {
 		t.Fatalf("after recovery: %+v", l)

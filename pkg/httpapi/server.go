@@ -58,16 +58,9 @@ type Config struct {
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 
-	// Subscriber enables /v1/ws: the node follows the rooms its sockets use.
-	// Feed its messages to OnMessage and OnResubscribe. Nil: no WebSockets.
-	Subscriber RoomSubscriber
-	// TimeoutFactor and Node are those of the Service (for node-owned
-	// sessions). Zero means 2.5 and "".
-	TimeoutFactor float64
-	Node          string
-	// NodeLease is the node's liveness lease (PRESENCE_NODE_LEASE): the
-	// sessions of its sockets live by it. Zero means 10s.
-	NodeLease time.Duration
+	// Realtime enables /v1/ws: the node's real-time core, which the
+	// sockets use. Nil: no WebSockets.
+	Realtime *presence.Realtime
 	// MaxSockets limits the WebSockets of the node. Zero means no limit.
 	MaxSockets int
 	// MaxInFlight limits the HTTP API requests served at once; more are
@@ -77,8 +70,6 @@ type Config struct {
 	MaxInFlight int
 	// WSQueue is a socket's event queue. Zero means 256.
 	WSQueue int
-	// WSMaxRooms is the rooms one socket may join or watch. Zero means 100.
-	WSMaxRooms int
 	// WSMaxMessageBytes limits a client message. Zero means 16 KiB.
 	WSMaxMessageBytes int64
 	// WSMessagesPerSecond limits a socket's messages. Zero means 50.
@@ -97,18 +88,15 @@ type Server struct {
 	cfg  Config
 	log  *slog.Logger
 
-	hub      *Hub
+	rt       *presence.Realtime
 	origins  *origins
-	keeper   *presence.Keeper
 	met      *wsMetrics
 	sockets  atomic.Int64
 	draining atomic.Bool
-	// lastRefreshAll (unix ns) debounces keeper refreshes after reconnects.
-	lastRefreshAll atomic.Int64
-	stopPing       context.CancelFunc
-	sockMu         sync.Mutex
-	sockSet        map[*socket]struct{}
-	closing        sync.Once
+	stopPing context.CancelFunc
+	sockMu   sync.Mutex
+	sockSet  map[*socket]struct{}
+	closing  sync.Once
 }
 
 // NewServer returns a Server for svc. auth may be nil: auth is then off.
@@ -134,9 +122,6 @@ func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
 	if cfg.WSQueue == 0 {
 		cfg.WSQueue = 256
 	}
-	if cfg.WSMaxRooms == 0 {
-		cfg.WSMaxRooms = 100
-	}
 	if cfg.WSMaxMessageBytes == 0 {
 		cfg.WSMaxMessageBytes = 16 << 10
 	}
@@ -149,21 +134,10 @@ func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
 	if cfg.WSPingInterval == 0 {
 		cfg.WSPingInterval = 15 * time.Second
 	}
-	s := &Server{echo: echo.New(), svc: svc, auth: auth, cfg: cfg, log: cfg.Logger, sockSet: map[*socket]struct{}{}}
-	s.met = newWSMetrics(cfg.Registerer)
+	s := &Server{echo: echo.New(), svc: svc, auth: auth, cfg: cfg, log: cfg.Logger, rt: cfg.Realtime, sockSet: map[*socket]struct{}{}}
+	s.met = newWSMetrics(cfg.Registerer, cfg.Realtime)
 	s.origins = newOrigins(cfg.CORSOrigins)
-	if cfg.Subscriber != nil {
-		s.hub = newHub(svc.Store(), cfg.Subscriber, cfg.Logger, s.met)
-		s.keeper = presence.NewKeeper(svc.Store(), presence.KeeperConfig{
-			TimeoutFactor: cfg.TimeoutFactor,
-			Node:          cfg.Node,
-			Lease:         cfg.NodeLease,
-			Logger:        cfg.Logger,
-			OnEnded:       func(o *presence.Owned) { o.Owner.(*socket).sessionEnded(o) },
-		})
-		s.hub.keeper = s.keeper
-		s.keeper.Open()
-		s.registerKeeper(cfg.Registerer)
+	if s.rt != nil {
 		pctx, cancel := context.WithCancel(context.Background())
 		s.stopPing = cancel
 		go s.pingIdle(pctx)
@@ -212,37 +186,15 @@ func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
 	return s
 }
 
-// OnMessage takes an event of a room from the subscriber.
-func (s *Server) OnMessage(room presence.RoomRef, payload []byte) {
-	if s.hub != nil {
-		s.hub.onMessage(room, payload)
-	}
-}
-
-// OnResubscribe takes a room whose subscription was restored after a lost
-// connection: its sockets get a sync, and the node's sessions are refreshed
-// at once (Redis may have restarted without its data).
-func (s *Server) OnResubscribe(room presence.RoomRef) {
-	if s.hub == nil {
-		return
-	}
-	// A reconnect restores many rooms at once: refresh the sessions once.
-	now := time.Now().UnixNano()
-	if last := s.lastRefreshAll.Load(); now-last > int64(time.Second) && s.lastRefreshAll.CompareAndSwap(last, now) {
-		s.keeper.RefreshAll()
-	}
-	s.hub.resync(room)
-}
-
 // Sockets is the number of open WebSockets.
 func (s *Server) Sockets() int { return int(s.sockets.Load()) }
 
 // KeptSessions is the number of sessions the node keeps alive.
 func (s *Server) KeptSessions() int {
-	if s.keeper == nil {
+	if s.rt == nil {
 		return 0
 	}
-	return s.keeper.Len()
+	return s.rt.Keeper().Len()
 }
 
 func (s *Server) register(sock *socket) {
@@ -263,11 +215,10 @@ func (s *Server) unregister(sock *socket) {
 // or ctx is done.
 func (s *Server) Drain(ctx context.Context) {
 	s.draining.Store(true)
-	if s.keeper != nil {
+	if s.rt != nil {
 		// The sessions now live until their deadline: the clients resume
 		// them on other nodes.
-		s.keeper.ReleaseAll(ctx)
-		s.keeper.Close()
+		s.rt.ReleaseAll(ctx)
 	}
 	s.sockMu.Lock()
 	socks := make([]*socket, 0, len(s.sockSet))
@@ -297,13 +248,10 @@ func (s *Server) Drain(ctx context.Context) {
 	}
 }
 
-// Close stops the node's background work (the session keeper). Sockets are
-// not closed: use Drain. Idempotent.
+// Close stops the server's background work (pings). Sockets are not
+// closed: use Drain. The Realtime is its owner's to close. Idempotent.
 func (s *Server) Close() {
 	s.closing.Do(func() {
-		if s.keeper != nil {
-			s.keeper.Close()
-		}
 		if s.stopPing != nil {
 			s.stopPing()
 		}
@@ -467,17 +415,12 @@ func (s *Server) heartbeat(c echo.Context) error {
 	if err := s.decodeJSON(c, &req); err != nil {
 		return err
 	}
-	in := presence.HeartbeatInput{RoomID: req.RoomID, SessionID: req.SessionID, Data: req.Data, UserID: req.UserID, Name: req.Name, Image: req.Image}
-	if req.Interval != nil {
-		if *req.Interval == 0 {
-			return presence.Errorf(presence.EINVALID, "interval must be %d-%d ms", presence.MinInterval.Milliseconds(), presence.MaxInterval.Milliseconds())
-		}
-		if *req.Interval < 0 || *req.Interval > presence.MaxInterval.Milliseconds() {
-			in.Interval = -1 // out of range: refused by the service
-		} else {
-			in.Interval = time.Duration(*req.Interval) * time.Millisecond
-		}
+	interval, err := presence.IntervalMillis(req.Interval)
+	if err != nil {
+		return err
 	}
+	in := presence.HeartbeatInput{RoomID: req.RoomID, SessionID: req.SessionID, Interval: interval, Data: req.Data,
+		UserID: req.UserID, Name: req.Name, Image: req.Image}
 	ctx := presence.NewContextWithIdentity(c.Request().Context(), id)
 	out, err := s.svc.Heartbeat(ctx, in)
 	if err != nil {

@@ -1,9 +1,12 @@
 package httpapi
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -16,15 +19,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Item kinds on a socket's queues.
+// Kinds of the items on a socket's reply queue.
 const (
 	kindReply    = iota // a reply; written as is
-	kindSnapshot        // joined/watching: sets the socket's version of the room
-	kindLeft            // left/unwatched: forgets the socket's version of the room
-	kindEvent           // a presence event: written if it is the next version
-	kindSync            // a sync from the hub: always written, sets the version
+	kindSnapshot        // joined/watching: sets the client's version of the room
+	kindLeft            // left/unwatched: the client forgets the room
 )
 
+// item is a reply the reader queued for the writer.
 type item struct {
 	kind    int
 	room    presence.RoomRef
@@ -32,31 +34,33 @@ type item struct {
 	data    []byte
 }
 
-// socket is one WebSocket connection: a reader (the handler goroutine) that
-// runs the client's commands, and a writer that sends replies and events.
+// maxReplies is how many replies a socket queues before its reader waits
+// for the client to read.
+const maxReplies = 16
+
+// socket is one WebSocket connection: a reader (the socket's goroutine) that
+// decodes the client's commands and runs them on the real-time core, and a
+// writer that encodes and sends replies, events and syncs. The writer is a
+// goroutine only while something is queued: an idle socket is one goroutine
+// blocked in a read, and its queues hold nothing.
 type socket struct {
 	srv  *Server
 	conn *websocket.Conn
-	id   *presence.Identity
-	ctx  context.Context
+	rt   *presence.Conn
+	// ctx carries the client's identity to its commands. It is never
+	// cancelled (a cancellable context costs an idle socket memory): a
+	// socket ends by closing its connection, which ends its reads and writes.
+	ctx context.Context
 
-	replies  chan item  // replies; the reader waits for room in it
-	events   chan *item // events and syncs (shared by all sockets of a room); never waited for: on overflow, dropped
-	overflow atomic.Bool
-	wake     chan struct{}
-
-	// Used by the reader goroutine only (and at close, after it ended).
-	joined map[presence.RoomRef]*presence.Owned
-	// watched holds the rooms watched with a room token: true while the
-	// token's epoch is the room's, false once the room was removed (the
-	// token sees nothing of the room's new life).
-	watched map[presence.RoomRef]bool
-
-	mu    sync.Mutex
-	ended []*presence.Owned // sessions ended by someone else, to clean up
-	// frozen are the rooms the socket follows only through the token of a
-	// removed room: no event, sync or snapshot of the room's new life.
-	frozen map[presence.RoomRef]bool
+	mu       sync.Mutex
+	replies  []item              // replies; the reader waits while maxReplies are queued
+	events   []*presence.Update  // events and syncs (shared by all sockets of a room); never waited for
+	overflow bool                // events were dropped: sync every room
+	writing  bool                // a writer goroutine runs
+	closed   bool                // no writer starts any more
+	space    chan struct{}       // closed when a reply was taken (the reader may be waiting)
+	idle     chan struct{}       // closed when the writer stops (the close waits for it)
+	seq      *presence.Sequencer // the writer's (one writer at a time)
 
 	// lastRead is when the client last sent anything (unix ns): the node
 	// pings only sockets that have been quiet for a ping interval.
@@ -69,43 +73,94 @@ type socket struct {
 	pingLimited bool
 }
 
-func (s *socket) uses(room presence.RoomRef) bool {
-	_, watched := s.watched[room]
-	return s.joined[room] != nil || watched
-}
-
-func (s *socket) roomCount() int {
-	n := len(s.joined)
-	for r := range s.watched {
-		if s.joined[r] == nil {
-			n++
-		}
-	}
-	return n
-}
-
-// enqueue hands an event or sync to the socket without waiting. When the
-// queue is full, the socket is marked: its writer drops what is queued and
-// sends a sync of each of its rooms once it catches up.
-func (s *socket) enqueue(it *item) {
-	select {
-	case s.events <- it:
+// Push hands an event or sync to the socket without waiting
+// (presence.Sink). When WSQueue updates are queued, the socket drops them
+// all: its writer sends a sync of each of its rooms instead once it
+// catches up.
+func (s *socket) Push(u *presence.Update) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed || s.overflow:
+		return
+	case len(s.events) >= s.srv.cfg.WSQueue:
+		s.overflow, s.events = true, nil
+		s.srv.met.overflows.Inc()
 	default:
-		if !s.overflow.Swap(true) {
-			s.srv.met.overflows.Inc()
-		}
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+		s.events = append(s.events, u)
+	}
+	s.startWriterLocked()
+}
+
+// SessionEnded tells the client that its session in room was ended by
+// someone else (presence.Sink). It never waits: with the reply queue full
+// the notice is dropped (the client learns it from the room's events).
+func (s *socket) SessionEnded(room presence.RoomRef) {
+	b, _ := json.Marshal(replyMsg{Type: "left", RoomID: room.RoomID, Reason: "ended"})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed && len(s.replies) < maxReplies {
+		s.replies = append(s.replies, item{kind: kindReply, data: b})
+		s.startWriterLocked()
 	}
 }
 
 // reply queues a reply; it waits while the client does not read.
 func (s *socket) reply(it item) {
-	select {
-	case s.replies <- it:
-	case <-s.ctx.Done():
+	s.mu.Lock()
+	for len(s.replies) >= maxReplies && !s.closed {
+		if s.space == nil {
+			s.space = make(chan struct{})
+		}
+		space := s.space
+		s.mu.Unlock()
+		<-space // closed when a reply is taken, or the socket closes
+		s.mu.Lock()
+	}
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.replies = append(s.replies, it)
+	s.startWriterLocked()
+}
+
+// closeLocked lets no writer start any more, drops what is queued and
+// wakes a reader waiting to queue a reply.
+func (s *socket) closeLocked() {
+	s.closed, s.replies, s.events = true, nil, nil
+	if s.space != nil {
+		close(s.space)
+		s.space = nil
+	}
+}
+
+func (s *socket) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func (s *socket) startWriterLocked() {
+	if !s.writing && !s.closed {
+		s.writing = true
+		go s.writeLoop()
+	}
+}
+
+// stopWriter lets no writer start any more and waits for the running one
+// (the socket's context is done: its writes end at once).
+func (s *socket) stopWriter() {
+	s.mu.Lock()
+	s.closeLocked()
+	var idle chan struct{}
+	if s.writing {
+		s.idle = make(chan struct{})
+		idle = s.idle
+	}
+	s.mu.Unlock()
+	if idle != nil {
+		<-idle
 	}
 }
 
@@ -122,128 +177,130 @@ func (s *socket) replyError(id json.RawMessage, err error) {
 	s.replyJSON(errorMsg{Type: "error", ID: id, Code: code, Message: presence.ErrorMessage(err)})
 }
 
-// writeLoop sends the socket's queued items until ctx is done. It keeps,
-// per room, the last version the client has, so that each version is sent
-// at most once and in order; a gap (dropped or missed events) gets a sync.
-func (s *socket) writeLoop(ctx context.Context) error {
-	versions := map[presence.RoomRef]int64{}
-	early := map[presence.RoomRef]int64{} // events of a room before its snapshot
-	write := func(b []byte) error {
-		if !utf8.Valid(b) {
-			// Never reached with what the node builds (inputs are checked,
-			// stored data is repaired when read); a browser would close the
-			// socket on an invalid text frame, so it is checked once more.
-			b = bytes.ToValidUTF8(b, []byte("\uFFFD"))
-		}
-		wctx, cancel := context.WithTimeout(ctx, s.srv.cfg.WSWriteTimeout)
-		defer cancel()
-		return s.conn.Write(wctx, websocket.MessageText, b)
-	}
-	syncRoom := func(room presence.RoomRef) error {
-		if s.isFrozen(room) {
-			return nil // a removed room's token: nothing of its new life
-		}
-		l, err := s.srv.svc.Store().List(ctx, room, presence.ListQuery{Limit: snapshotLimit})
-		if err != nil {
-			return nil // the store is away; the hub syncs everyone when it is back
-		}
-		b, _ := json.Marshal(snapshotMsg{Type: "sync", RoomID: room.RoomID, Version: l.Version, Members: l.Members})
-		versions[room] = l.Version
-		s.srv.met.syncs.Inc()
-		return write(b)
-	}
-	handle := func(it item) error {
-		switch it.kind {
-		case kindReply:
-			return write(it.data)
-		case kindSnapshot, kindSync:
-			if it.kind == kindSync {
-				if _, ok := versions[it.room]; !ok {
-					return nil // not (yet) the socket's room
-				}
-			}
-			versions[it.room] = it.version
-			if err := write(it.data); err != nil {
-				return err
-			}
-			// An event newer than the snapshot came first (the socket
-			// follows the room from before its snapshot was read) and was
-			// dropped: a sync brings it.
-			newer := early[it.room] > it.version
-			delete(early, it.room)
-			if newer {
-				return syncRoom(it.room)
-			}
-			return nil
-		case kindLeft:
-			delete(versions, it.room)
-			delete(early, it.room)
-			return write(it.data)
-		case kindEvent:
-			v, ok := versions[it.room]
-			switch {
-			case !ok:
-				early[it.room] = max(early[it.room], it.version)
-				return nil
-			case it.version <= v:
-				return nil
-			case it.version > v+1:
-				return syncRoom(it.room)
-			}
-			versions[it.room] = it.version
-			return write(it.data)
-		}
-		return nil
-	}
+// writeLoop sends what is queued, replies first (they answer the client's
+// own commands), in the order the socket's Sequencer decides (each version
+// at most once and in order; a gap gets a sync), and stops when nothing is
+// left. A write that fails (the client is gone, or took longer than
+// WSWriteTimeout) closes the connection.
+func (s *socket) writeLoop() {
 	for {
-		// Replies first: they answer the client's own commands.
-		select {
-		case it := <-s.replies:
-			if err := handle(it); err != nil {
-				return err
+		s.mu.Lock()
+		var it item
+		var u *presence.Update
+		resyncAll := false
+		switch {
+		case len(s.replies) > 0:
+			it = s.replies[0]
+			s.replies[0] = item{}
+			if s.replies = s.replies[1:]; len(s.replies) == 0 {
+				s.replies = nil // an idle socket holds no buffer
 			}
-			continue
+			if s.space != nil {
+				close(s.space)
+				s.space = nil
+			}
+		case s.overflow:
+			s.overflow, resyncAll = false, true
+		case len(s.events) > 0:
+			u = s.events[0]
+			s.events[0] = nil
+			if s.events = s.events[1:]; len(s.events) == 0 {
+				s.events = nil
+			}
 		default:
+			s.writing = false
+			if s.idle != nil {
+				close(s.idle)
+			}
+			s.mu.Unlock()
+			return
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case it := <-s.replies:
-			if err := handle(it); err != nil {
-				return err
-			}
-		case it := <-s.events:
-			if s.overflow.Load() {
-				continue // dropped: a sync follows
-			}
-			if err := handle(*it); err != nil {
-				return err
-			}
-		case <-s.wake:
-			if !s.overflow.Load() {
-				continue
-			}
-			// Drop what is queued, then send every room afresh.
-			for drained := false; !drained; {
-				select {
-				case <-s.events:
-				default:
-					drained = true
+		if s.seq == nil {
+			s.seq = presence.NewSequencer()
+		}
+		s.mu.Unlock()
+		var err error
+		switch {
+		case resyncAll:
+			for _, room := range s.seq.Rooms() {
+				if err = s.resync(room); err != nil {
+					break
 				}
 			}
-			s.overflow.Store(false)
-			for room := range versions {
-				if err := syncRoom(room); err != nil {
-					return err
-				}
+		case u != nil:
+			err = s.writeUpdate(u)
+		default:
+			err = s.writeReply(it)
+		}
+		if err != nil {
+			s.conn.CloseNow()
+			s.mu.Lock()
+			s.closeLocked()
+			s.writing = false
+			if s.idle != nil {
+				close(s.idle)
 			}
+			s.mu.Unlock()
+			return
 		}
 	}
 }
 
+func (s *socket) write(b []byte) error {
+	if !utf8.Valid(b) {
+		// Never reached with what the node builds (inputs are checked,
+		// stored data is repaired when read); a browser would close the
+		// socket on an invalid text frame, so it is checked once more.
+		b = bytes.ToValidUTF8(b, []byte("\uFFFD"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.WSWriteTimeout)
+	defer cancel()
+	return s.conn.Write(ctx, websocket.MessageText, b)
+}
+
+// resync sends the client the room's state afresh.
+func (s *socket) resync(room presence.RoomRef) error {
+	l, ok := s.rt.Resync(s.ctx, room)
+	if !ok {
+		return nil
+	}
+	s.seq.Snapshot(room, l.Version)
+	return s.write(encodeSync(l))
+}
+
+func (s *socket) writeReply(it item) error {
+	switch it.kind {
+	case kindSnapshot:
+		newer := s.seq.Snapshot(it.room, it.version)
+		if err := s.write(it.data); err != nil || !newer {
+			return err
+		}
+		return s.resync(it.room)
+	case kindLeft:
+		s.seq.Forget(it.room)
+	}
+	return s.write(it.data)
+}
+
+func (s *socket) writeUpdate(u *presence.Update) error {
+	if u.Sync != nil {
+		if !s.seq.Sync(u.Room, u.Version) {
+			return nil // not (yet) the client's room
+		}
+		return s.write(u.Encoded(encodeUpdate))
+	}
+	switch s.seq.Event(u.Room, u.Version) {
+	case presence.Write:
+		return s.write(u.Encoded(encodeUpdate))
+	case presence.Resync:
+		return s.resync(u.Room)
+	}
+	return nil
+}
+
 // serveWS upgrades the connection and runs the WebSocket protocol (README: GET /v1/ws).
 func (s *Server) serveWS(c echo.Context) error {
-	if s.hub == nil {
+	if s.rt == nil {
 		return presence.Errorf(presence.EUNAVAILABLE, "realtime is not enabled on this node")
 	}
 	r := c.Request()
@@ -275,7 +332,7 @@ func (s *Server) serveWS(c echo.Context) error {
 		return presence.Errorf(presence.EFORBIDDEN, "origin %q is not allowed", origin)
 	}
 	sock := &socket{srv: s, limiter: newRateLimiter(s.cfg.WSMessagesPerSecond)}
-	conn, err := websocket.Accept(c.Response(), r, &websocket.AcceptOptions{
+	conn, err := websocket.Accept(smallBuffers{c.Response()}, r, &websocket.AcceptOptions{
 		CompressionMode: websocket.CompressionDisabled,
 		// The origin was checked above, by the same rule as HTTP CORS.
 		InsecureSkipVerify: true,
@@ -292,6 +349,44 @@ func (s *Server) serveWS(c echo.Context) error {
 	go s.serveSocket(sock, id)
 	return nil
 }
+
+// Buffer sizes of a socket after the handshake. net/http hands a hijacked
+// connection 4 KB for reading and 4 KB for writing, which an idle socket
+// would keep for good; client messages are small JSON, and the library
+// reads a frame's payload past the buffer straight from the connection. A
+// frame larger than the write buffer is written in two calls (header, then
+// payload); the presence frames of a room's events fit.
+const (
+	socketReadBuffer  = 256
+	socketWriteBuffer = 1024
+)
+
+// smallBuffers hands the WebSocket library small buffers when it hijacks
+// the connection, instead of net/http's (which are released).
+type smallBuffers struct{ http.ResponseWriter }
+
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := brw.Writer.Flush(); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	// Bytes the client sent after its handshake request are read first:
+	// they must be in the new buffer (the library resets its reader onto
+	// the connection, keeping only what is buffered).
+	r := bufio.NewReaderSize(conn, socketReadBuffer)
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		r = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn), max(socketReadBuffer, n))
+		r.Peek(n) // from the bytes.Reader: never waits for the connection
+	}
+	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(conn, socketWriteBuffer)), nil
+}
+
+func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // onPing counts a client's WebSocket ping frame like a message: past the
 // rate limit it gets no pong, and the socket is closed with 1008. It runs on
@@ -311,16 +406,11 @@ func (s *socket) onPing(context.Context, []byte) bool {
 }
 
 func (s *Server) serveSocket(sock *socket, id *presence.Identity) {
-	ctx, cancel := context.WithCancel(presence.NewContextWithIdentity(context.Background(), id))
-	defer cancel()
+	ctx := presence.NewContextWithIdentity(context.Background(), id)
 	conn := sock.conn
 	conn.SetReadLimit(s.cfg.WSMaxMessageBytes)
-	sock.id, sock.ctx = id, ctx
-	sock.replies = make(chan item, 16)
-	sock.events = make(chan *item, s.cfg.WSQueue)
-	sock.wake = make(chan struct{}, 1)
-	sock.joined = map[presence.RoomRef]*presence.Owned{}
-	sock.watched = map[presence.RoomRef]bool{}
+	sock.ctx = ctx
+	sock.rt = s.rt.Connect(sock)
 	s.register(sock)
 	s.met.sockets.Inc()
 	defer func() {
@@ -330,37 +420,12 @@ func (s *Server) serveSocket(sock *socket, id *presence.Identity) {
 	}()
 
 	sock.lastRead.Store(time.Now().UnixNano())
-	writeDone := make(chan error, 1)
-	go func() { writeDone <- sock.writeLoop(ctx) }()
-
 	closeFrame := sock.readLoop(ctx)
-
-	// A close frame (or a leave) ends the sessions now; a lost connection or
-	// a node shutting down leaves them to their deadline, so the client can
-	// resume them, on any node, without a leave and a join.
-	ectx, ecancel := context.WithTimeout(context.Background(), 2*time.Second)
-	for room, o := range sock.joined {
-		if closeFrame && !s.draining.Load() {
-			if err := s.endHeld(ectx, o); err != nil {
-				s.log.Warn("end session on close: left to its deadline", "room", room.RoomID, "err", err)
-			}
-		} else {
-			s.keeper.Release(ectx, o) // to its ordinary deadline: resume works
-		}
-	}
-	ecancel()
-	for room := range sock.joined {
-		s.hub.detach(room, sock)
-		s.hub.release(room)
-	}
-	for room := range sock.watched {
-		if sock.joined[room] == nil {
-			s.hub.detach(room, sock)
-			s.hub.release(room)
-		}
-	}
-	cancel()
-	<-writeDone
+	// A close frame ends the sessions now; a lost connection or a node
+	// shutting down leaves them to their deadline (resume).
+	sock.rt.Close(closeFrame && !s.draining.Load())
+	conn.CloseNow() // a write in progress ends at once
+	sock.stopWriter()
 	conn.CloseNow()
 }
 
@@ -368,12 +433,13 @@ func (s *Server) serveSocket(sock *socket, id *presence.Identity) {
 // whether the client closed it with a close frame.
 func (s *socket) readLoop(ctx context.Context) bool {
 	for {
-		typ, b, err := s.conn.Read(ctx)
+		// No deadline and no cancellation: a socket ends by closing its
+		// connection (and a cancellable context would cost memory).
+		typ, b, err := s.conn.Read(context.Background())
 		if err != nil {
 			return websocket.CloseStatus(err) != -1
 		}
 		s.lastRead.Store(time.Now().UnixNano())
-		s.cleanupEnded()
 		if typ != websocket.MessageText {
 			// The protocol is JSON in text frames; a binary frame is refused
 			// with 1003 (unsupported data), its sessions left to their
@@ -388,28 +454,46 @@ func (s *socket) readLoop(ctx context.Context) bool {
 			s.conn.Close(websocket.StatusPolicyViolation, "rate limit exceeded")
 			return false
 		}
-		m, err := decodeClientMessage(b)
-		if err != nil {
-			var id json.RawMessage
-			if m != nil {
-				id = m.ID
-			}
-			s.replyError(id, err)
-			continue
+		// The command runs on a goroutine of its own, and the reader waits:
+		// a command's deep calls (JSON, Redis) then never grow the stack
+		// of the reader, which is what an idle socket keeps.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.command(ctx, b)
+		}()
+		<-done
+	}
+}
+
+// command decodes and runs one client message.
+func (s *socket) command(ctx context.Context, b []byte) {
+	m, err := decodeClientMessage(b)
+	if err != nil {
+		var id json.RawMessage
+		if m != nil {
+			id = m.ID
 		}
-		if err := s.handle(ctx, m); err != nil {
-			s.replyError(m.ID, err)
-		}
+		s.replyError(id, err)
+		return
+	}
+	if err := s.handle(ctx, m); err != nil {
+		s.replyError(m.ID, err)
 	}
 }
 
 // flush waits (briefly) until the queued replies are written.
 func (s *socket) flush() {
 	deadline := time.Now().Add(time.Second)
-	for len(s.replies) > 0 && time.Now().Before(deadline) {
+	for time.Now().Before(deadline) {
+		s.mu.Lock()
+		done := len(s.replies) == 0 && !s.writing
+		s.mu.Unlock()
+		if done {
+			return
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	time.Sleep(10 * time.Millisecond)
 }
 
 func (s *socket) handle(ctx context.Context, m *clientMessage) error {
@@ -432,163 +516,42 @@ func (s *socket) handle(ctx context.Context, m *clientMessage) error {
 }
 
 func (s *socket) join(ctx context.Context, m *clientMessage) error {
-	room, err := s.srv.svc.Room(ctx, m.RoomID)
+	interval, err := presence.IntervalMillis(m.Interval)
 	if err != nil {
 		return err
 	}
-	prev := s.joined[room]
-	if !s.uses(room) && s.roomCount() >= s.srv.cfg.WSMaxRooms {
-		return presence.Errorf(presence.ELIMIT, "at most %d rooms per socket", s.srv.cfg.WSMaxRooms)
-	}
-	in := presence.HeartbeatInput{RoomID: m.RoomID, SessionID: m.SessionID, Data: m.Data, UserID: m.UserID, Name: m.Name, Image: m.Image}
-	if m.Interval != nil {
-		in.Interval = intervalOf(*m.Interval)
-	}
-	if !s.uses(room) {
-		if err := s.srv.hub.acquire(ctx, room); err != nil {
-			return err
-		}
-	}
-	var out *presence.HeartbeatOutput
-	gen, err := s.srv.keeper.Hold(ctx, room, in.Interval)
-	if err == nil {
-		in.HeldBy = gen
-		if out, err = s.srv.svc.Heartbeat(ctx, in); err != nil {
-			s.srv.keeper.Unhold(room)
-		}
-	}
-	if err != nil {
-		if !s.uses(room) {
-			s.srv.hub.release(room)
-		}
-		return err
-	}
-	if prev != nil && prev.SessionID != m.SessionID {
-		// A socket has one session per room: the new one replaces the old.
-		s.srv.endHeld(ctx, prev)
-	}
-	if prev != nil {
-		s.srv.keeper.Remove(prev)
-	}
-	_, _, epoch, _ := s.srv.svc.Tokens().ParseSessionToken(out.SessionToken)
-	user, _ := s.srv.svc.ActingUser(ctx, m.UserID)
-	o := &presence.Owned{Room: room, UserID: user, SessionID: m.SessionID, Epoch: epoch,
-		Interval: time.Duration(out.Interval) * time.Millisecond, Owner: s}
-	s.joined[room] = o
-	s.srv.keeper.Add(o, gen, out.Version)
-	// Follow the room before reading its snapshot, so that no change falls
-	// between the two (the writer drops what the snapshot already has, and
-	// syncs if something newer came first).
-	s.srv.hub.attach(room, s, false)
-	l, err := s.srv.svc.Store().List(ctx, room, presence.ListQuery{Limit: snapshotLimit})
+	j, err := s.rt.Join(ctx, presence.HeartbeatInput{RoomID: m.RoomID, SessionID: m.SessionID, Interval: interval,
+		Data: m.Data, UserID: m.UserID, Name: m.Name, Image: m.Image})
 	if err != nil {
 		return err
 	}
-	b, _ := json.Marshal(snapshotMsg{Type: "joined", ID: m.ID, RoomID: room.RoomID, RoomToken: out.RoomToken,
-		SessionToken: out.SessionToken, Version: l.Version, Members: l.Members})
-	s.reply(item{kind: kindSnapshot, room: room, version: l.Version, data: b})
+	l := j.Snapshot
+	b, _ := json.Marshal(snapshotMsg{Type: "joined", ID: m.ID, RoomID: j.Room.RoomID, RoomToken: j.RoomToken,
+		SessionToken: j.SessionToken, Version: l.Version, Members: l.Members})
+	s.reply(item{kind: kindSnapshot, room: j.Room, version: l.Version, data: b})
 	return nil
-}
-
-func intervalOf(ms int64) time.Duration {
-	if ms <= 0 || ms > presence.MaxInterval.Milliseconds() {
-		return -1 // refused by the service
-	}
-	return time.Duration(ms) * time.Millisecond
 }
 
 func (s *socket) leave(ctx context.Context, m *clientMessage) error {
-	room, err := s.srv.svc.Room(ctx, m.RoomID)
-	if err != nil {
-		return err
+	left, err := s.rt.Leave(ctx, m.RoomID)
+	if left != nil {
+		s.replyLeft(left, m.ID, "left")
 	}
-	o := s.joined[room]
-	if o == nil {
-		return presence.Errorf(presence.ENOTFOUND, "not joined to room %q", m.RoomID)
-	}
-	delete(s.joined, room)
-	err = s.srv.endHeld(ctx, o)
-	s.dropRoom(room, m.ID, "left")
 	return err
 }
 
-// endHeld ends a session the node holds for a socket (a leave, a close
-// frame, a replaced session). If the store does not answer, the session is
-// handed to its ordinary deadline instead (the keeper retries that until
-// the store answers): never is it left held by a node that let it go, which
-// would keep it online for good.
-func (s *Server) endHeld(ctx context.Context, o *presence.Owned) error {
-	if err := s.svc.EndSession(ctx, o.Room, o.SessionID, o.Epoch); err != nil {
-		s.keeper.Release(ctx, o)
-		return err
-	}
-	s.keeper.Remove(o)
-	return nil
-}
-
-// reattach tells the hub how the socket follows a room it still uses:
-// joined (by its identity), watching by a live room token (which a removal
-// of the room ends), or only holding the token of a removed room (no events).
-func (s *socket) reattach(room presence.RoomRef) {
-	switch live, watched := s.watched[room]; {
-	case s.joined[room] != nil:
-		s.setFrozen(room, false)
-		s.srv.hub.attach(room, s, false)
-	case watched && live:
-		s.srv.hub.attach(room, s, true)
-	default:
-		s.setFrozen(room, true)
-		s.srv.hub.detach(room, s)
-	}
-}
-
-func (s *socket) setFrozen(room presence.RoomRef, frozen bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !frozen {
-		delete(s.frozen, room)
-		return
-	}
-	if s.frozen == nil {
-		s.frozen = map[presence.RoomRef]bool{}
-	}
-	s.frozen[room] = true
-}
-
-func (s *socket) isFrozen(room presence.RoomRef) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.frozen[room]
-}
-
-// dropRoom stops the socket's use of a room when neither joined nor watched.
-func (s *socket) dropRoom(room presence.RoomRef, id json.RawMessage, replyType string) {
+// replyLeft answers a leave or an unwatch.
+func (s *socket) replyLeft(left *presence.Left, id json.RawMessage, typ string) {
 	kind := kindReply
-	if !s.uses(room) {
-		s.srv.hub.detach(room, s)
-		s.srv.hub.release(room)
-		s.setFrozen(room, false)
+	if left.Dropped {
 		kind = kindLeft
-	} else {
-		s.reattach(room)
 	}
-	b, _ := json.Marshal(replyMsg{Type: replyType, ID: id, RoomID: room.RoomID})
-	s.reply(item{kind: kind, room: room, data: b})
+	b, _ := json.Marshal(replyMsg{Type: typ, ID: id, RoomID: left.Room.RoomID})
+	s.reply(item{kind: kind, room: left.Room, data: b})
 }
 
 func (s *socket) update(ctx context.Context, m *clientMessage) error {
-	room, err := s.srv.svc.Room(ctx, m.RoomID)
-	if err != nil {
-		return err
-	}
-	o := s.joined[room]
-	if o == nil {
-		return presence.Errorf(presence.ENOTFOUND, "not joined to room %q", m.RoomID)
-	}
-	if m.Data == nil {
-		return presence.Errorf(presence.EINVALID, "data is required")
-	}
-	if err := s.srv.svc.SetData(ctx, m.RoomID, o.UserID, m.Data); err != nil {
+	if err := s.rt.Update(ctx, m.RoomID, m.Data); err != nil {
 		return err
 	}
 	s.replyJSON(replyMsg{Type: "updated", ID: m.ID, RoomID: m.RoomID})
@@ -596,84 +559,22 @@ func (s *socket) update(ctx context.Context, m *clientMessage) error {
 }
 
 func (s *socket) watch(ctx context.Context, m *clientMessage) error {
-	room, epoch, err := s.srv.svc.ParseRoomToken(m.RoomToken)
+	room, l, err := s.rt.Watch(ctx, m.RoomToken)
 	if err != nil {
 		return err
 	}
-	// A socket lives in its org: a room token of another org (fine for an
-	// HTTP list) would mix two orgs' rooms of the same id on one socket.
-	if room.Org != s.id.Org && !s.id.Admin {
-		return presence.Errorf(presence.EFORBIDDEN, "the room token is of another org")
-	}
-	if !s.id.MayAccessRoom(room.RoomID) {
-		return presence.Errorf(presence.EFORBIDDEN, "the token does not grant room %q", room.RoomID)
-	}
-	if !s.uses(room) {
-		if s.roomCount() >= s.srv.cfg.WSMaxRooms {
-			return presence.Errorf(presence.ELIMIT, "at most %d rooms per socket", s.srv.cfg.WSMaxRooms)
-		}
-		if err := s.srv.hub.acquire(ctx, room); err != nil {
-			return err
-		}
-	}
-	l, err := s.srv.svc.Store().List(ctx, room, presence.ListQuery{Epoch: epoch, Limit: snapshotLimit})
-	if err != nil {
-		if !s.uses(room) {
-			s.srv.hub.release(room)
-		}
-		return err
-	}
-	// The token of a removed room watches an empty room that never changes:
-	// nothing of the room's new life reaches it (as GET /v1/list).
-	s.watched[room] = !l.Stale
-	s.setFrozen(room, false) // a live token may follow the room again
-	s.reattach(room)
 	b, _ := json.Marshal(snapshotMsg{Type: "watching", ID: m.ID, RoomID: room.RoomID, Version: l.Version, Members: l.Members})
 	s.reply(item{kind: kindSnapshot, room: room, version: l.Version, data: b})
 	return nil
 }
 
 func (s *socket) unwatch(m *clientMessage) error {
-	for room := range s.watched {
-		if room.RoomID == m.RoomID {
-			delete(s.watched, room)
-			s.dropRoom(room, m.ID, "unwatched")
-			return nil
-		}
+	left, err := s.rt.Unwatch(m.RoomID)
+	if err != nil {
+		return err
 	}
-	return presence.Errorf(presence.ENOTFOUND, "not watching room %q", m.RoomID)
-}
-
-// sessionEnded is called by the keeper when one of the socket's sessions
-// was ended by someone else (sign-out, removal, expiry). The reader cleans
-// up at its next turn; the client is told now.
-func (s *socket) sessionEnded(o *presence.Owned) {
-	s.mu.Lock()
-	s.ended = append(s.ended, o)
-	s.mu.Unlock()
-	b, _ := json.Marshal(replyMsg{Type: "left", RoomID: o.Room.RoomID, Reason: "ended"})
-	select {
-	case s.replies <- item{kind: kindReply, data: b}:
-	default:
-	}
-}
-
-func (s *socket) cleanupEnded() {
-	s.mu.Lock()
-	ended := s.ended
-	s.ended = nil
-	s.mu.Unlock()
-	for _, o := range ended {
-		if s.joined[o.Room] == o {
-			delete(s.joined, o.Room)
-			if !s.uses(o.Room) {
-				s.srv.hub.detach(o.Room, s)
-				s.srv.hub.release(o.Room)
-			} else {
-				s.reattach(o.Room)
-			}
-		}
-	}
+	s.replyLeft(left, m.ID, "unwatched")
+	return nil
 }
 
 // rateLimiter is a token bucket: n per second, bursts of n.
@@ -702,34 +603,31 @@ func (l *rateLimiter) allow(now time.Time) bool {
 // wsMetrics are the realtime metrics of a node.
 type wsMetrics struct {
 	sockets     prometheus.Gauge
-	delivered   prometheus.Counter
-	syncs       prometheus.Counter
 	overflows   prometheus.Counter
 	rateLimited prometheus.Counter
 	overloaded  prometheus.Counter
 }
 
-// registerKeeper exports the number of sessions the node keeps alive.
-func (s *Server) registerKeeper(reg prometheus.Registerer) {
-	if reg == nil || s.keeper == nil {
-		return
-	}
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "presence_sessions_kept_alive", Help: "Sessions this node keeps alive for its sockets.",
-	}, func() float64 { return float64(s.keeper.Len()) }))
-}
-
-func newWSMetrics(reg prometheus.Registerer) *wsMetrics {
+func newWSMetrics(reg prometheus.Registerer, rt *presence.Realtime) *wsMetrics {
 	m := &wsMetrics{
 		sockets:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "presence_websockets", Help: "Open WebSockets."}),
-		delivered:   prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_events_delivered_total", Help: "Events handed to local sockets."}),
-		syncs:       prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_syncs_sent_total", Help: "Sync messages sent to sockets."}),
 		overflows:   prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_socket_overflows_total", Help: "Times a slow socket's queue overflowed."}),
 		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_ws_rate_limited_total", Help: "Sockets closed for exceeding the message rate."}),
 		overloaded:  prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_http_overloaded_total", Help: "Requests refused because MaxInFlight were being served."}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.sockets, m.delivered, m.syncs, m.overflows, m.rateLimited, m.overloaded)
+	if reg == nil {
+		return m
+	}
+	reg.MustRegister(m.sockets, m.overflows, m.rateLimited, m.overloaded)
+	if rt != nil {
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "presence_events_delivered_total", Help: "Events handed to local sockets."},
+				func() float64 { return float64(rt.Delivered()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "presence_syncs_sent_total", Help: "Sync messages sent to sockets."},
+				func() float64 { return float64(rt.Synced()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "presence_sessions_kept_alive", Help: "Sessions this node keeps alive for its sockets."},
+				func() float64 { return float64(rt.Keeper().Len()) }),
+		)
 	}
 	return m
 }
@@ -768,10 +666,10 @@ func (s *Server) pingIdle(ctx context.Context) {
 			sock.pinging.Store(true)
 			go func() {
 				defer func() { <-sem; sock.pinging.Store(false) }()
-				pctx, cancel := context.WithTimeout(sock.ctx, interval)
+				pctx, cancel := context.WithTimeout(context.Background(), interval)
 				err := sock.conn.Ping(pctx)
 				cancel()
-				if err != nil && sock.ctx.Err() == nil {
+				if err != nil && !sock.isClosed() {
 					sock.conn.CloseNow()
 					return
 				}

@@ -112,26 +112,24 @@ type errorMsg struct {
 }
 
 type presenceMsg struct {
-	Type    string          `json:"type"`
-	RoomID  string          `json:"roomId"`
-	Version int64           `json:"version"`
-	Event   string          `json:"event"`
-	Member  json.RawMessage `json:"member"`
+	Type    string           `json:"type"`
+	RoomID  string           `json:"roomId"`
+	Version int64            `json:"version"`
+	Event   string           `json:"event"`
+	Member  *presence.Member `json:"member"`
 }
 
-// storeEvent is an event as the Lua scripts publish it.
-type storeEvent struct {
-	Version int64           `json:"version"`
-	Event   string          `json:"event"`
-	UserID  string          `json:"userId"`
-	Member  json.RawMessage `json:"member"`
-	// SessionID and Epoch name the session of an "ended" notice: a session
-	// held by a node's socket ended with no visible change (no version).
-	SessionID string `json:"sessionId"`
-	Epoch     string `json:"epoch"`
-	// Node names the dead node generation of a leave by reap_node.lua.
-	Node string `json:"node"`
+// encodeUpdate encodes what the core hands a socket: a presence event or
+// a sync.
+func encodeUpdate(u *presence.Update) []byte {
+	if u.Sync != nil {
+		return encodeSync(u.Sync)
+	}
+	b, _ := json.Marshal(presenceMsg{Type: "presence", RoomID: u.Room.RoomID, Version: u.Version, Event: u.Event.Kind, Member: u.Event.Member})
+	return b
 }
 
-// eventEnded is the notice of end_session.lua.
-const eventEnded = "ended"
+func encodeSync(l *presence.RoomList) []byte {
+	b, _ := json.Marshal(snapshotMsg{Type: "sync", RoomID: l.RoomID, Version: l.Version, Members: l.Members})
+	return b
+}

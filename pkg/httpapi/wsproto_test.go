@@ -2,9 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
-	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"unicode/utf8"
 
@@ -88,53 +86,4 @@ func FuzzDecodeClientMessage(f *testing.F) {
 			t.Fatalf("accepted id %q", m.ID)
 		}
 	})
-}
-
-// BenchmarkFanout measures the fan-out path: one event, as the subscriber
-// hands it over, to N local sockets' queues (and their writers' version
-// checks, without the network write).
-func BenchmarkFanout(b *testing.B) {
-	for _, n := range []int{100, 1000, 10000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			h := newHub(nil, nil, nil, newWSMetrics(nil))
-			srv := &Server{met: h.met} // a socket reports queue overflows here
-			room := presence.RoomRef{Org: "o", RoomID: "r"}
-			r := &hubRoom{refs: 1, ready: make(chan struct{}), sockets: map[*socket]bool{}}
-			h.rooms[room] = r
-			var wg sync.WaitGroup
-			socks := make([]*socket, n)
-			for i := range socks {
-				s := &socket{srv: srv, events: make(chan *item, 256), wake: make(chan struct{}, 1)}
-				socks[i] = s
-				r.sockets[s] = false
-			}
-			payloads := make([][]byte, b.N)
-			for i := range payloads {
-				payloads[i] = []byte(fmt.Sprintf(`{"version":%d,"event":"join","userId":"u%d","member":{"userId":"u%d","online":true,"lastDisconnected":0,"sessions":1}}`, i+1, i, i))
-			}
-			// Each socket's writer: the version check of writeLoop, no I/O.
-			for _, s := range socks {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					var v int64
-					for it := range s.events {
-						if it.version == v+1 {
-							v = it.version
-						}
-					}
-				}()
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				h.onMessage(room, payloads[i])
-			}
-			b.StopTimer()
-			for _, s := range socks {
-				close(s.events)
-			}
-			wg.Wait()
-		})
-	}
 }

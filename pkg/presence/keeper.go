@@ -383,16 +383,6 @@ func (k *Keeper) releaseMany(ctx context.Context, list []*Owned) {
 	}
 }
 
-// Notice is what the keeper reads of a room's event.
-type Notice struct {
-	Event     string // join, leave, update, remove, reset, or "ended"
-	UserID    string
-	SessionID string // "ended": the session
-	Epoch     string // "ended": its epoch
-	Node      string // a leave of a dead node's session: that generation
-	Version   int64
-}
-
 // Observe takes an event of a room the node follows, to learn about the
 // sessions it holds there that someone else ended: "ended" (one session,
 // by sessionId and epoch), "leave" and "remove" (all of a user's
@@ -400,9 +390,9 @@ type Notice struct {
 // store confirmed of a session are ignored. A leave that names this node's
 // own generation means it was declared dead (it was frozen or cut off past
 // its lease): it then takes every session over again, at once.
-func (k *Keeper) Observe(room RoomRef, n Notice) {
-	event, userID, version := n.Event, n.UserID, n.Version
-	if event != "ended" && event != EventLeave && event != EventRemove && event != EventReset {
+func (k *Keeper) Observe(n Event) {
+	room, event, userID, version := n.Room, n.Kind, n.UserID, n.Version
+	if event != EventEnded && event != EventLeave && event != EventRemove && event != EventReset {
 		return
 	}
 	k.mu.Lock()
@@ -430,7 +420,7 @@ func (k *Keeper) Observe(room RoomRef, n Notice) {
 		}
 		var match bool
 		switch event {
-		case "ended":
+		case EventEnded:
 			match = o.SessionID == n.SessionID && o.Epoch == n.Epoch
 		case EventReset:
 			match = version > o.since

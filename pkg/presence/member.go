@@ -1,8 +1,8 @@
 package presence
 
 import (
+	"context"
 	"encoding/json"
-	"time"
 )
 
 // Member is a user's state in a room.
@@ -51,14 +51,48 @@ const (
 	EventUpdate = "update" // a member's data or profile changed
 	EventRemove = "remove" // a member was forgotten
 	EventReset  = "reset"  // the whole room was removed
+	// EventEnded is a notice, not a change: a session held by a node's
+	// socket ended while its user stays online (another session lives on).
+	// It has no version and is never shown to clients; it tells the
+	// holding node's Keeper that its socket lost the session.
+	EventEnded = "ended"
 )
 
-// Event is one change of a room, in the room's version order.
+// Event is one change of a room, in the room's version order (or an
+// EventEnded notice, which has no version). The store publishes them and a
+// Subscriber hands them to the node, decoded: only the store knows their
+// encoding.
 type Event struct {
 	Room    RoomRef
-	Version int64
+	Version int64 // 0 for EventEnded
 	Kind    string
-	Member  Member
+	UserID  string
+	// Member is the member after the change (nil for EventEnded).
+	Member *Member
+	// SessionID and Epoch name the session of an EventEnded notice.
+	SessionID, Epoch string
+	// Node names the dead node generation whose session a leave ended (the
+	// reaping of a node whose lease lapsed).
+	Node string
+}
+
+// Subscriber follows the events of the rooms a node's connections use.
+// Events reach the EventHandler it was built with, in version order per
+// room. redisstore.Subscriber implements it on Redis pub/sub.
+type Subscriber interface {
+	// Subscribe returns once the subscription is confirmed: every event
+	// published after that reaches the handler.
+	Subscribe(ctx context.Context, room RoomRef) error
+	Unsubscribe(ctx context.Context, room RoomRef) error
+}
+
+// EventHandler takes what a Subscriber delivers. Its methods must not block.
+type EventHandler interface {
+	// OnEvent takes one event of a subscribed room.
+	OnEvent(Event)
+	// OnResubscribe takes a room whose subscription was restored after a
+	// lost connection: events may have been missed.
+	OnResubscribe(RoomRef)
 }
 
 // RoomRef names a room inside an org.
@@ -66,6 +100,3 @@ type RoomRef struct {
 	Org    string
 	RoomID string
 }
-
-// UnixMilli converts t to unix milliseconds.
-func UnixMilli(t time.Time) int64 { return t.UnixMilli() }

@@ -76,6 +76,10 @@ type HeartbeatOutput struct {
 	Interval     int64   `json:"interval"`
 	Room         RoomRef `json:"-"`
 	Version      int64   `json:"-"`
+	// UserID and SessionEpoch are the session's user and epoch (what a
+	// node that holds the session needs to end it later).
+	UserID       string `json:"-"`
+	SessionEpoch string `json:"-"`
 }
 
 // Heartbeat creates or refreshes the caller's session in a room.
@@ -129,6 +133,8 @@ func (s *Service) Heartbeat(ctx context.Context, in HeartbeatInput) (*HeartbeatO
 		Interval:     interval.Milliseconds(),
 		Room:         room,
 		Version:      res.Version,
+		UserID:       user,
+		SessionEpoch: res.SessionEpoch,
 	}, nil
 }
 
@@ -144,9 +150,33 @@ func (s *Service) List(ctx context.Context, roomToken string, limit int) (*RoomL
 	return s.store.List(ctx, room, ListQuery{Epoch: epoch, Limit: limit, Now: s.cfg.Now()})
 }
 
-// ParseRoomToken verifies a room token.
-func (s *Service) ParseRoomToken(roomToken string) (RoomRef, string, error) {
-	return s.tokens.ParseRoomToken(roomToken)
+// Snapshot returns the state of a room as a WebSocket shows it (joined,
+// watching, sync): its first MaxListLimit members. A non-empty epoch that is
+// not the room's any more (the room was removed) yields an empty, Stale list.
+func (s *Service) Snapshot(ctx context.Context, room RoomRef, epoch string) (*RoomList, error) {
+	return s.store.List(ctx, room, ListQuery{Epoch: epoch, Limit: MaxListLimit, Now: s.cfg.Now()})
+}
+
+// WatchRoom checks that the caller may follow the room a room token names
+// on a connection of its org, and returns the room and its epoch. A token
+// of another org is fine for an HTTP list, but a connection lives in its
+// org: two orgs' rooms of the same id must not mix on it (admins excepted).
+func (s *Service) WatchRoom(ctx context.Context, roomToken string) (RoomRef, string, error) {
+	room, epoch, err := s.tokens.ParseRoomToken(roomToken)
+	if err != nil {
+		return RoomRef{}, "", err
+	}
+	id := IdentityFromContext(ctx)
+	if id == nil {
+		return RoomRef{}, "", Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	if room.Org != id.Org && !id.Admin {
+		return RoomRef{}, "", Errorf(EFORBIDDEN, "the room token is of another org")
+	}
+	if !id.MayAccessRoom(room.RoomID) {
+		return RoomRef{}, "", Errorf(EFORBIDDEN, "the token does not grant room %q", room.RoomID)
+	}
+	return room, epoch, nil
 }
 
 // Disconnect ends the session that sessionToken names. It is idempotent, and
@@ -280,12 +310,8 @@ func (s *Service) UserRooms(ctx context.Context, userID string, onlineOnly bool,
 	return out, nil
 }
 
-// ActingUser returns the user a request acts as: the JWT subject for a
+// actingUser returns the user a request acts as: the JWT subject for a
 // verified identity (a different bodyUserID is EFORBIDDEN), else bodyUserID.
-func (s *Service) ActingUser(ctx context.Context, bodyUserID string) (string, error) {
-	return s.actingUser(ctx, bodyUserID)
-}
-
 func (s *Service) actingUser(ctx context.Context, bodyUserID string) (string, error) {
 	id := IdentityFromContext(ctx)
 	if id == nil {

@@ -78,9 +78,10 @@ type Heartbeat struct {
 	// Release hands a session that Node held over to Deadline, if Node
 	// still holds it (nothing else changes; never creates).
 	Release bool
-	// KeepAlive marks the refresh of a node-owned session: one that was
-	// ended is not created again (HeartbeatResult.Ended), unless the room's
-	// state is gone altogether (Redis lost its data).
+	// KeepAlive marks the refresh of a node-owned session: one that is gone
+	// is not created again (HeartbeatResult.Ended). The Keeper tells a
+	// session ended elsewhere from a store that lost its data (LostData)
+	// and puts the latter back with a plain heartbeat.
 	KeepAlive bool
 }
 

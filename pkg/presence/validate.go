@@ -94,6 +94,20 @@ func ValidateInterval(d time.Duration) (time.Duration, error) {
 	return d, nil
 }
 
+// IntervalMillis turns an interval as a client sends it (milliseconds; nil
+// when absent) into a duration: absent means the default, and anything
+// outside MinInterval..MaxInterval, 0 included, is refused. An explicit 0 is
+// an error, not the default, so that a client's mistake is not hidden.
+func IntervalMillis(ms *int64) (time.Duration, error) {
+	if ms == nil {
+		return DefaultInterval, nil
+	}
+	if *ms < MinInterval.Milliseconds() || *ms > MaxInterval.Milliseconds() {
+		return 0, Errorf(EINVALID, "interval must be %d-%d ms", MinInterval.Milliseconds(), MaxInterval.Milliseconds())
+	}
+	return time.Duration(*ms) * time.Millisecond, nil
+}
+
 // ValidateLimit checks a list limit; zero means the default.
 func ValidateLimit(n int) (int, error) {
 	if n == 0 {

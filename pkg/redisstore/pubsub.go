@@ -20,13 +20,12 @@ type SubscriberConfig struct {
 	// Connections is the number of pub/sub connections rooms are spread
 	// over. Zero means 4.
 	Connections int
-	// OnMessage receives every event published on a subscribed room, in
-	// the order Redis delivered them (per room). It must not block.
-	OnMessage func(room presence.RoomRef, payload []byte)
-	// OnResubscribe is called for rooms whose subscription was restored
-	// after a lost connection: events may have been missed. It must not block.
-	OnResubscribe func(room presence.RoomRef)
-	Logger        *slog.Logger
+	// Handler receives every event published on a subscribed room,
+	// decoded, in the order Redis delivered them (per room), and the rooms
+	// whose subscription was restored after a lost connection (events may
+	// have been missed). Nil: set it with SetHandler before Open.
+	Handler presence.EventHandler
+	Logger  *slog.Logger
 }
 
 // Subscriber follows the events channels of the rooms this node's sockets
@@ -61,16 +60,32 @@ func (s *Store) NewSubscriber(cfg SubscriberConfig) *Subscriber {
 	if cfg.Logger == nil {
 		cfg.Logger = s.log
 	}
-	if cfg.OnMessage == nil {
-		cfg.OnMessage = func(presence.RoomRef, []byte) {}
-	}
-	if cfg.OnResubscribe == nil {
-		cfg.OnResubscribe = func(presence.RoomRef) {}
-	}
-	onMessage, onResubscribe := cfg.OnMessage, cfg.OnResubscribe
-	cfg.OnMessage = func(r presence.RoomRef, p []byte) { s.met.received.Inc(); onMessage(r, p) }
-	cfg.OnResubscribe = func(r presence.RoomRef) { s.met.reconnects.Inc(); onResubscribe(r) }
 	return &Subscriber{store: s, cfg: cfg}
+}
+
+// SetHandler sets the handler of a Subscriber built without one (the
+// handler may need the Subscriber first). Call it before Open.
+func (sub *Subscriber) SetHandler(h presence.EventHandler) { sub.cfg.Handler = h }
+
+// deliver decodes one message of room and hands it to the handler.
+func (sub *Subscriber) deliver(room presence.RoomRef, payload string) {
+	sub.store.met.received.Inc()
+	ev, err := DecodeEvent(room, []byte(payload))
+	if err != nil {
+		sub.cfg.Logger.Warn("bad event payload", "err", err)
+		return
+	}
+	if sub.cfg.Handler != nil {
+		sub.cfg.Handler.OnEvent(ev)
+	}
+}
+
+// resubscribed reports a room whose subscription was restored.
+func (sub *Subscriber) resubscribed(room presence.RoomRef) {
+	sub.store.met.reconnects.Inc()
+	if sub.cfg.Handler != nil {
+		sub.cfg.Handler.OnResubscribe(room)
+	}
 }
 
 // Open starts the connections' receive loops.
@@ -147,7 +162,7 @@ func (sub *Subscriber) conn(channel string) *subConn {
 }
 
 // Subscribe subscribes to a room's events and returns once Redis has
-// confirmed it: every event published after that reaches OnMessage.
+// confirmed it: every event published after that reaches the handler.
 func (sub *Subscriber) Subscribe(ctx context.Context, room presence.RoomRef) error {
 	if sub.cluster != nil {
 		return sub.cluster.subscribe(ctx, room)
@@ -228,7 +243,7 @@ func pingIfIdle(ctx context.Context, ps *redis.PubSub, err error) (idle, alive b
 
 // receive reads one connection until ctx is done. A confirmation that no
 // Subscribe call waits for is a subscription that go-redis restored after a
-// reconnect: the room is reported to OnResubscribe.
+// reconnect: the room is reported to the handler.
 func (sub *Subscriber) receive(ctx context.Context, c *subConn) {
 	backoff := 50 * time.Millisecond
 	c.ps.Ping(ctx) // the Pong marks the connection up
@@ -263,7 +278,7 @@ func (sub *Subscriber) receive(ctx context.Context, c *subConn) {
 			room, ok := c.rooms[m.Channel]
 			c.mu.Unlock()
 			if ok {
-				sub.cfg.OnMessage(room, []byte(m.Payload))
+				sub.deliver(room, m.Payload)
 			}
 		case *redis.Subscription:
 			if !strings.HasSuffix(m.Kind, "subscribe") || strings.Contains(m.Kind, "unsubscribe") {
@@ -278,7 +293,7 @@ func (sub *Subscriber) receive(ctx context.Context, c *subConn) {
 				close(w)
 			}
 			if len(waiters) == 0 && ok {
-				sub.cfg.OnResubscribe(room)
+				sub.resubscribed(room)
 			}
 		}
 	}

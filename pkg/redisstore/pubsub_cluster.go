@@ -163,7 +163,7 @@ func (cs *clusterSubscriber) rehome(n *nodeSub, channels map[string]presence.Roo
 			go func() {
 				select {
 				case <-done:
-					cs.sub.cfg.OnResubscribe(room)
+					cs.sub.resubscribed(room)
 				case <-cs.ctx.Done():
 				}
 			}()
@@ -211,7 +211,7 @@ func (cs *clusterSubscriber) receive(ctx context.Context, n *nodeSub) {
 			room, ok := n.rooms[m.Channel]
 			n.mu.Unlock()
 			if ok {
-				cs.sub.cfg.OnMessage(room, []byte(m.Payload))
+				cs.sub.deliver(room, m.Payload)
 			}
 		case *redis.Subscription:
 			n.mu.Lock()

@@ -443,13 +443,10 @@ func (s *Store) List(ctx context.Context, room presence.RoomRef, q presence.List
 	return parseList(room.RoomID, v)
 }
 
-// Offline members are scored OFFLINE - lastDisconnected in the order set;
-// online ones by join sequence × 1024 + live sessions, below ONLINE_MAX
-// (lua/lib.lua).
-const (
-	orderOffline   = 9_000_000_000_000_000
-	orderOnlineMax = 1_000_000_000_000_000
-)
+// The order set holds presence order scores (presence.OrderScore; lua/lib.lua
+// OFFLINE and ONLINE_MAX are the same numbers): offline members are scored
+// OFFLINE - lastDisconnected; online ones by join sequence × 1024 + live
+// sessions, below ONLINE_MAX.
 
 func parseList(roomID string, v []any) (*presence.RoomList, error) {
 	if len(v) == 0 || (len(v)-1)%5 != 0 {
@@ -462,11 +459,8 @@ func parseList(roomID string, v []any) (*presence.RoomList, error) {
 	}
 	for i := 1; i < len(v); i += 5 {
 		score, _ := strconv.ParseFloat(toString(v[i+1]), 64)
-		m := presence.Member{UserID: toString(v[i]), Sessions: int(toInt(v[i+2]))}
-		m.Online = m.Sessions > 0
-		if score >= orderOnlineMax {
-			m.LastDisconnected = orderOffline - int64(score)
-		}
+		m := presence.MemberFromScore(toString(v[i]), int64(score))
+		m.Sessions = int(toInt(v[i+2]))
 		if d := toString(v[i+3]); d != "" {
 			m.Data = validUTF8([]byte(d))
 		}

@@ -150,11 +150,8 @@ func (s *Store) UserRooms(ctx context.Context, org, userID string, limit int) ([
 			stale = append(stale, m)
 			continue
 		}
-		r := presence.UserRoom{RoomID: m[len(prefix):], Online: score < orderOnlineMax}
-		if !r.Online {
-			r.LastDisconnected = orderOffline - int64(score)
-		}
-		out = append(out, r)
+		mem := presence.MemberFromScore("", int64(score))
+		out = append(out, presence.UserRoom{RoomID: m[len(prefix):], Online: mem.Online, LastDisconnected: mem.LastDisconnected})
 	}
 	if len(stale) > 0 {
 		s.rdb.ZRem(ctx, key, stale...)

@@ -155,6 +155,85 @@ describe('PresenceClient over WebSocket', () => {
     expect(joins[1].sessionId).toBe(joins[0].sessionId);
   });
 
+  // The hold rule of both clients (pkg/client/doc.go, README: A view per room).
+  describe('events ahead of the view', () => {
+    /** @param {number} version @param {string} event @param {any} [m] */
+    const ev = (version, event, m) => ({ type: 'presence', roomId: 'lobby', version, event, member: m });
+    const ids = (/** @type {any} */ client) => client.getMembers('lobby').map((/** @type {any} */ m) => `${m.userId}:${m.online ? 'on' : 'off'}`);
+    async function joined(version = 1) {
+      const t = setup();
+      t.client.join('lobby');
+      await tick();
+      t.ws.last.open();
+      t.ws.last.answerJoins([member('ada')], version);
+      return t;
+    }
+
+    it('holds them until the gap fills, the first of a version only', async () => {
+      const { client, ws } = await joined();
+      ws.last.receive(ev(3, 'join', member('cy')));
+      ws.last.receive(ev(3, 'join', member('dup')));
+      ws.last.receive(ev(5, 'leave', member('ada', { online: false, lastDisconnected: 7, sessions: 0 })));
+      expect(client.getRoom('lobby').version).toBe(1);
+      ws.last.receive(ev(2, 'join', member('bob')));
+      expect(client.getRoom('lobby').version).toBe(3);
+      expect(ids(client)).toEqual(['ada:on', 'bob:on', 'cy:on']);
+      ws.last.receive(ev(4, 'future', member('bob', { online: false })));
+      expect(client.getRoom('lobby').version).toBe(5); // an unknown kind moves the version only
+      expect(ids(client)).toEqual(['bob:on', 'cy:on', 'ada:off']);
+    });
+
+    it('on a snapshot, drops the held ones at or below its version and applies the ones right after it', async () => {
+      const { client, ws } = await joined();
+      ws.last.receive(ev(3, 'join', member('ghost')));
+      ws.last.receive(ev(5, 'join', member('eve')));
+      ws.last.receive(ev(7, 'join', member('fay')));
+      ws.last.receive({ type: 'sync', roomId: 'lobby', version: 4, members: [member('ada'), member('bob')] });
+      expect(client.getRoom('lobby').version).toBe(5);
+      expect(ids(client)).toEqual(['ada:on', 'bob:on', 'eve:on']);
+      ws.last.receive(ev(6, 'remove', member('bob')));
+      expect(client.getRoom('lobby').version).toBe(7);
+      expect(ids(client)).toEqual(['ada:on', 'eve:on', 'fay:on']);
+    });
+
+    it('holds at most 1000: one more drops them all, and the view waits for a snapshot', async () => {
+      const { client, ws } = await joined();
+      const upd = (/** @type {number} */ v) => ev(v, 'update', member('ada', { data: v }));
+      for (let v = 3; v <= 1002; v++) ws.last.receive(upd(v));
+      ws.last.receive(upd(2));
+      expect(client.getRoom('lobby').version).toBe(1002);
+      expect(client.getMembers('lobby')[0].data).toBe(1002);
+      for (let v = 1004; v <= 2004; v++) ws.last.receive(upd(v)); // the 1001st drops them
+      ws.last.receive(upd(1003));
+      expect(client.getRoom('lobby').version).toBe(1003);
+      ws.last.receive(upd(2006));
+      ws.last.receive({ type: 'sync', roomId: 'lobby', version: 2005, members: [member('ada')] });
+      expect(client.getRoom('lobby').version).toBe(2006);
+      expect(client.getMembers('lobby')[0].data).toBe(2006);
+    });
+
+    it('ignores events of a room without a snapshot yet', async () => {
+      const { client, ws } = setup();
+      client.join('lobby');
+      await tick();
+      ws.last.open();
+      ws.last.receive(ev(2, 'join', member('bob')));
+      ws.last.answerJoins([member('ada')], 1);
+      expect(client.getRoom('lobby').version).toBe(1);
+      expect(ids(client)).toEqual(['ada:on']);
+    });
+
+    it('orders ties by userId in UTF-8 byte order, as the server', async () => {
+      const { client, ws } = await joined();
+      const gone = (/** @type {string} */ id) => member(id, { online: false, lastDisconnected: 5, sessions: 0 });
+      ws.last.receive(ev(2, 'leave', gone('\u{1F600}')));
+      ws.last.receive(ev(3, 'leave', gone('\uFFFF')));
+      ws.last.receive(ev(4, 'leave', gone('b')));
+      ws.last.receive(ev(5, 'leave', gone('a\u{1F600}')));
+      expect(ids(client)).toEqual(['ada:on', 'a\u{1F600}:off', 'b:off', '\uFFFF:off', '\u{1F600}:off']);
+    });
+  });
+
   it('reconnects with exponential backoff and jitter, and resumes with the same sessionIds', async () => {
     let r = 1;
     const { client, ws } = setup({ options: { random: () => r } });

@@ -45,6 +45,10 @@ const DEFAULTS = {
 // Join errors worth another try (the same as the Go client's).
 const TRANSIENT_CODES = new Set(['unavailable', 'rate_limited', 'internal']);
 
+// The most presence events a room holds ahead of its view (as the Go
+// client): one more drops them all, and the view waits for a snapshot.
+const MAX_HELD = 1000;
+
 // Messages sent at once, then one per SEND_PACE ms: under the server's limit
 // of 50 messages per second per socket, even when restoring 100 rooms.
 const SEND_BURST = 25;
@@ -210,6 +214,44 @@ function jwtSubject(token) {
 }
 
 /**
+ * The room order (the Go one is presence.CompareMembers): online members
+ * first, by their online sequence (the order they came online), then
+ * offline members, most recently disconnected first; ties by userId, in
+ * UTF-8 byte order as the server orders equal scores. Negative if a comes
+ * first.
+ * @param {Member} a
+ * @param {Member} b
+ * @param {number} seqA online sequence of a (not read if a is offline)
+ * @param {number} seqB online sequence of b
+ * @returns {number}
+ */
+function compareMembers(a, b, seqA, seqB) {
+  if (a.online !== b.online) return a.online ? -1 : 1;
+  if (a.online && seqA !== seqB) return seqA - seqB;
+  if (!a.online && a.lastDisconnected !== b.lastDisconnected) return b.lastDisconnected - a.lastDisconnected;
+  return compareIds(a.userId, b.userId);
+}
+
+/**
+ * Compares two strings by code point, which is their UTF-8 byte order (`<`
+ * compares UTF-16 code units: U+E000..U+FFFF would sort after U+10000).
+ * @param {string} a
+ * @param {string} b
+ * @returns {number}
+ */
+function compareIds(a, b) {
+  if (a === b) return 0;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = /** @type {number} */ (a.codePointAt(i));
+    const y = /** @type {number} */ (b.codePointAt(i));
+    if (x !== y) return x - y;
+    if (x > 0xffff) i++;
+  }
+  return a.length - b.length;
+}
+
+/**
  * One room as the client knows it: the session it holds there (if joined),
  * the watch (if watched), and the view of its members.
  */
@@ -282,7 +324,9 @@ class Room {
   }
 
   /**
-   * Replaces the view by a snapshot (in the server's order).
+   * Replaces the view by a snapshot (in the server's order), whatever its
+   * version: the held events at or below it are dropped, the ones right
+   * after it applied.
    * @param {number} version
    * @param {Member[]} members
    */
@@ -297,15 +341,22 @@ class Room {
   }
 
   /**
-   * Takes a presence event: applied now if it is the next version, kept
-   * if it is ahead (the missing ones, or a sync, will come), dropped if the
-   * view already has it.
+   * Takes a presence event (the rule of the Go client, pkg/client/doc.go):
+   * applied now if it is the next version (then the held ones that follow
+   * it), held if it is ahead (until the missing ones or a snapshot come),
+   * ignored if the view has it already (older, or a version held already)
+   * or there is no view yet (the snapshot has it). When MAX_HELD events are
+   * held, one more drops them all (and itself): a snapshot will come.
    * @param {any} msg
    */
   event(msg) {
     const v = Number(msg.version);
-    if (!Number.isFinite(v)) return;
-    if (this.version !== null && v <= this.version) return;
+    if (this.version === null || !Number.isSafeInteger(v)) return;
+    if (v <= this.version || this.ahead.has(v)) return;
+    if (v > this.version + 1 && this.ahead.size >= MAX_HELD) {
+      this.ahead.clear();
+      return;
+    }
     this.ahead.set(v, msg);
     this.drain();
   }
@@ -320,6 +371,9 @@ class Room {
   }
 
   /**
+   * Applies the event of the next version (drain moved the version): a
+   * reset empties the view; an unknown kind or a missing member changes no
+   * member.
    * @param {string} kind
    * @param {Member | undefined} m
    */
@@ -345,16 +399,11 @@ class Room {
     this.sort();
   }
 
-  // The server's order: online members in the order they came online, then
-  // offline ones by lastDisconnected, most recent first (ties by userId).
+  // The room order (compareMembers), online members by the order this view
+  // saw them come online.
   sort() {
     const seq = this.seq;
-    this.members.sort((a, b) => {
-      if (a.online !== b.online) return a.online ? -1 : 1;
-      if (a.online) return (seq.get(a.userId) ?? 0) - (seq.get(b.userId) ?? 0);
-      if (a.lastDisconnected !== b.lastDisconnected) return b.lastDisconnected - a.lastDisconnected;
-      return a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0;
-    });
+    this.members.sort((a, b) => compareMembers(a, b, seq.get(a.userId) ?? 0, seq.get(b.userId) ?? 0));
   }
 
   /** Publishes the view if it changed; reports whether it did. */

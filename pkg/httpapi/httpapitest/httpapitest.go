@@ -1,7 +1,7 @@
-// Package httpapitest starts real presence nodes for tests: a Redis store
-// (on a real redis-server or Redis Cluster from redistest), the Service, the
-// pub/sub Subscriber and the HTTP/WebSocket server on an httptest.Server.
-// Every test that needs a node uses it, so they all run the same wiring.
+// Package httpapitest starts real presence nodes for tests, on a real
+// redis-server or Redis Cluster from redistest, wired by package node as
+// cmd/presenced wires them, and served by an httptest.Server. Every test
+// that needs a node uses it.
 package httpapitest
 
 import (
@@ -14,10 +14,13 @@ import (
 
 	"github.com/presencecluster/presence/pkg/auth"
 	"github.com/presencecluster/presence/pkg/httpapi"
+	"github.com/presencecluster/presence/pkg/node"
 	"github.com/presencecluster/presence/pkg/presence"
 	"github.com/presencecluster/presence/pkg/redisstore"
 	"github.com/presencecluster/presence/pkg/redistest"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -41,9 +44,13 @@ type Options struct {
 	PingInterval time.Duration
 	// Quiet discards the node's logs.
 	Quiet bool
-	// Metrics registers the node's metrics (as presenced does) in a registry
-	// of its own.
+	// Metrics registers the node's metrics, the Go runtime's and the
+	// process's in a registry of its own and serves them on /metrics, as
+	// presenced does.
 	Metrics bool
+	// MaxInFlight and BodyTimeout: the HTTP limits (zero: the defaults).
+	MaxInFlight int
+	BodyTimeout time.Duration
 	// PoolSize of the Redis client; zero means go-redis's default.
 	PoolSize int
 	// CORSOrigins are the allowed browser origins; nil: the server's default.
@@ -52,6 +59,7 @@ type Options struct {
 
 // Node is a running node.
 type Node struct {
+	*node.Node
 	URL    string
 	API    *httpapi.Server
 	Store  *redisstore.Store
@@ -86,60 +94,46 @@ func Start(tb testing.TB, o Options) *Node {
 	} else {
 		rdb = redis.NewClient(&redis.Options{Addr: o.Redis.Addr(), DialTimeout: 500 * time.Millisecond, MaxRetries: -1, PoolSize: o.PoolSize})
 	}
+	hc := httpapi.Config{
+		AnonymousEmpty: o.AnonymousEmpty, WSQueue: o.Queue, WSPingInterval: o.PingInterval,
+		WSWriteTimeout: o.WriteTimeout, CORSOrigins: o.CORSOrigins, MaxInFlight: o.MaxInFlight, BodyTimeout: o.BodyTimeout,
+	}
 	var reg prometheus.Registerer
 	if o.Metrics {
-		reg = prometheus.NewRegistry()
+		r := prometheus.NewRegistry()
+		r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		hc.Metrics = promhttp.HandlerFor(r, promhttp.HandlerOpts{})
+		reg = r
 	}
 	tb.Cleanup(func() { rdb.Close() })
-	store := redisstore.NewStore(rdb, redisstore.Config{Prefix: o.Prefix, ReapInterval: 50 * time.Millisecond,
-		Cluster: o.Cluster != nil, Logger: log, Registerer: reg})
-	secret, err := store.EnsureSecret(context.Background(), o.TokenSecret)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := store.Open(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { store.Close() })
-	tokens, err := presence.NewTokens(secret)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	label := o.Name + "@local"
-	svc := presence.NewService(store, tokens, presence.ServiceConfig{Node: label})
-	acfg := auth.Config{Logger: log}
+	acfg := auth.Config{}
 	if o.Auth != nil {
 		acfg = *o.Auth
-		acfg.Logger = log
 	}
-	v, err := auth.NewVerifier(context.Background(), acfg)
+	label := o.Name + "@local"
+	nd, err := node.New(context.Background(), node.Config{
+		Redis:       rdb,
+		Store:       redisstore.Config{Prefix: o.Prefix, ReapInterval: 50 * time.Millisecond},
+		TokenSecret: o.TokenSecret,
+		Auth:        acfg,
+		Service:     presence.ServiceConfig{Node: label},
+		MaxRooms:    o.MaxRooms,
+		HTTP:        hc,
+		Registerer:  reg,
+		Logger:      log,
+	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	n := &Node{Store: store, Redis: rdb, Tokens: tokens, Prefix: o.Prefix, Srv: o.Redis}
-	sub := store.NewSubscriber(redisstore.SubscriberConfig{
-		OnMessage:     func(r presence.RoomRef, p []byte) { n.API.OnMessage(r, p) },
-		OnResubscribe: func(r presence.RoomRef) { n.API.OnResubscribe(r) },
-		Logger:        log,
-	})
-	n.API = httpapi.NewServer(svc, v, httpapi.Config{
-		AnonymousEmpty: o.AnonymousEmpty, Ready: store.Ping, Logger: log,
-		Subscriber: sub, Node: label, WSQueue: o.Queue, WSMaxRooms: o.MaxRooms,
-		WSPingInterval: o.PingInterval, WSWriteTimeout: o.WriteTimeout, Registerer: reg,
-		CORSOrigins: o.CORSOrigins,
-	})
-	if err := sub.Open(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
+	n := &Node{Node: nd, API: nd.API, Store: nd.Store, Redis: rdb, Tokens: nd.Tokens, Prefix: o.Prefix, Srv: o.Redis}
 	hs := httptest.NewServer(n.API)
 	n.URL = hs.URL
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		n.API.Drain(ctx)
+		nd.Drain(ctx)
 		cancel()
 		hs.Close()
-		n.API.Close()
-		sub.Close()
+		nd.Close()
 	})
 	return n
 }

@@ -1,6 +1,6 @@
 package main
 
-// bench_report.go: `presencectl bench report --dir DIR` turns the files a
+// bench_report.go: `presencebench report --dir DIR` turns the files a
 // scripts/bench.sh run leaves in DIR into the Markdown table of the README's
 // Benchmarks section: each result, its baseline (redis-benchmark on the same
 // Redis, same concurrency, same run) or target, the ratio, and pass/fail.
@@ -13,7 +13,7 @@ package main
 //	rb-heartbeat-p16.csv  the same with -P 16
 //	rb-list.csv         redis-benchmark --csv, EVALSHA list.lua on the listed room
 //	heartbeat.json, connections.json, fanout.json, list.json, expiry.json
-//	                    presencectl bench ... --json
+//	                    presencebench ... --json
 //	heartbeat-create.json  the run that made the heartbeat sessions (optional)
 //	list-c1.json        the list scenario at concurrency 1 (optional)
 //	redis-memory.json   {"sessions","rooms","before","after"} (INFO used_memory)
@@ -33,6 +33,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/presencecluster/presence/cmd/internal/cliutil"
 )
 
 type reportRow struct {
@@ -337,7 +339,7 @@ func runReport(ctx context.Context, b *bench) (benchResult, error) {
 		name := rowPhase(rep.Rows[i].Target)
 		if c, ok := rep.CPU[name]; ok {
 			rep.Rows[i].Details += fmt.Sprintf(" [%s: %.1f s; this run %.2f cores, other processes %.2f of %s]",
-				name, c.Seconds, c.Ours, c.Others, orDash(rep.Machine.Nproc))
+				name, c.Seconds, c.Ours, c.Others, cliutil.OrDash(rep.Machine.Nproc))
 		}
 	}
 	if len(problems) > 0 {
@@ -405,7 +407,7 @@ func round2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }
 func (r *reportResult) writeTable(w io.Writer) {
 	m := r.Machine
 	fmt.Fprintf(w, "Measured with `scripts/bench.sh` on %s: %s cores (%s), %s, Redis %s, Linux %s, load average at the start %s. Redis, the nodes and the load generators share the machine (loopback); the baselines ran in the same run. In brackets: the CPU this run and other processes used during each measurement.\n\n",
-		orDash(m.Date), orDash(m.Nproc), orDash(m.Model), orDash(m.Go), orDash(m.Redis), orDash(m.Kernel), orDash(m.Load))
+		cliutil.OrDash(m.Date), cliutil.OrDash(m.Nproc), cliutil.OrDash(m.Model), cliutil.OrDash(m.Go), cliutil.OrDash(m.Redis), cliutil.OrDash(m.Kernel), cliutil.OrDash(m.Load))
 	fmt.Fprintln(w, "| target | measured | baseline | ratio | goal | result |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
 	for _, row := range r.Rows {

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/presencecluster/presence/cmd/internal/cliutil"
 	"github.com/presencecluster/presence/pkg/client"
 )
 
@@ -59,13 +60,13 @@ func (r *fanoutResult) writeTable(w io.Writer) {
 	}
 	fmt.Fprintf(w, "fanout: joins+leaves through %s at %.0f/s for %.1fs, %d rooms x %d users, %d watchers per room on %s%s\n\n",
 		r.NodeA, r.Rate, r.Seconds, r.Rooms, r.Users, r.Watchers, r.NodeB, same)
-	tw := table(w)
+	tw := cliutil.Table(w)
 	fmt.Fprintln(tw, "JOINS\tLEAVES\tRATE\tSKIPPED\tERRORS\tEXPECTED\tDELIVERED\tMISSING\tUNMATCHED\tSYNCS")
 	fmt.Fprintf(tw, "%d\t%d\t%.0f/s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", r.Joins, r.Leaves, r.Achieved, r.Skipped, r.Errors,
 		r.Expected, r.Delivered, r.Missing, r.Unmatched, r.Syncs)
 	tw.Flush()
 	fmt.Fprintln(w)
-	tw = table(w)
+	tw = cliutil.Table(w)
 	fmt.Fprintln(tw, "LATENCY\tCOUNT\tP50\tP90\tP99\tP999\tMAX")
 	for _, l := range []struct {
 		name string

@@ -25,8 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/presencecluster/presence/cmd/internal/cliutil"
 	"github.com/presencecluster/presence/pkg/client"
-	"github.com/redis/go-redis/v9"
 )
 
 type nodeMemory struct {
@@ -90,11 +90,11 @@ func (r *connectionsResult) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "connections: %d sockets (%d opened, %d failed) in rooms of %d, %d source addresses, %d processes; opened in %.1fs (%.0f/s)\n",
 		r.Sockets, r.Opened, r.Failed, r.RoomSize, r.SourceAddrs, r.Processes, r.OpenSeconds, r.OpenRate)
 	fmt.Fprintf(w, "open (dial + handshake + join): %s\n\n", r.Open)
-	tw := table(w)
+	tw := cliutil.Table(w)
 	fmt.Fprintln(tw, "NODE\tSOCKETS\tHEAP/SOCKET\tSTACK/SOCKET\tRSS/SOCKET\tGOROUTINES/SOCKET\tRSS AFTER\tGC SINCE")
 	for _, n := range r.Nodes {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.1f\t%s\t%s\n", n.URL, n.Sockets, kb(n.HeapPerSocket), kb(n.StackPerSocket),
-			kb(n.RSSPerSocket), n.GoroutinesPer, mb(n.After.RSS), yesNo(n.GCSeen))
+			kb(n.RSSPerSocket), n.GoroutinesPer, mb(n.After.RSS), cliutil.YesNo(n.GCSeen))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nsessions ended by the nodes while their sockets were open: %d\n", r.EndedWhileOpen)
@@ -429,33 +429,27 @@ func runConnections(ctx context.Context, b *bench) (benchResult, error) {
 	return res, nil
 }
 
-// countSessions counts the live sessions of the run's rooms in Redis (one
-// ZCARD per room, pipelined).
+// countSessions counts the live sessions of the run's rooms in Redis (the
+// store's RoomCounts, 1000 rooms per round trip).
 func (b *bench) countSessions(ctx context.Context) (int64, error) {
-	if b.c.rdb == nil {
-		if err := b.c.connect(ctx); err != nil {
+	if b.c.RDB == nil {
+		if err := b.c.Connect(ctx); err != nil {
 			return 0, fmt.Errorf("--redis-stats: %w", err)
 		}
 	}
 	rooms := (b.o.sockets + b.o.roomSize - 1) / b.o.roomSize
 	var total int64
 	for start := 0; start < rooms; start += 1000 {
-		cctx, cancel := b.c.call(ctx)
-		cmds := make([]*redis.StringCmd, 0, 1000)
-		_, err := b.c.rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
-			for i := start; i < min(start+1000, rooms); i++ {
-				// The room's live sessions: field n of its hash (lua/lib.lua).
-				cmds = append(cmds, p.HGet(cctx, b.c.keys.Room(b.c.room(b.id("c", i))).Hash(), "n"))
-			}
-			return nil
-		})
-		cancel()
-		if err != nil && !errors.Is(err, redis.Nil) {
+		ids := make([]string, 0, 1000)
+		for i := start; i < min(start+1000, rooms); i++ {
+			ids = append(ids, b.id("c", i))
+		}
+		counts, err := b.c.Store.RoomCounts(ctx, b.c.Org, ids)
+		if err != nil {
 			return 0, fmt.Errorf("count sessions: %w", err)
 		}
-		for _, c := range cmds {
-			n, _ := c.Int64()
-			total += n
+		for _, c := range counts {
+			total += c.Sessions
 		}
 	}
 	return total, nil
@@ -539,7 +533,7 @@ func (b *bench) spawnWorkers(ctx context.Context, res *connectionsResult, opened
 		if i < o.sockets%n {
 			count++
 		}
-		args := []string{"bench", "connections", "--worker", "--worker-offset", strconv.Itoa(offset),
+		args := []string{"connections", "--worker", "--worker-offset", strconv.Itoa(offset),
 			"--sockets", strconv.Itoa(count), "--per-process", strconv.Itoa(count),
 			"--url", joinURLs(o.urls), "--room-size", strconv.Itoa(o.roomSize), "--interval", o.interval.String(),
 			"--dial-concurrency", strconv.Itoa(o.dialConc), "--run-id", o.runID, "--progress", "0",
@@ -549,7 +543,7 @@ func (b *bench) spawnWorkers(ctx context.Context, res *connectionsResult, opened
 		}
 		offset += count
 		cmd := exec.Command(exe, args...)
-		cmd.Env = append(os.Environ(), "PRESENCECTL_BENCH_WORKER=1", "PRESENCECTL_BENCH_TOKEN="+o.token)
+		cmd.Env = append(os.Environ(), "PRESENCEBENCH_WORKER=1", "PRESENCECTL_BENCH_TOKEN="+o.token)
 		cmd.Stderr = &prefixWriter{b: b, prefix: fmt.Sprintf("worker %d: ", i)}
 		setChildAttrs(cmd)
 		stdin, err := cmd.StdinPipe()

@@ -5,36 +5,39 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/presencecluster/presence/pkg/auth"
-	"github.com/presencecluster/presence/pkg/httpapi"
+	"github.com/presencecluster/presence/cmd/internal/clitest"
+	"github.com/presencecluster/presence/cmd/internal/cliutil"
+	"github.com/presencecluster/presence/pkg/httpapi/httpapitest"
 	"github.com/presencecluster/presence/pkg/presence"
 	"github.com/presencecluster/presence/pkg/redisstore"
 	"github.com/presencecluster/presence/pkg/redistest"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 )
 
-// TestMain lets the test binary stand in for presencectl when `bench
-// connections` re-executes itself for its child processes.
+// TestMain lets the test binary stand in for presencebench when
+// `connections` re-executes itself for its child processes.
 func TestMain(m *testing.M) {
-	if os.Getenv("PRESENCECTL_BENCH_WORKER") == "1" {
-		redis.SetLogger(quietLogger{})
+	if os.Getenv("PRESENCEBENCH_WORKER") == "1" {
+		redis.SetLogger(cliutil.QuietLogger{})
 		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 	}
 	os.Exit(m.Run())
+}
+
+// bench runs presencebench with args and the given environment.
+func benchRun(t testing.TB, env map[string]string, args ...string) clitest.Result {
+	t.Helper()
+	return clitest.Run(t, run, env, args...)
 }
 
 func TestBenchArgs(t *testing.T) {
@@ -44,51 +47,68 @@ func TestBenchArgs(t *testing.T) {
 		code int
 		out  string
 	}{
-		{[]string{"bench"}, 2, "bench: missing <scenario>"},
-		{[]string{"bench", "fly"}, 2, `unknown scenario "fly"`},
-		{[]string{"bench", "heartbeat", "list"}, 2, `unexpected argument "list"`},
-		{[]string{"bench", "heartbeat", "--rate", "5"}, 2, "heartbeat: --rate does not apply"},
-		{[]string{"bench", "list", "--sockets", "5", "--watchers", "1"}, 2, "--sockets, --watchers does not apply"},
-		{[]string{"bench", "heartbeat", "--url", "https://x:1"}, 2, "must be http://host:port"},
-		{[]string{"bench", "heartbeat", "--url", "http://x:1?a=b"}, 2, "must be http://host:port[/path]"},
-		{[]string{"bench", "heartbeat", "--concurrency", "0"}, 2, "--concurrency must be positive"},
-		{[]string{"bench", "heartbeat", "--interval", "500ms"}, 2, "--interval must be 1s-10m"},
-		{[]string{"bench", "heartbeat", "--duration", "-1s"}, 2, "--duration must be >= 0"},
-		{[]string{"bench", "connections", "--source-addrs", "127.0.0.9-127.0.0.2"}, 2, "is backwards"},
-		{[]string{"bench", "connections", "--source-addrs", "::1"}, 2, "not an IPv4 address"},
-		{[]string{"bench", "connections", "--sockets", "-3"}, 2, "--sockets must be positive"},
-		{[]string{"bench", "fanout", "--users", "1"}, 2, "--users must be at least 2"},
-		{[]string{"bench", "fanout", "--watchers", "2000"}, 2, "at most 15000 sockets"},
-		{[]string{"bench", "list", "--limit", "1001"}, 2, "--limit must be 1-1000"},
-		{[]string{"bench", "expiry"}, 2, "--presenced-bin is required"},
-		{[]string{"bench", "expiry", "--presenced-bin", "x", "--timeout-factor", "11"}, 2, "--timeout-factor must be 1-10"},
-		{[]string{"bench", "report"}, 2, "--dir is required"},
-		{[]string{"bench", "connections", "--churn", "5", "--churn-url", "http://x:1"}, 2, "--churn needs --redis-stats"},
-		{[]string{"bench", "connections", "--churn", "5", "--redis-stats"}, 2, "--churn needs --churn-url"},
-		{[]string{"bench", "connections", "--churn", "-1"}, 2, "--churn must be 0-5000"},
-		{[]string{"bench", "heartbeat", "--churn", "5"}, 2, "heartbeat: --churn does not apply"},
-		{[]string{"bench", "expiry", "--presenced-bin", "x", "--node-lease", "500ms"}, 2, "--node-lease must be 1s-10m"},
-		{[]string{"bench", "slowbody", "--slow", "0"}, 2, "--slow must be positive"},
-		{[]string{"bench", "slowbody", "--dribble", "0s"}, 2, "--duration and --dribble must be positive"},
-		{[]string{"bench", "heartbeat", "--slow", "5"}, 2, "heartbeat: --slow does not apply"},
-		{[]string{"bench", "heartbeat", "--run-id", "a b"}, 2, "--run-id"},
-		{[]string{"bench", "-h"}, 0, "Scenarios:"},
-		{[]string{"bench", "heartbeat", "--help"}, 0, "--source-addrs takes addresses and ranges"},
-		{[]string{"help"}, 0, "bench <scenario>"},
+		{nil, 2, "Scenarios:"},
+		{[]string{"--progress", "0"}, 2, "presencebench: missing <scenario>"},
+		{[]string{"fly"}, 2, `unknown scenario "fly"`},
+		{[]string{"heartbeat", "list"}, 2, `unexpected argument "list"`},
+		{[]string{"heartbeat", "--rate", "5"}, 2, "heartbeat: --rate does not apply"},
+		{[]string{"list", "--sockets", "5", "--watchers", "1"}, 2, "--sockets, --watchers does not apply"},
+		{[]string{"heartbeat", "--url", "https://x:1"}, 2, "must be http://host:port"},
+		{[]string{"heartbeat", "--url", "http://x:1?a=b"}, 2, "must be http://host:port[/path]"},
+		{[]string{"heartbeat", "--concurrency", "0"}, 2, "--concurrency must be positive"},
+		{[]string{"heartbeat", "--interval", "500ms"}, 2, "--interval must be 1s-10m"},
+		{[]string{"heartbeat", "--duration", "-1s"}, 2, "--duration must be >= 0"},
+		{[]string{"connections", "--source-addrs", "127.0.0.9-127.0.0.2"}, 2, "is backwards"},
+		{[]string{"connections", "--source-addrs", "::1"}, 2, "not an IPv4 address"},
+		{[]string{"connections", "--sockets", "-3"}, 2, "--sockets must be positive"},
+		{[]string{"fanout", "--users", "1"}, 2, "--users must be at least 2"},
+		{[]string{"fanout", "--watchers", "2000"}, 2, "at most 15000 sockets"},
+		{[]string{"list", "--limit", "1001"}, 2, "--limit must be 1-1000"},
+		{[]string{"expiry"}, 2, "--presenced-bin is required"},
+		{[]string{"expiry", "--presenced-bin", "x", "--timeout-factor", "11"}, 2, "--timeout-factor must be 1-10"},
+		{[]string{"report"}, 2, "--dir is required"},
+		{[]string{"connections", "--churn", "5", "--churn-url", "http://x:1"}, 2, "--churn needs --redis-stats"},
+		{[]string{"connections", "--churn", "5", "--redis-stats"}, 2, "--churn needs --churn-url"},
+		{[]string{"connections", "--churn", "-1"}, 2, "--churn must be 0-5000"},
+		{[]string{"heartbeat", "--churn", "5"}, 2, "heartbeat: --churn does not apply"},
+		{[]string{"expiry", "--presenced-bin", "x", "--node-lease", "500ms"}, 2, "--node-lease must be 1s-10m"},
+		{[]string{"slowbody", "--slow", "0"}, 2, "--slow must be positive"},
+		{[]string{"slowbody", "--dribble", "0s"}, 2, "--duration and --dribble must be positive"},
+		{[]string{"heartbeat", "--slow", "5"}, 2, "heartbeat: --slow does not apply"},
+		{[]string{"heartbeat", "--run-id", "a b"}, 2, "--run-id"},
+		{[]string{"-h"}, 0, "Scenarios:"},
+		{[]string{"heartbeat", "--help"}, 0, "--source-addrs takes addresses and ranges"},
+		{[]string{"help"}, 0, "presencebench <scenario> [flags]"},
+		{[]string{"heartbeat", "--url", "http://x:1", "--bogus"}, 2, "flag provided but not defined: -bogus"},
 	} {
-		r := ctl(t, env, tc.args...)
-		where := r.stderr
-		if tc.code == 0 {
-			where = r.stdout
+		clitest.Expect(t, run, env, tc.code, tc.out, tc.args...)
+	}
+}
+
+// TestBenchUsageListsEveryFlag: the help text names every flag (but the
+// internal ones of the child processes).
+func TestBenchUsageListsEveryFlag(t *testing.T) {
+	usage := benchRun(t, nil, "help").OK(t).Stdout
+	c := &cliutil.Env{Globals: cliutil.DefaultGlobals(func(string) string { return "" })}
+	fs := newFlagSet(c)
+	parseBench(c, fs, []string{"-h"})
+	n := 0
+	fs.VisitAll(func(f *flag.Flag) {
+		n++
+		if f.Name == "worker" || f.Name == "worker-offset" {
+			return
 		}
-		if r.code != tc.code || !strings.Contains(where, tc.out) {
-			t.Errorf("%q: exit %d, want %d with %q\nstdout: %s\nstderr: %s", tc.args, r.code, tc.code, tc.out, r.stdout, r.stderr)
+		if !regexp.MustCompile(`(^|\s)--` + regexp.QuoteMeta(f.Name) + `(\s|$)`).MatchString(usage) {
+			t.Errorf("help lacks --%s", f.Name)
 		}
+	})
+	if n < 40 {
+		t.Fatalf("only %d flags registered", n)
 	}
 }
 
 func TestBenchParse(t *testing.T) {
-	c := &cli{g: globals{redisURL: "redis://x", prefix: "presence", org: "default", timeout: time.Second}}
+	c := &cliutil.Env{Globals: cliutil.Globals{RedisURL: "redis://x", Prefix: "presence", Org: "default", Timeout: time.Second}}
 	parse := func(args ...string) benchOpts {
 		t.Helper()
 		fs := newFlagSet(c)
@@ -151,10 +171,10 @@ func TestBenchParse(t *testing.T) {
 // TestBenchEvents: the PSUBSCRIBE pattern covers the sockets' rooms only,
 // and each user's first leave counts once.
 func TestBenchEvents(t *testing.T) {
-	c := &cli{g: globals{prefix: "pre*fix", org: "default"}}
-	c.keys = redisstore.Keys{Prefix: c.g.prefix}
+	c := &cliutil.Env{Globals: cliutil.Globals{Prefix: "pre*fix", Org: "default"}}
+	c.Keys = redisstore.Keys{Prefix: c.Prefix}
 	b := &bench{c: c, o: benchOpts{runID: "r1"}}
-	if got, want := b.socketRoomsPattern(), `pre\*fix:{default::bench-r1-c[0-9]*}:events`; got != want {
+	if got, want := b.socketRoomsPattern(), `pre\*fix:{default::bench\-r1\-c[0-9]*}:events`; got != want {
 		t.Errorf("pattern %q, want %q", got, want)
 	}
 	w := &eventWatch{userPrefix: "bench-r1-u", start: time.Now(), leaveAt: make([]atomic.Int64, 3)}
@@ -175,10 +195,10 @@ func TestBenchEvents(t *testing.T) {
 }
 
 // newFlagSet is the flag set the command runner hands a command.
-func newFlagSet(c *cli) *flag.FlagSet {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+func newFlagSet(c *cliutil.Env) *flag.FlagSet {
+	fs := flag.NewFlagSet("presencebench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	c.g.register(fs)
+	c.Register(fs)
 	return fs
 }
 
@@ -211,75 +231,17 @@ func TestBenchHistogram(t *testing.T) {
 func TestBenchUnreachable(t *testing.T) {
 	url := fmt.Sprintf("http://127.0.0.1:%d", redistest.FreePort(t))
 	start := time.Now()
-	r := ctl(t, nil, "bench", "heartbeat", "--url", url, "--sessions", "10", "--concurrency", "2", "--progress", "0")
-	if r.code != 1 || !strings.Contains(r.stderr, "10 heartbeats failed") || !strings.Contains(r.stderr, "connection refused") {
-		t.Fatalf("exit %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
+	r := benchRun(t, nil, "heartbeat", "--url", url, "--sessions", "10", "--concurrency", "2", "--progress", "0")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "10 heartbeats failed") || !strings.Contains(r.Stderr, "connection refused") {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", r.Code, r.Stdout, r.Stderr)
 	}
-	r = ctl(t, nil, "bench", "connections", "--url", url, "--sockets", "3", "--progress", "0")
-	if r.code != 1 || !strings.Contains(r.stderr, "metrics of "+url) {
-		t.Fatalf("connections: exit %d\nstderr %s", r.code, r.stderr)
+	r = benchRun(t, nil, "connections", "--url", url, "--sockets", "3", "--progress", "0")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "metrics of "+url) {
+		t.Fatalf("connections: exit %d\nstderr %s", r.Code, r.Stderr)
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("took %v", d)
 	}
-}
-
-// benchNode is a node in the test's process with the metrics of presenced.
-type benchNode struct {
-	url string
-}
-
-func startBenchNode(t *testing.T, srv *redistest.Server, prefix, name string, opts ...func(*httpapi.Config)) *benchNode {
-	t.Helper()
-	ctx := context.Background()
-	log := slog.New(slog.DiscardHandler)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	t.Cleanup(func() { rdb.Close() })
-	store := redisstore.NewStore(rdb, redisstore.Config{Prefix: prefix, ReapInterval: 50 * time.Millisecond, Logger: log})
-	secret, err := store.EnsureSecret(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	tokens, err := presence.NewTokens(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := presence.NewService(store, tokens, presence.ServiceConfig{Node: name + "@local"})
-	v, err := auth.NewVerifier(ctx, auth.Config{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	var api *httpapi.Server
-	sub := store.NewSubscriber(redisstore.SubscriberConfig{
-		OnMessage:     func(r presence.RoomRef, p []byte) { api.OnMessage(r, p) },
-		OnResubscribe: func(r presence.RoomRef) { api.OnResubscribe(r) },
-		Logger:        log,
-	})
-	cfg := httpapi.Config{Subscriber: sub, Node: name + "@local", Logger: log,
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Registerer: reg}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	api = httpapi.NewServer(svc, v, cfg)
-	if err := sub.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(api)
-	t.Cleanup(func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		api.Drain(dctx)
-		cancel()
-		hs.Close()
-		api.Close()
-		sub.Close()
-	})
-	return &benchNode{url: hs.URL}
 }
 
 var (
@@ -291,7 +253,7 @@ var (
 // presencedBin builds cmd/presenced once per test binary.
 func presencedBin(t *testing.T) string {
 	presencedOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "presencectl-bench-test")
+		dir, err := os.MkdirTemp("", "presencebench-test")
 		if err != nil {
 			presencedErr = err
 			return
@@ -314,9 +276,9 @@ func presencedBin(t *testing.T) string {
 func TestBenchScenarios(t *testing.T) {
 	srv := redistest.Start(t)
 	prefix := redistest.UniquePrefix(t)
-	a := startBenchNode(t, srv, prefix, "a")
-	b := startBenchNode(t, srv, prefix, "b")
-	urls := a.url + "," + b.url
+	a := startBenchNode(t, httpapitest.Options{Redis: srv, Prefix: prefix, Name: "a"})
+	b := startBenchNode(t, httpapitest.Options{Redis: srv, Prefix: prefix, Name: "b"})
+	urls := a.URL + "," + b.URL
 	env := map[string]string{"PRESENCE_REDIS_URL": srv.URL(), "PRESENCE_KEY_PREFIX": prefix}
 	dir := t.TempDir()
 	save := func(name, out string) {
@@ -326,9 +288,9 @@ func TestBenchScenarios(t *testing.T) {
 	}
 
 	t.Run("heartbeat", func(t *testing.T) {
-		r := ctl(t, env, "--json", "bench", "heartbeat", "--url", a.url, "--sessions", "60", "--rooms", "3",
-			"--concurrency", "4", "--duration", "1s", "--redis-stats", "--progress", "300ms").ok(t)
-		res := decode[heartbeatResult](t, r.stdout)
+		r := benchRun(t, env, "--json", "heartbeat", "--url", a.URL, "--sessions", "60", "--rooms", "3",
+			"--concurrency", "4", "--duration", "1s", "--redis-stats", "--progress", "300ms").OK(t)
+		res := clitest.Decode[heartbeatResult](t, r.Stdout)
 		if res.Create.Requests != 60 || res.Create.Errors != 0 || res.Refresh == nil || res.Refresh.Requests < 60 || res.Refresh.Errors != 0 {
 			t.Fatalf("result: %+v %+v", res.Create, res.Refresh)
 		}
@@ -339,37 +301,35 @@ func TestBenchScenarios(t *testing.T) {
 		if res.Redis == nil || res.Redis.Publish != 0 || res.Redis.Evalsha < res.Refresh.Requests {
 			t.Fatalf("redis: %+v", res.Redis)
 		}
-		if !strings.Contains(r.stderr, "refresh: ") {
-			t.Fatalf("no progress line: %s", r.stderr)
+		if !strings.Contains(r.Stderr, "refresh: ") {
+			t.Fatalf("no progress line: %s", r.Stderr)
 		}
-		save("heartbeat.json", r.stdout)
+		save("heartbeat.json", r.Stdout)
 		// The table.
-		r = ctl(t, env, "bench", "heartbeat", "--url", b.url, "--sessions", "10", "--rooms", "2", "--concurrency", "2", "--duration", "0").ok(t)
-		if !strings.Contains(r.stdout, "create") || strings.Contains(r.stdout, "refresh") {
-			t.Fatalf("table: %s", r.stdout)
+		r = benchRun(t, env, "heartbeat", "--url", b.URL, "--sessions", "10", "--rooms", "2", "--concurrency", "2", "--duration", "0").OK(t)
+		if !strings.Contains(r.Stdout, "create") || strings.Contains(r.Stdout, "refresh") {
+			t.Fatalf("table: %s", r.Stdout)
 		}
 	})
 
 	t.Run("list", func(t *testing.T) {
-		r := ctl(t, env, "--json", "bench", "list", "--url", urls, "--members", "150", "--limit", "104", "--concurrency", "2",
-			"--duration", "500ms").ok(t)
-		res := decode[listResult](t, r.stdout)
+		r := benchRun(t, env, "--json", "list", "--url", urls, "--members", "150", "--limit", "104", "--concurrency", "2",
+			"--duration", "500ms").OK(t)
+		res := clitest.Decode[listResult](t, r.Stdout)
 		if res.Create.Requests != 150 || res.OnlineSeen != 150 || res.Plain.Requests == 0 || res.ETag.Requests == 0 ||
 			res.Changed != 0 || res.BodyBytes < 104*40 || res.ETagValue == "" {
 			t.Fatalf("result: %+v", res)
 		}
-		save("list.json", r.stdout)
+		save("list.json", r.Stdout)
 	})
 
 	t.Run("slowbody", func(t *testing.T) {
 		// Three times more slow bodies than request slots, a body timeout
 		// shorter than a phase: the node closes them, the load goes on.
-		n := startBenchNode(t, srv, prefix, "slow", func(c *httpapi.Config) {
-			c.MaxInFlight, c.BodyTimeout = 10, 300*time.Millisecond
-		})
-		r := ctl(t, env, "--json", "bench", "slowbody", "--url", n.url, "--slow", "30", "--dribble", "100ms",
-			"--concurrency", "2", "--duration", "1s", "--progress", "0").ok(t)
-		res := decode[slowBodyResult](t, r.stdout)
+		n := startBenchNode(t, httpapitest.Options{Redis: srv, Prefix: prefix, Name: "slow", MaxInFlight: 10, BodyTimeout: 300 * time.Millisecond})
+		r := benchRun(t, env, "--json", "slowbody", "--url", n.URL, "--slow", "30", "--dribble", "100ms",
+			"--concurrency", "2", "--duration", "1s", "--progress", "0").OK(t)
+		res := clitest.Decode[slowBodyResult](t, r.Stdout)
 		for _, p := range []loadPhase{res.Baseline.Heartbeat, res.Baseline.List, res.Attack.Heartbeat, res.Attack.List} {
 			if p.Requests == 0 || p.Errors != 0 || p.ErrorRate != 0 || p.Latency.P99Ms <= 0 {
 				t.Fatalf("phase: %+v", p)
@@ -381,38 +341,39 @@ func TestBenchScenarios(t *testing.T) {
 			t.Fatalf("slow connections: %+v", s)
 		}
 		// The table.
-		r = ctl(t, env, "bench", "slowbody", "--url", n.url, "--slow", "3", "--dribble", "100ms",
-			"--concurrency", "1", "--duration", "200ms", "--progress", "0").ok(t)
+		r = benchRun(t, env, "slowbody", "--url", n.URL, "--slow", "3", "--dribble", "100ms",
+			"--concurrency", "1", "--duration", "200ms", "--progress", "0").OK(t)
 		for _, want := range []string{"attack heartbeat", "baseline list", "ERR%", "slow connections: "} {
-			if !strings.Contains(r.stdout, want) {
-				t.Fatalf("table lacks %q: %s", want, r.stdout)
+			if !strings.Contains(r.Stdout, want) {
+				t.Fatalf("table lacks %q: %s", want, r.Stdout)
 			}
 		}
 	})
 
 	t.Run("fanout", func(t *testing.T) {
-		r := ctl(t, env, "--json", "bench", "fanout", "--url", urls, "--rate", "200", "--duration", "1s", "--rooms", "2",
-			"--users", "10", "--watchers", "3", "--concurrency", "4").ok(t)
-		res := decode[fanoutResult](t, r.stdout)
+		r := benchRun(t, env, "--json", "fanout", "--url", urls, "--rate", "200", "--duration", "1s", "--rooms", "2",
+			"--users", "10", "--watchers", "3", "--concurrency", "4").OK(t)
+		res := clitest.Decode[fanoutResult](t, r.Stdout)
 		if res.SameNode || res.Joins+res.Leaves < 150 || res.Leaves == 0 || res.Errors != 0 || res.Missing != 0 ||
 			res.Delivered != (res.Joins+res.Leaves)*3 || res.Delivery.Count != uint64(res.Delivered) || res.Unmatched != 0 {
 			t.Fatalf("result: %+v", res)
 		}
-		save("fanout.json", r.stdout)
+		save("fanout.json", r.Stdout)
 		// Nobody stays online.
-		cnt := ctl(t, env, "--json", "room", "bench-"+res.RunID+"-fan0").ok(t)
-		if !strings.Contains(cnt.stdout, `"online": 0`) {
-			t.Fatalf("room after the run: %s", cnt.stdout)
+		store := redisstore.NewStore(srv.Client(t), redisstore.Config{Prefix: prefix})
+		cnt, err := store.Count(context.Background(), presence.RoomRef{Org: "default", RoomID: "bench-" + res.RunID + "-fan0"})
+		if err != nil || cnt.Version == 0 || cnt.Online != 0 {
+			t.Fatalf("room after the run: %+v %v", cnt, err)
 		}
 	})
 
 	t.Run("connections", func(t *testing.T) {
 		// 7 sockets over 2 nodes and 2 source addresses, at most 3 per
 		// process: 3 child processes.
-		r := ctl(t, env, "--json", "bench", "connections", "--url", urls, "--sockets", "7", "--per-process", "3",
+		r := benchRun(t, env, "--json", "connections", "--url", urls, "--sockets", "7", "--per-process", "3",
 			"--room-size", "2", "--source-addrs", "127.0.0.2-127.0.0.3", "--settle", "100ms", "--gc-wait", "0",
-			"--redis-stats", "--interval", "1s", "--idle-window", "1500ms").ok(t)
-		res := decode[connectionsResult](t, r.stdout)
+			"--redis-stats", "--interval", "1s", "--idle-window", "1500ms").OK(t)
+		res := clitest.Decode[connectionsResult](t, r.Stdout)
 		if res.Opened != 7 || res.Failed != 0 || res.Processes != 3 || !res.Closed || len(res.Nodes) != 2 || res.Open.Count != 7 {
 			t.Fatalf("result: %+v", res)
 		}
@@ -423,13 +384,13 @@ func TestBenchScenarios(t *testing.T) {
 		if res.Idle == nil || res.Idle.Publish != 0 || res.Idle.Evalsha == 0 {
 			t.Fatalf("idle: %+v", res.Idle)
 		}
-		save("connections.json", r.stdout)
+		save("connections.json", r.Stdout)
 		// Sockets on A, churn through B: the sockets' sessions outlive it,
 		// and Redis published no leave in their rooms.
-		r = ctl(t, env, "--json", "bench", "connections", "--url", a.url, "--sockets", "6", "--room-size", "2",
+		r = benchRun(t, env, "--json", "connections", "--url", a.URL, "--sockets", "6", "--room-size", "2",
 			"--settle", "0s", "--gc-wait", "0", "--redis-stats", "--interval", "1s", "--idle-window", "2500ms",
-			"--churn", "20", "--churn-url", b.url).ok(t)
-		res = decode[connectionsResult](t, r.stdout)
+			"--churn", "20", "--churn-url", b.URL).OK(t)
+		res = clitest.Decode[connectionsResult](t, r.Stdout)
 		if c := res.Churn; c == nil || c.Sockets != 2 || c.Joins < 30 || c.Leaves != c.Joins || c.Errors != 0 || c.JoinRate < 10 {
 			t.Fatalf("churn: %+v", res.Churn)
 		}
@@ -437,34 +398,34 @@ func TestBenchScenarios(t *testing.T) {
 			t.Fatalf("result: %+v", res)
 		}
 		// In one process, with the table.
-		r = ctl(t, env, "bench", "connections", "--url", b.url, "--sockets", "2", "--settle", "0s", "--gc-wait", "0").ok(t)
-		if !strings.Contains(r.stdout, b.url) || !strings.Contains(r.stdout, "2 opened, 0 failed") {
-			t.Fatalf("table: %s", r.stdout)
+		r = benchRun(t, env, "connections", "--url", b.URL, "--sockets", "2", "--settle", "0s", "--gc-wait", "0").OK(t)
+		if !strings.Contains(r.Stdout, b.URL) || !strings.Contains(r.Stdout, "2 opened, 0 failed") {
+			t.Fatalf("table: %s", r.Stdout)
 		}
 	})
 
 	t.Run("expiry", func(t *testing.T) {
 		bin := presencedBin(t)
-		r := ctl(t, env, "--json", "bench", "expiry", "--presenced-bin", bin, "--url", b.url, "--sessions", "12", "--rooms", "3",
-			"--interval", "1s", "--grace", "5s").ok(t)
-		res := decode[expiryResult](t, r.stdout)
+		r := benchRun(t, env, "--json", "expiry", "--presenced-bin", bin, "--url", b.URL, "--sessions", "12", "--rooms", "3",
+			"--interval", "1s", "--grace", "5s").OK(t)
+		res := clitest.Decode[expiryResult](t, r.Stdout)
 		if !res.Complete || res.Leaves != 12 || res.Duplicates != 0 || res.BoundMs != 4500 || res.LastMs <= 0 || res.FirstMs > res.LastMs ||
 			!res.RedisWatched || res.RedisLeaves != 12 || res.RedisDuplicates != 0 || res.Processes != 1 || res.Rooms != 3 {
 			t.Fatalf("result: %+v", res)
 		}
-		save("expiry.json", r.stdout)
+		save("expiry.json", r.Stdout)
 		// The sockets over child processes (at most 5 each), a lease
 		// shorter than the timeout: it sets the bound.
-		r = ctl(t, env, "--json", "bench", "expiry", "--presenced-bin", bin, "--url", b.url, "--sessions", "12", "--rooms", "3",
-			"--interval", "1s", "--node-lease", "2s", "--per-process", "5", "--source-addrs", "127.0.0.2-127.0.0.3", "--grace", "5s").ok(t)
-		res = decode[expiryResult](t, r.stdout)
+		r = benchRun(t, env, "--json", "expiry", "--presenced-bin", bin, "--url", b.URL, "--sessions", "12", "--rooms", "3",
+			"--interval", "1s", "--node-lease", "2s", "--per-process", "5", "--source-addrs", "127.0.0.2-127.0.0.3", "--grace", "5s").OK(t)
+		res = clitest.Decode[expiryResult](t, r.Stdout)
 		if !res.Complete || res.Leaves != 12 || res.RedisLeaves != 12 || res.Processes != 3 || !res.NodeLeaseSet || res.BoundMs != 4000 || !res.Pass {
 			t.Fatalf("result with child processes: %+v", res)
 		}
 		// A binary that is not a node fails the run.
-		r = ctl(t, env, "bench", "expiry", "--presenced-bin", "/bin/false", "--url", b.url, "--sessions", "2", "--rooms", "1")
-		if r.code != 1 || !strings.Contains(r.stderr, "exited at start") {
-			t.Fatalf("bad binary: exit %d, stderr %s", r.code, r.stderr)
+		r = benchRun(t, env, "expiry", "--presenced-bin", "/bin/false", "--url", b.URL, "--sessions", "2", "--rooms", "1")
+		if r.Code != 1 || !strings.Contains(r.Stderr, "exited at start") {
+			t.Fatalf("bad binary: exit %d, stderr %s", r.Code, r.Stderr)
 		}
 	})
 
@@ -472,29 +433,29 @@ func TestBenchScenarios(t *testing.T) {
 		save("machine.json", `{"nproc":"2","model":"Test CPU","go":"go1.x","redis":"7.0","kernel":"6.1","date":"2026-01-01"}`)
 		save("rb-heartbeat.csv", "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\",\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n\"EVALSHA x\",\"10.00\",\"1\",\"0.1\",\"1\",\"2\",\"3\",\"4\"\n")
 		save("redis-memory.json", `{"sessions":1000,"rooms":100,"before":1000000,"after":1150000}`)
-		save("commands.txt", "presencectl bench heartbeat\n")
-		r := ctl(t, env, "bench", "report", "--dir", dir).ok(t)
+		save("commands.txt", "presencebench heartbeat\n")
+		r := benchRun(t, env, "report", "--dir", dir).OK(t)
 		for _, want := range []string{
 			"| HTTP heartbeat throughput, one node |", "10/s EVALSHA", "| Redis memory per session | 150 B |",
 			"| **PASS** |", "Node memory per idle WebSocket", "Cross-node event delivery p99",
 			"List of a 10,000-member room", "Every leave delivered after kill -9", "2 cores (Test CPU)",
-			"presencectl bench heartbeat\n```",
+			"presencebench heartbeat\n```",
 		} {
-			if !strings.Contains(r.stdout, want) {
-				t.Errorf("report lacks %q:\n%s", want, r.stdout)
+			if !strings.Contains(r.Stdout, want) {
+				t.Errorf("report lacks %q:\n%s", want, r.Stdout)
 			}
 		}
-		if strings.Contains(r.stdout, "not measured") {
-			t.Errorf("a scenario is missing from the report:\n%s", r.stdout)
+		if strings.Contains(r.Stdout, "not measured") {
+			t.Errorf("a scenario is missing from the report:\n%s", r.Stdout)
 		}
-		rep := decode[reportResult](t, ctl(t, env, "--json", "bench", "report", "--dir", dir).ok(t).stdout)
+		rep := clitest.Decode[reportResult](t, benchRun(t, env, "--json", "report", "--dir", dir).OK(t).Stdout)
 		if len(rep.Rows) != 8 {
 			t.Errorf("%d rows: %+v", len(rep.Rows), rep.Rows)
 		}
 		// A corrupt result file fails the report.
 		save("list.json", "{")
-		if r := ctl(t, env, "bench", "report", "--dir", dir); r.code != 1 || !strings.Contains(r.stderr, "list.json") {
-			t.Errorf("corrupt file: exit %d, stderr %s", r.code, r.stderr)
+		if r := benchRun(t, env, "report", "--dir", dir); r.Code != 1 || !strings.Contains(r.Stderr, "list.json") {
+			t.Errorf("corrupt file: exit %d, stderr %s", r.Code, r.Stderr)
 		}
 	})
 }
@@ -502,7 +463,7 @@ func TestBenchScenarios(t *testing.T) {
 // TestBenchUUIDIDs: --uuid-ids names sessions with distinct 36-byte ids and
 // users with 11-byte ids, valid as the node requires.
 func TestBenchUUIDIDs(t *testing.T) {
-	c := &cli{g: globals{redisURL: "redis://x", prefix: "presence", org: "default", timeout: time.Second}}
+	c := &cliutil.Env{Globals: cliutil.Globals{RedisURL: "redis://x", Prefix: "presence", Org: "default", Timeout: time.Second}}
 	_, o, err := parseBench(c, newFlagSet(c), []string{"heartbeat", "--uuid-ids", "--run-id", "mem"})
 	if err != nil || !o.uuidIDs {
 		t.Fatalf("parse: %+v %v", o, err)
@@ -519,4 +480,11 @@ func TestBenchUUIDIDs(t *testing.T) {
 	if r := b.id("r", 3); r != "bench-mem-r3" {
 		t.Fatalf("room id %q", r)
 	}
+}
+
+// startBenchNode starts a node in the test's process with the metrics of
+// presenced (the scenarios read /metrics).
+func startBenchNode(t *testing.T, o httpapitest.Options) *httpapitest.Node {
+	o.Metrics, o.Quiet = true, true
+	return httpapitest.Start(t, o)
 }

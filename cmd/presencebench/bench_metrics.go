@@ -107,14 +107,14 @@ type redisStats struct {
 }
 
 func (b *bench) readRedisStats(ctx context.Context) (*redisStats, error) {
-	if b.c.rdb == nil {
-		if err := b.c.connect(ctx); err != nil {
+	if b.c.RDB == nil {
+		if err := b.c.Connect(ctx); err != nil {
 			return nil, fmt.Errorf("--redis-stats: %w", err)
 		}
 	}
-	cctx, cancel := b.c.call(ctx)
+	cctx, cancel := b.c.Call(ctx)
 	defer cancel()
-	info, err := b.c.rdb.Info(cctx, "commandstats", "stats", "memory").Result()
+	info, err := b.c.RDB.Info(cctx, "commandstats", "stats", "memory").Result()
 	if err != nil {
 		return nil, fmt.Errorf("--redis-stats: INFO: %w", err)
 	}

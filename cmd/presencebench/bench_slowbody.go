@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/presencecluster/presence/cmd/internal/cliutil"
 )
 
 // slowBodyLength is the Content-Length the slow connections announce.
@@ -85,7 +87,7 @@ func (r *slowBodyResult) writeTable(w io.Writer) {
 		"normal load: %d clients heartbeating and %d listing, %s per phase\n\n",
 		r.Slow, slowBodyLength, time.Duration(r.DribbleMs)*time.Millisecond, r.URL, r.Concurrency, r.Concurrency,
 		time.Duration(r.Baseline.Heartbeat.Seconds*float64(time.Second)).Round(100*time.Millisecond))
-	tw := table(w)
+	tw := cliutil.Table(w)
 	fmt.Fprintln(tw, phaseHeader+"\tERR%")
 	fmt.Fprintln(tw, r.Baseline.Heartbeat.row("baseline heartbeat"))
 	fmt.Fprintln(tw, r.Baseline.List.row("baseline list"))
@@ -223,7 +225,7 @@ type slowAttack struct {
 }
 
 func newSlowAttack(ep endpoint, o benchOpts) *slowAttack {
-	head := fmt.Sprintf("POST %s/v1/disconnect HTTP/1.1\r\nHost: %s\r\nUser-Agent: presencectl-bench\r\n"+
+	head := fmt.Sprintf("POST %s/v1/disconnect HTTP/1.1\r\nHost: %s\r\nUser-Agent: presencebench\r\n"+
 		"Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n", ep.base, ep.host, slowBodyLength)
 	return &slowAttack{ep: ep, o: o, head: []byte(head), done: make(chan struct{}), answers: map[string]int64{}}
 }

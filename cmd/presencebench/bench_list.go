@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/presencecluster/presence/cmd/internal/cliutil"
 )
 
 type listResult struct {
@@ -36,7 +38,7 @@ type listResult struct {
 func (r *listResult) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "list: room of %d members (%s), limit %d, concurrency %d, nodes %v; body %d bytes\n\n",
 		r.Members, r.RoomID, r.Limit, r.Concurrency, r.URLs, r.BodyBytes)
-	tw := table(w)
+	tw := cliutil.Table(w)
 	fmt.Fprintln(tw, phaseHeader)
 	fmt.Fprintln(tw, r.Create.row("create members"))
 	fmt.Fprintln(tw, r.Plain.row("list (200)"))

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/presencecluster/presence/pkg/redisstore"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -39,28 +40,28 @@ type eventWatch struct {
 // the rooms b.id("c", <number>) (not the churn rooms).
 func (b *bench) socketRoomsPattern() string {
 	const mark = "\x00"
-	ch := b.c.keys.Room(b.c.room(b.id("c", 0) + mark)).Events
+	ch := b.c.Keys.Room(b.c.Room(b.id("c", 0) + mark)).Events
 	before, after, _ := strings.Cut(ch, "0"+mark)
-	return globEscape(before) + "[0-9]*" + globEscape(after)
+	return redisstore.GlobEscape(before) + "[0-9]*" + redisstore.GlobEscape(after)
 }
 
 // watchEvents subscribes to the events of the run's socket rooms (single
 // Redis only: in Cluster mode events are sharded, and nil is returned) and
 // counts them until close.
 func (b *bench) watchEvents(ctx context.Context, n int, start time.Time) (*eventWatch, error) {
-	if b.c.rdb == nil {
-		if err := b.c.connect(ctx); err != nil {
+	if b.c.RDB == nil {
+		if err := b.c.Connect(ctx); err != nil {
 			return nil, err
 		}
 	}
-	if _, ok := b.c.rdb.(*redis.Client); !ok {
+	if _, ok := b.c.RDB.(*redis.Client); !ok {
 		b.logf("Redis Cluster: events are not watched in Redis (sharded channels)")
 		return nil, nil
 	}
 	w := &eventWatch{pattern: b.socketRoomsPattern(), userPrefix: strings.TrimSuffix(b.id("u", 0), "0"), start: start,
 		leaveAt: make([]atomic.Int64, n), done: make(chan struct{})}
-	w.ps = b.c.rdb.PSubscribe(ctx, w.pattern)
-	cctx, cancel := b.c.call(ctx)
+	w.ps = b.c.RDB.PSubscribe(ctx, w.pattern)
+	cctx, cancel := b.c.Call(ctx)
 	_, err := w.ps.Receive(cctx) // the subscription's confirmation
 	cancel()
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/presencecluster/presence/cmd/internal/cliutil"
 )
 
 type heartbeatResult struct {
@@ -28,7 +30,7 @@ type heartbeatResult struct {
 func (r *heartbeatResult) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "heartbeat: %d sessions over %d rooms, interval %s, concurrency %d, nodes %v\n\n",
 		r.Sessions, r.Rooms, time.Duration(r.IntervalMs)*time.Millisecond, r.Concurrency, r.URLs)
-	tw := table(w)
+	tw := cliutil.Table(w)
 	fmt.Fprintln(tw, phaseHeader)
 	fmt.Fprintln(tw, r.Create.row("create"))
 	if r.Refresh != nil {

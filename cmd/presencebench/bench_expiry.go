@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/presencecluster/presence/cmd/internal/cliutil"
 	"github.com/presencecluster/presence/pkg/client"
 )
 
@@ -75,7 +76,7 @@ func (r *expiryResult) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "expiry: %d sessions over %d rooms on %s (pid %d, killed), %d client processes, watched on %s; interval %s x %.1f = timeout %s, %s\n\n",
 		r.Sessions, r.Rooms, r.KilledNode, r.KilledPid, r.Processes, r.WatcherNode, time.Duration(r.IntervalMs)*time.Millisecond, r.TimeoutFactor,
 		time.Duration(r.TimeoutMs)*time.Millisecond, lease)
-	tw := table(w)
+	tw := cliutil.Table(w)
 	fmt.Fprintln(tw, "SEEN BY\tLEAVES\tDUPLICATES\tFIRST\tP50\tP99\tLAST\tBOUND\tRESULT")
 	verdict := "all delivered within the bound"
 	switch {
@@ -369,8 +370,8 @@ func (n *ownNode) tail() string {
 // --redis-url and --prefix, and waits until it is ready.
 func (b *bench) startNode(ctx context.Context) (*ownNode, error) {
 	o := b.o
-	if !strings.Contains(b.c.g.redisURL, "://") {
-		b.c.g.redisURL = "redis://" + b.c.g.redisURL
+	if !strings.Contains(b.c.RedisURL, "://") {
+		b.c.RedisURL = "redis://" + b.c.RedisURL
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -378,7 +379,7 @@ func (b *bench) startNode(ctx context.Context) (*ownNode, error) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	dir, err := os.MkdirTemp("", "presencectl-bench-")
+	dir, err := os.MkdirTemp("", "presencebench-")
 	if err != nil {
 		return nil, err
 	}
@@ -390,8 +391,8 @@ func (b *bench) startNode(ctx context.Context) (*ownNode, error) {
 	n.cmd = exec.Command(o.presencedBin)
 	n.cmd.Env = append(os.Environ(),
 		"PRESENCE_ADDR="+addr,
-		"PRESENCE_REDIS_URL="+b.c.g.redisURL,
-		"PRESENCE_KEY_PREFIX="+b.c.g.prefix,
+		"PRESENCE_REDIS_URL="+b.c.RedisURL,
+		"PRESENCE_KEY_PREFIX="+b.c.Prefix,
 		"PRESENCE_NODE_ID=bench-expiry-"+o.runID,
 		"PRESENCE_LOG_LEVEL=warn",
 		"PRESENCE_TIMEOUT_FACTOR="+strconv.FormatFloat(o.timeoutFactor, 'f', -1, 64),

@@ -1,11 +1,9 @@
 package main
 
-// bench.go: `presencectl bench <scenario>`, the load generator. It talks to
+// bench.go: the scenarios, their flags and the run. A scenario talks to
 // running nodes over HTTP and WebSockets (auth off, or a --token), prints a
 // progress line on stderr every second and a result table (or --json) at
-// the end. Exit status: 0 when the run completed without errors, 1 when
-// requests failed (more than --max-errors), events were lost, or the nodes
-// could not be reached, 2 for a usage error.
+// the end.
 
 import (
 	"context"
@@ -22,14 +20,21 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/presencecluster/presence/cmd/internal/cliutil"
 )
 
-const benchUsage = `Usage: presencectl [global flags] bench <scenario> [flags]
+const benchUsage = `presencebench: load generator against running presence nodes.
+
+Usage:
+  presencebench <scenario> [flags]     (flags before or after the scenario)
+  presencebench help                   this text (also -h, --help)
 
 Load generator against running nodes (auth off, or --token). A progress line
 goes to stderr every --progress; the result table (or one JSON document with
---json) to stdout at the end. Exit status 1 when requests failed (more than
---max-errors), events were lost or a node was unreachable; 2 on a usage error.
+--json) to stdout at the end. Exit status 0 when the run completed without
+errors, 1 when requests failed (more than --max-errors), events were lost or
+a node was unreachable; 2 on a usage error.
 
 Scenarios:
   heartbeat    HTTP heartbeats at --concurrency (default 64): first each of
@@ -98,6 +103,16 @@ Flags of every scenario:
   --request-timeout D   bound of each HTTP request or join (default 5s)
   --json                one JSON document instead of the table
 
+Redis flags (--redis-stats, connections with --redis-stats, expiry):
+  --redis-url URL       Redis URL (redis://, rediss://) or host:port (env
+                        PRESENCE_REDIS_URL; default redis://127.0.0.1:6379)
+  --redis-cluster-addrs A,B
+                        Redis Cluster seed addresses, comma-separated (env
+                        PRESENCE_REDIS_CLUSTER_ADDRS); used instead of --redis-url
+  --prefix P            key prefix (env PRESENCE_KEY_PREFIX; default presence)
+  --org ORG             org of the rooms and users (default default)
+  --timeout D           bound of each call to Redis (default 5s)
+
 Scenario flags (defaults above):
   --duration D  --concurrency N  --sessions N  --rooms N  --interval D
   --redis-stats  --sockets N  --room-size N  --source-addrs LIST
@@ -110,13 +125,13 @@ Scenario flags (defaults above):
 --source-addrs takes addresses and ranges: 127.0.0.2-127.0.0.9,127.0.1.1.
 
 Examples:
-  presencectl bench heartbeat --url http://127.0.0.1:8080 --concurrency 64 --duration 20s
-  presencectl bench connections --url http://127.0.0.1:8081,http://127.0.0.1:8082 \
+  presencebench heartbeat --url http://127.0.0.1:8080 --concurrency 64 --duration 20s
+  presencebench connections --url http://127.0.0.1:8081,http://127.0.0.1:8082 \
       --sockets 40000 --source-addrs 127.0.0.2-127.0.0.9
-  presencectl bench fanout --url http://127.0.0.1:8081 --url http://127.0.0.1:8082 --rate 1000
-  presencectl bench list --members 10000 --concurrency 4
-  presencectl bench slowbody --url http://127.0.0.1:8080 --slow 2000 --duration 10s
-  presencectl --redis-url redis://127.0.0.1:6379 bench expiry \
+  presencebench fanout --url http://127.0.0.1:8081 --url http://127.0.0.1:8082 --rate 1000
+  presencebench list --members 10000 --concurrency 4
+  presencebench slowbody --url http://127.0.0.1:8080 --slow 2000 --duration 10s
+  presencebench expiry --redis-url redis://127.0.0.1:6379 \
       --presenced-bin ./presenced --url http://127.0.0.1:8082 --sessions 10000
 `
 
@@ -183,9 +198,9 @@ type scenario struct {
 	run      func(ctx context.Context, b *bench) (benchResult, error)
 }
 
-// commonFlags apply to every scenario (besides the global ones).
+// commonFlags apply to every scenario.
 var commonFlags = []string{"url", "token", "run-id", "progress", "max-errors", "request-timeout",
-	"redis-url", "prefix", "org", "json", "timeout"}
+	"redis-url", "redis-cluster-addrs", "prefix", "org", "json", "timeout"}
 
 var scenarios = map[string]scenario{
 	"heartbeat": {
@@ -297,7 +312,7 @@ func (u urlList) Set(v string) error {
 
 // bench is one run of a scenario.
 type bench struct {
-	c        *cli
+	c        *cliutil.Env
 	name     string
 	o        benchOpts
 	stdout   io.Writer
@@ -311,9 +326,9 @@ type benchResult interface {
 	writeTable(w io.Writer)
 }
 
-// parseBench parses the arguments of `bench` (after the word bench) on fs,
-// which holds the global flags already.
-func parseBench(c *cli, fs *flag.FlagSet, args []string) (string, benchOpts, error) {
+// parseBench parses the command line (without the program name) on fs,
+// which holds the Redis flags already.
+func parseBench(c *cliutil.Env, fs *flag.FlagSet, args []string) (string, benchOpts, error) {
 	var o benchOpts
 	fs.Var(urlList{&o.urls}, "url", "node base URL (repeatable, comma-separated)")
 	fs.StringVar(&o.token, "token", "", "bearer token")
@@ -354,14 +369,14 @@ func parseBench(c *cli, fs *flag.FlagSet, args []string) (string, benchOpts, err
 	fs.BoolVar(&o.worker, "worker", false, "internal: child process of connections")
 	fs.IntVar(&o.workerOffset, "worker-offset", 0, "internal: first socket index of a child")
 
-	pos, err := c.parse(fs, args, 1, "<scenario> (heartbeat, connections, fanout, list, slowbody, expiry, report)")
+	pos, err := c.Parse(fs, args, 1, "<scenario> (heartbeat, connections, fanout, list, slowbody, expiry, report)")
 	if err != nil {
 		return "", o, err
 	}
 	name := pos[0]
 	sc, ok := scenarios[name]
 	if !ok {
-		return "", o, usagef("unknown scenario %q (heartbeat, connections, fanout, list, slowbody, expiry, report)", name)
+		return "", o, cliutil.Usagef("unknown scenario %q (heartbeat, connections, fanout, list, slowbody, expiry, report)", name)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -377,7 +392,7 @@ func parseBench(c *cli, fs *flag.FlagSet, args []string) (string, benchOpts, err
 	}
 	if len(wrong) > 0 {
 		sort.Strings(wrong)
-		return "", o, usagef("%s: %s does not apply", name, strings.Join(wrong, ", "))
+		return "", o, cliutil.Usagef("%s: %s does not apply", name, strings.Join(wrong, ", "))
 	}
 	sc.defaults(&o, set)
 	if o.token == "" {
@@ -388,7 +403,7 @@ func parseBench(c *cli, fs *flag.FlagSet, args []string) (string, benchOpts, err
 	}
 	for _, u := range o.urls {
 		if _, err := parseEndpoint(u); err != nil {
-			return "", o, usagef("--url %s: %v", u, err)
+			return "", o, cliutil.Usagef("--url %s: %v", u, err)
 		}
 	}
 	if o.runID == "" {
@@ -399,7 +414,7 @@ func parseBench(c *cli, fs *flag.FlagSet, args []string) (string, benchOpts, err
 	if o.sourceSpec != "" {
 		ips, err := parseSourceAddrs(o.sourceSpec)
 		if err != nil {
-			return "", o, usagef("--source-addrs: %v", err)
+			return "", o, cliutil.Usagef("--source-addrs: %v", err)
 		}
 		o.sourceAddrs = ips
 	}
@@ -413,15 +428,15 @@ func parseBench(c *cli, fs *flag.FlagSet, args []string) (string, benchOpts, err
 func (o *benchOpts) check(name string, set map[string]bool) error {
 	positive := func(flag string, v int) error {
 		if v <= 0 {
-			return usagef("--%s must be positive", flag)
+			return cliutil.Usagef("--%s must be positive", flag)
 		}
 		return nil
 	}
 	if o.progress < 0 || o.reqTimeout <= 0 || o.maxErrors < 0 {
-		return usagef("--progress must be >= 0, --request-timeout > 0, --max-errors >= 0")
+		return cliutil.Usagef("--progress must be >= 0, --request-timeout > 0, --max-errors >= 0")
 	}
 	if strings.ContainsAny(o.runID, "{}\n\t ") || len(o.runID) > 64 {
-		return usagef("--run-id: at most 64 characters, no spaces or braces")
+		return cliutil.Usagef("--run-id: at most 64 characters, no spaces or braces")
 	}
 	var errs []error
 	add := func(err error) {
@@ -435,7 +450,7 @@ func (o *benchOpts) check(name string, set map[string]bool) error {
 		add(positive("sessions", o.sessions))
 		add(positive("rooms", o.rooms))
 		if o.duration < 0 {
-			add(usagef("--duration must be >= 0"))
+			add(cliutil.Usagef("--duration must be >= 0"))
 		}
 		add(checkInterval(o.interval))
 	case "connections":
@@ -445,23 +460,23 @@ func (o *benchOpts) check(name string, set map[string]bool) error {
 		add(positive("dial-concurrency", o.dialConc))
 		add(checkInterval(o.interval))
 		if o.settle < 0 || o.hold < 0 || o.idleWindow <= 0 || o.gcWait < 0 {
-			add(usagef("--settle, --hold and --gc-wait must be >= 0, --idle-window > 0"))
+			add(cliutil.Usagef("--settle, --hold and --gc-wait must be >= 0, --idle-window > 0"))
 		}
 		if o.worker && o.sockets > o.perProcess {
-			add(usagef("--worker: more than --per-process sockets"))
+			add(cliutil.Usagef("--worker: more than --per-process sockets"))
 		}
 		if o.churn < 0 || o.churn > 5000 {
-			add(usagef("--churn must be 0-5000 sessions per second"))
+			add(cliutil.Usagef("--churn must be 0-5000 sessions per second"))
 		}
 		if o.churn > 0 && !o.redisStats {
-			add(usagef("--churn needs --redis-stats (it runs during the idle window)"))
+			add(cliutil.Usagef("--churn needs --redis-stats (it runs during the idle window)"))
 		}
 		if o.churn > 0 && o.churnURL == "" {
-			add(usagef("--churn needs --churn-url (the node its sessions go through)"))
+			add(cliutil.Usagef("--churn needs --churn-url (the node its sessions go through)"))
 		}
 		if o.churnURL != "" {
 			if _, err := parseEndpoint(o.churnURL); err != nil {
-				add(usagef("--churn-url %s: %v", o.churnURL, err))
+				add(cliutil.Usagef("--churn-url %s: %v", o.churnURL, err))
 			}
 		}
 	case "fanout":
@@ -470,26 +485,26 @@ func (o *benchOpts) check(name string, set map[string]bool) error {
 		add(positive("watchers", o.watchers))
 		add(positive("users", o.users))
 		if o.rate <= 0 || o.duration <= 0 {
-			add(usagef("--rate and --duration must be positive"))
+			add(cliutil.Usagef("--rate and --duration must be positive"))
 		}
 		if o.users < 2 {
-			add(usagef("--users must be at least 2"))
+			add(cliutil.Usagef("--users must be at least 2"))
 		}
 		if o.watchers*o.rooms > 15000 {
-			add(usagef("--watchers x --rooms: at most 15000 sockets in one process"))
+			add(cliutil.Usagef("--watchers x --rooms: at most 15000 sockets in one process"))
 		}
 	case "list":
 		add(positive("concurrency", o.concurrency))
 		add(positive("members", o.members))
 		if o.limit < 1 || o.limit > 1000 {
-			add(usagef("--limit must be 1-1000"))
+			add(cliutil.Usagef("--limit must be 1-1000"))
 		}
 		if o.duration <= 0 {
-			add(usagef("--duration must be positive"))
+			add(cliutil.Usagef("--duration must be positive"))
 		}
 	case "expiry":
 		if o.presencedBin == "" {
-			add(usagef("--presenced-bin is required: expiry starts (and kills) its own node"))
+			add(cliutil.Usagef("--presenced-bin is required: expiry starts (and kills) its own node"))
 		}
 		add(positive("sessions", o.sessions))
 		add(positive("rooms", o.rooms))
@@ -497,27 +512,27 @@ func (o *benchOpts) check(name string, set map[string]bool) error {
 		add(positive("per-process", o.perProcess))
 		add(checkInterval(o.interval))
 		if o.timeoutFactor < 1 || o.timeoutFactor > 10 {
-			add(usagef("--timeout-factor must be 1-10"))
+			add(cliutil.Usagef("--timeout-factor must be 1-10"))
 		}
 		if o.nodeLease < time.Second || o.nodeLease > 10*time.Minute {
-			add(usagef("--node-lease must be 1s-10m"))
+			add(cliutil.Usagef("--node-lease must be 1s-10m"))
 		}
 		if o.grace < 0 {
-			add(usagef("--grace must be >= 0"))
+			add(cliutil.Usagef("--grace must be >= 0"))
 		}
 	case "slowbody":
 		add(positive("concurrency", o.concurrency))
 		add(positive("slow", o.slow))
 		add(positive("dial-concurrency", o.dialConc))
 		if o.duration <= 0 || o.dribble <= 0 {
-			add(usagef("--duration and --dribble must be positive"))
+			add(cliutil.Usagef("--duration and --dribble must be positive"))
 		}
 		if o.slow > 15000 {
-			add(usagef("--slow: at most 15000 connections (one process holds them)"))
+			add(cliutil.Usagef("--slow: at most 15000 connections (one process holds them)"))
 		}
 	case "report":
 		if o.dir == "" {
-			add(usagef("--dir is required"))
+			add(cliutil.Usagef("--dir is required"))
 		}
 	}
 	if len(errs) > 0 {
@@ -528,7 +543,7 @@ func (o *benchOpts) check(name string, set map[string]bool) error {
 
 func checkInterval(d time.Duration) error {
 	if d < time.Second || d > 10*time.Minute || d%time.Millisecond != 0 {
-		return usagef("--interval must be 1s-10m in whole milliseconds")
+		return cliutil.Usagef("--interval must be 1s-10m in whole milliseconds")
 	}
 	return nil
 }
@@ -580,33 +595,26 @@ func ip4(ip net.IP) uint32 {
 	return uint32(ip[0])<<24 | uint32(ip[1])<<16 | uint32(ip[2])<<8 | uint32(ip[3])
 }
 
-// cmdBench runs `presencectl bench`.
-func cmdBench(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error {
-	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "-help" {
-			fmt.Fprint(c.stdout, benchUsage)
-			return nil
-		}
-		if a == "--" {
-			break
-		}
-	}
+// runBench parses the command line of presencebench (fs holds the Redis
+// flags already) and runs the scenario; it returns the scenario's name once
+// known.
+func runBench(ctx context.Context, c *cliutil.Env, fs *flag.FlagSet, args []string) (string, error) {
 	name, o, err := parseBench(c, fs, args)
 	if err != nil {
-		return err
+		return name, err
 	}
-	b := &bench{c: c, name: name, o: o, stdout: c.stdout, stderr: c.stderr, started: time.Now()}
+	b := &bench{c: c, name: name, o: o, stdout: c.Stdout, stderr: c.Stderr, started: time.Now()}
 	res, err := scenarios[name].run(ctx, b)
 	if res != nil && !(o.worker) {
-		if c.g.json {
-			if werr := writeJSON(c.stdout, res); werr != nil && err == nil {
+		if c.JSON {
+			if werr := cliutil.WriteJSON(c.Stdout, res); werr != nil && err == nil {
 				err = werr
 			}
 		} else {
-			res.writeTable(c.stdout)
+			res.writeTable(c.Stdout)
 		}
 	}
-	return err
+	return name, err
 }
 
 // logf writes a line to stderr (progress and notes), never to stdout.

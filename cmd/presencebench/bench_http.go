@@ -64,7 +64,7 @@ func buildRequest(ep endpoint, token, method, path string, body []byte, headers 
 	b.WriteString(path)
 	b.WriteString(" HTTP/1.1\r\nHost: ")
 	b.WriteString(ep.host)
-	b.WriteString("\r\nUser-Agent: presencectl-bench\r\n")
+	b.WriteString("\r\nUser-Agent: presencebench\r\n")
 	if token != "" {
 		b.WriteString("Authorization: Bearer ")
 		b.WriteString(token)
