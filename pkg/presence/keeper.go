@@ -52,6 +52,9 @@ type Owned struct {
 	since int64  // the room's version when the store last confirmed it
 
 	removed atomic.Bool
+	// ending is set while its holder ends it (a leave, a close): the
+	// events of that end are not someone else ending it.
+	ending atomic.Bool
 }
 
 // Keeper holds the sessions of a node's open WebSockets. They cost the
@@ -417,6 +420,9 @@ func (k *Keeper) Observe(n Event) {
 	for o := range candidates {
 		if o.gen != k.gen || k.stale[o] {
 			continue // being taken over: the event may be of the old generation
+		}
+		if o.ending.Load() {
+			continue // its holder is ending it
 		}
 		var match bool
 		switch event {

@@ -55,6 +55,11 @@ type rtRoom struct {
 	refs  int
 	ready chan struct{} // closed when the first Subscribe returned
 	err   error
+	// closing is set while the last user's Unsubscribe runs; the room
+	// stays in rooms until it returned, so that a new user waits for it
+	// and subscribes afresh (its Subscribe is never undone by a late
+	// Unsubscribe).
+	closing chan struct{}
 	last  int64 // last version delivered
 	known bool  // last is meaningful
 	// conns maps each connection of the room to whether it follows the
@@ -147,6 +152,17 @@ func (rt *Realtime) OnResubscribe(room RoomRef) {
 func (rt *Realtime) acquire(ctx context.Context, room RoomRef) error {
 	rt.mu.Lock()
 	r := rt.rooms[room]
+	for r != nil && r.closing != nil {
+		closing := r.closing
+		rt.mu.Unlock()
+		select {
+		case <-closing:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		rt.mu.Lock()
+		r = rt.rooms[room]
+	}
 	if r != nil {
 		r.refs++
 		rt.mu.Unlock()
@@ -189,16 +205,22 @@ func (rt *Realtime) release(room RoomRef) {
 		rt.mu.Unlock()
 		return
 	}
-	delete(rt.rooms, room)
-	subscribed := r.err == nil
-	rt.mu.Unlock()
-	if subscribed {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := rt.sub.Unsubscribe(ctx, room); err != nil {
-			rt.cfg.Logger.Debug("unsubscribe", "room", room.RoomID, "err", err)
-		}
+	if r.err != nil {
+		delete(rt.rooms, room) // never subscribed
+		rt.mu.Unlock()
+		return
 	}
+	r.closing = make(chan struct{})
+	rt.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if err := rt.sub.Unsubscribe(ctx, room); err != nil {
+		rt.cfg.Logger.Debug("unsubscribe", "room", room.RoomID, "err", err)
+	}
+	cancel()
+	rt.mu.Lock()
+	delete(rt.rooms, room)
+	close(r.closing)
+	rt.mu.Unlock()
 }
 
 // attach hands the room's events to c; byToken marks a connection that
@@ -229,10 +251,10 @@ func (rt *Realtime) deliverLocked(r *rtRoom, ev Event) {
 		rt.endTokenWatchesLocked(r, ev)
 		rt.startSyncLocked(ev.Room, r)
 		return
-	case r.known && ev.Version == r.last:
-		return // already delivered
 	case r.known && ev.Version != r.last+1:
-		// A gap (missed events) or a regression (the store lost its data).
+		// A gap (missed events), or a regression: the store lost its data
+		// (an event at the version delivered last is one too: Redis
+		// publishes each version once, so it is another change).
 		rt.startSyncLocked(ev.Room, r)
 		return
 	}
@@ -279,7 +301,7 @@ func (rt *Realtime) sync(room RoomRef, r *rtRoom) {
 		l, err := rt.svc.Snapshot(ctx, room, "")
 		cancel()
 		rt.mu.Lock()
-		if rt.rooms[room] != r {
+		if rt.rooms[room] != r || r.closing != nil {
 			rt.mu.Unlock()
 			return // nobody uses the room any more
 		}
@@ -431,6 +453,10 @@ func (c *Conn) Join(ctx context.Context, in HeartbeatInput) (*Joined, error) {
 	rt.attach(room, c, false)
 	l, err := rt.svc.Snapshot(ctx, room, "")
 	if err != nil {
+		// The client is told the join failed: nothing of it may stay.
+		delete(c.joined, room)
+		c.dropRoom(room)
+		rt.endHeld(ctx, o)
 		return nil, err
 	}
 	return &Joined{HeartbeatOutput: out, Snapshot: l}, nil
@@ -579,6 +605,7 @@ func (c *Conn) Close(end bool) {
 // answers): never is it left held by a node that let it go, which would
 // keep it online for good.
 func (rt *Realtime) endHeld(ctx context.Context, o *Owned) error {
+	o.ending.Store(true) // its own end is not news to the keeper
 	if err := rt.svc.EndSession(ctx, o.Room, o.SessionID, o.Epoch); err != nil {
 		rt.keeper.Release(ctx, o)
 		return err
