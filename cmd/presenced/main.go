@@ -293,7 +293,7 @@ func (m *Main) openRedis(ctx context.Context, c Config) error {
 		if m.replica, err = client("PRESENCE_REDIS_REPLICA_URL", c.RedisReplicaURL); err != nil {
 			return err
 		}
-		m.Logger.Info("store: lists and subscriptions read from the region-local replica", "region", c.Region)
+		m.Logger.Info("store: lists and subscriptions read from the region-local replica")
 	}
 	return nil
 }

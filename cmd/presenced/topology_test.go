@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,8 +81,10 @@ func TestMultiRegion(t *testing.T) {
 	replica := redistest.StartReplica(t, primary)
 	secret := "multi-region-test-secret-0123456"
 	a := MustRunMain(t, map[string]string{"PRESENCE_REDIS_URL": primary.URL(), "PRESENCE_REGION": "a", "PRESENCE_NODE_ID": "na", "PRESENCE_TOKEN_SECRET": secret})
+	var logs lockedBuffer
 	b := MustRunMain(t, map[string]string{"PRESENCE_REDIS_URL": primary.URL(), "PRESENCE_REDIS_REPLICA_URL": replica.URL(),
-		"PRESENCE_REGION": "b", "PRESENCE_NODE_ID": "nb", "PRESENCE_TOKEN_SECRET": secret})
+		"PRESENCE_REGION": "b", "PRESENCE_NODE_ID": "nb", "PRESENCE_TOKEN_SECRET": secret, "PRESENCE_LOG_FORMAT": "json"},
+		func(m *Main) { m.Logger = newLogger(m.Config, &logs) })
 	w := dialJoin(t, b.Addr(), "watcher", "lobby")
 	dialJoin(t, a.Addr(), "ada", "lobby")
 	waitUntil(t, "the watcher in region b sees ada, who joined in region a", 5*time.Second, func() bool {
@@ -116,6 +121,59 @@ func TestMultiRegion(t *testing.T) {
 	if err != nil || !strings.Contains(sess["s:ada-tab"], "\tna@a/") || !strings.Contains(sess["s:watcher-tab"], "\tnb@b/") {
 		t.Fatalf("sessions: %q %v", sess, err)
 	}
+	// Region b's log lines name the node and the region once each.
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("region b logged %d lines", len(lines))
+	}
+	for _, line := range lines {
+		if k := repeatedKey(t, line); k != "" {
+			t.Errorf("key %q repeated in %s", k, line)
+		}
+	}
+}
+
+// repeatedKey returns a key that appears twice in a JSON log line.
+func repeatedKey(t *testing.T, line string) string {
+	d := json.NewDecoder(strings.NewReader(line))
+	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("log line %q", line)
+	}
+	seen := map[string]bool{}
+	for d.More() {
+		tok, err := d.Token()
+		if err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		k := tok.(string)
+		if seen[k] {
+			return k
+		}
+		seen[k] = true
+		var v json.RawMessage
+		if err := d.Decode(&v); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+	}
+	return ""
+}
+
+// lockedBuffer is a bytes.Buffer that goroutines may write at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // TestSentinelFailover: nodes reach Redis through Sentinel; the primary

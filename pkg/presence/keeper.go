@@ -400,7 +400,7 @@ func (k *Keeper) Observe(n Event) {
 	}
 	k.mu.Lock()
 	if n.Node != "" && n.Node == k.gen && !k.lapsed {
-		k.cfg.Logger.Warn("this node was declared dead: taking its sessions over again", "node", k.gen)
+		k.cfg.Logger.Warn("this node was declared dead: taking its sessions over again", "generation", k.gen)
 		k.lapsed, k.lease = true, time.Time{}
 		k.mu.Unlock()
 		return
@@ -507,7 +507,7 @@ func (k *Keeper) renew(ctx context.Context) {
 	ok, err := k.store.RenewLease(ctx, gen, prev, deadline)
 	if err != nil {
 		if ctx.Err() == nil {
-			k.cfg.Logger.Warn("node lease renewal failed", "node", gen, "err", err)
+			k.cfg.Logger.Warn("node lease renewal failed", "generation", gen, "err", err)
 		}
 		return
 	}
@@ -517,7 +517,7 @@ func (k *Keeper) renew(ctx context.Context) {
 		if prev.IsZero() {
 			return // a fresh generation that exists already: try another
 		}
-		k.cfg.Logger.Warn("node lease lapsed: taking this node's sessions over again", "node", gen, "sessions", k.count.Load())
+		k.cfg.Logger.Warn("node lease lapsed: taking this node's sessions over again", "generation", gen, "sessions", k.count.Load())
 		k.lapsed = true
 		k.lease = time.Time{}
 		return

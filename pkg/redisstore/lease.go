@@ -111,7 +111,7 @@ func (s *Store) ReapNodes(ctx context.Context, now time.Time) (int, error) {
 			if dead == 0 {
 				continue // renewed meanwhile
 			}
-			s.log.Warn("node lease lapsed: ending its sessions", "node", node)
+			s.log.Warn("node lease lapsed: ending its sessions", "dead_node", node)
 		}
 		n, err := s.endNode(ctx, node, now)
 		total += n

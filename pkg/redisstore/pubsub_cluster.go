@@ -192,9 +192,9 @@ func (cs *clusterSubscriber) receive(ctx context.Context, n *nodeSub) {
 			// refused): start this node over where the channels live now.
 			if strings.HasPrefix(err.Error(), "MOVED") {
 				// A slot moved; go-redis learns the new owner shortly.
-				cs.sub.cfg.Logger.Debug("sharded pub/sub: slot moved", "node", n.addr, "err", err)
+				cs.sub.cfg.Logger.Debug("sharded pub/sub: slot moved", "redis_node", n.addr, "err", err)
 			} else {
-				cs.sub.cfg.Logger.Warn("sharded pub/sub connection lost", "node", n.addr, "err", err)
+				cs.sub.cfg.Logger.Warn("sharded pub/sub connection lost", "redis_node", n.addr, "err", err)
 			}
 			n.mu.Lock()
 			channels := make(map[string]presence.RoomRef, len(n.rooms))
