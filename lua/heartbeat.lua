@@ -48,26 +48,37 @@ if ARGV[15] == '2' then
   return {'', e, version, 0, 0}
 end
 
+-- What a keep-alive needs of the room hash, in one read: x (earliest
+-- deadline), e (room epoch), the session, v (version), t (last touch).
+-- Absent fields are false.
+local function read_room()
+  return redis.call('HMGET', K_ROOM, 'x', 'e', field, 'v', 't')
+end
+local h = read_room()
+local sess = h[3]
+
 -- A node-owned session whose socket is still open is alive even if its
 -- deadline passed (the store was unreachable meanwhile): its owner vouches
 -- for it, so it is refreshed before the room's expired sessions are ended.
-if ARGV[15] == '1' then
-  local v = redis.call('HGET', K_ROOM, field)
-  if v then
-    local e, node, owner = parse_sess(v)
-    redis.call('HSET', K_ROOM, field, sess_value(deadline, e, node, owner))
-  end
+if ARGV[15] == '1' and sess then
+  local e, node, owner = parse_sess(sess)
+  sess = sess_value(deadline, e, node, owner)
+  redis.call('HSET', K_ROOM, field, sess)
 end
 
-if ARGV[16] == '1' then
+-- The room's expired sessions are ended first (only when x is due; they
+-- may include this one, and change v and x: read the room again then).
+local x = tonumber(h[1])
+if ARGV[16] == '1' and x and x <= now then
   reap_expired(now, 64, channel, cmd)
+  h = read_room()
+  sess = h[3]
 end
 
-local epoch = redis.call('HGET', K_ROOM, 'e') or '0'
+local epoch = h[2] or '0'
 
 local sepoch, event
 local created = 0
-local sess = redis.call('HGET', K_ROOM, field)
 if sess then
   local e, node, owner, d = parse_sess(sess)
   if owner ~= uid then
@@ -94,7 +105,7 @@ else
   end
 end
 local lowered = 0
-if deadline and lower_x(deadline) then
+if deadline and lower_x(deadline, h[1]) then
   lowered = 1
 end
 
@@ -122,14 +133,14 @@ if event then
 elseif changed then
   version = publish(channel, cmd, 'update', uid)
 else
-  version = tonumber(redis.call('HGET', K_ROOM, 'v')) or 0
+  version = tonumber(h[4]) or 0
 end
 
 -- A plain keep-alive changes nothing: the keys' time to live (retention +
 -- the longest session timeout) and the pruning of old members only need
 -- doing when something changed, or once a minute. (Every key a heartbeat
 -- creates comes with a join or an update, so no key is left without a TTL.)
-if event or changed or now - (tonumber(redis.call('HGET', K_ROOM, 't')) or 0) > 60000 then
+if event or changed or now - (tonumber(h[5]) or 0) > 60000 then
   prune(now, tonumber(ARGV[5]), channel, cmd)
   redis.call('HSET', K_ROOM, 't', now)
   touch(ARGV[4])

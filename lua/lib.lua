@@ -4,9 +4,12 @@
 -- Every room script takes the same three KEYS, all under the room's hash tag
 -- {<org>::<roomId>} so that a script touches one Redis Cluster slot:
 --   KEYS[1] room     hash: v (version), q (join sequence), e (room epoch),
---                    o (online users), n (live sessions), t (when the keys'
---                    TTL was last set), x (at most the earliest deadline of
---                    the room's sessions; absent: none has a deadline),
+--                    o (online users), n (live sessions), c (changes of a
+--                    member's session count that are no join or leave: a
+--                    list shows the counts, the version does not count
+--                    them), t (when the keys' TTL was last set), x (at
+--                    most the earliest deadline of the room's sessions;
+--                    absent: none has a deadline),
 --                    s:<sessionId> -> "<deadline>\t<epoch>\t<node>\t<userId>":
 --                    deadline in unix ms, or H for a session held by a node's
 --                    open WebSocket (it lives by that node's lease; <node> is
@@ -75,6 +78,7 @@ local function add_session(uid)
   end
   if n > 0 then
     redis.call('ZINCRBY', K_ORDER, 1, uid)
+    redis.call('HINCRBY', K_ROOM, 'c', 1)
     return false
   end
   redis.call('ZADD', K_ORDER, int(redis.call('HINCRBY', K_ROOM, 'q', 1) * PER + 1), uid)
@@ -91,6 +95,7 @@ local function drop_session(uid, now)
   end
   if n > 1 then
     redis.call('ZINCRBY', K_ORDER, -1, uid)
+    redis.call('HINCRBY', K_ROOM, 'c', 1)
     return false
   end
   redis.call('ZADD', K_ORDER, int(OFFLINE - now), uid)
@@ -117,9 +122,14 @@ local function sess_value(deadline, epoch, node, uid)
   return d .. '\t' .. epoch .. '\t' .. node .. '\t' .. uid
 end
 
--- lower_x makes x at most deadline; it reports whether x changed.
-local function lower_x(deadline)
-  local x = tonumber(redis.call('HGET', K_ROOM, 'x'))
+-- lower_x makes x at most deadline; it reports whether x changed. known,
+-- when given, is x as the caller read it (false: absent), which saves the
+-- read.
+local function lower_x(deadline, known)
+  if known == nil then
+    known = redis.call('HGET', K_ROOM, 'x')
+  end
+  local x = tonumber(known)
   if not x or deadline < x then
     redis.call('HSET', K_ROOM, 'x', int(deadline))
     return true
@@ -246,6 +256,29 @@ local function prune(now, retention, channel, cmd)
     redis.call('HDEL', K_PROFILE, 'd:' .. uid, 'p:' .. uid)
     publish(channel, cmd, 'remove', uid)
   end
+end
+
+-- list_head reads what a list of the room depends on besides its page of
+-- members (list.lua, list_stamp.lua): {v, e, c, n, t}, and the order score
+-- below which members are shown (online_only "1": online members only;
+-- else members offline for longer than retention at now are hidden). It
+-- returns nil when epoch is not "" and not the room's (the room was
+-- removed). Every change a list shows bumps v (joins, leaves, data,
+-- profiles, removals) or c (a second tab, or one of two closed); e changes
+-- when the room is removed, and t (set by the change that creates the room,
+-- and by a keep-alive at most once a minute) tells a room created again
+-- after Redis lost it (v starts over) from the old one.
+local function list_head(epoch, online_only, now, retention)
+  local m = redis.call('HMGET', K_ROOM, 'v', 'e', 'c', 'n', 't')
+  local e = m[2] or '0'
+  if epoch ~= '' and e ~= epoch then
+    return nil
+  end
+  local max = ONLINE_MAX
+  if online_only ~= '1' then
+    max = OFFLINE - (now - retention)
+  end
+  return {tonumber(m[1]) or 0, e, tonumber(m[3]) or 0, tonumber(m[4]) or 0, tonumber(m[5]) or 0}, '(' .. int(max)
 end
 
 -- touch gives every key of the room the same time to live, so that an

@@ -4,19 +4,17 @@
 -- ARGV: 1 room epoch ("" for any), 2 limit, 3 "1" for online members only,
 --       4 now (ms), 5 offline retention (ms): members offline for longer
 --       are not shown (they are forgotten at the room's next change)
--- Returns {version, then per member: userId, order score, sessions, data,
--- profile}; just {-1} when the epoch is not the room's (the room was removed).
-local meta = redis.call('HMGET', K_ROOM, 'e', 'v')
-if ARGV[1] ~= '' and (meta[1] or '0') ~= ARGV[1] then
+-- Returns {version, epoch, c, n, t, members shown, then per member: userId,
+-- order score, sessions, data, profile}; just {-1} when the epoch is not the
+-- room's (the room was removed). The first six are the list's stamp, as
+-- list_stamp.lua reads it: the members follow from them.
+local head, max = list_head(ARGV[1], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
+if not head then
   return {-1}
 end
-local limit = tonumber(ARGV[2])
-local max = OFFLINE - (tonumber(ARGV[4]) - tonumber(ARGV[5]))
-if ARGV[3] == '1' then
-  max = ONLINE_MAX
-end
-local uids = redis.call('ZRANGEBYSCORE', K_ORDER, '-inf', '(' .. int(max), 'WITHSCORES', 'LIMIT', 0, limit)
-local out = {tonumber(meta[2]) or 0}
+local uids = redis.call('ZRANGEBYSCORE', K_ORDER, '-inf', max, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+local out = head
+out[6] = #uids / 2
 if #uids == 0 then
   return out
 end

@@ -124,6 +124,17 @@ func (b *bodyBuffer) fill(body io.Reader, contentLength, limit int64) error {
 	return nil
 }
 
+// bufferedBody returns the unread part of a body that bufferBody read,
+// without copying it: valid until the handler returns. ok is false for a
+// body bufferBody did not read.
+func bufferedBody(r *http.Request) (b []byte, ok bool) {
+	bb, ok := r.Body.(*bodyBuffer)
+	if !ok {
+		return nil, false
+	}
+	return bb.buf[len(bb.buf)-bb.rd.Len():], true
+}
+
 func (b *bodyBuffer) Read(p []byte) (int, error)         { return b.rd.Read(p) }
 func (b *bodyBuffer) WriteTo(w io.Writer) (int64, error) { return b.rd.WriteTo(w) }
 func (b *bodyBuffer) Close() error                       { return nil }

@@ -1,7 +1,10 @@
 package httpapi
 
 import (
+	"maps"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -12,6 +15,45 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// handles caches the series of each route and status: looking them up
+	// in the vectors hashes their labels on every request. Copied on
+	// write (a new route or status is rare).
+	handles   atomic.Pointer[map[routeStatus]series]
+	handlesMu sync.Mutex
+}
+
+type routeStatus struct {
+	route  string
+	status int
+}
+
+type series struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// series returns the series of a route and status.
+func (m *metrics) series(route string, status int) series {
+	key := routeStatus{route, status}
+	if h := m.handles.Load(); h != nil {
+		if s, ok := (*h)[key]; ok {
+			return s
+		}
+	}
+	m.handlesMu.Lock()
+	defer m.handlesMu.Unlock()
+	old := m.handles.Load()
+	next := make(map[routeStatus]series, 1)
+	if old != nil {
+		if s, ok := (*old)[key]; ok {
+			return s
+		}
+		maps.Copy(next, *old)
+	}
+	s := series{m.requests.WithLabelValues(route, strconv.Itoa(status)), m.duration.WithLabelValues(route)}
+	next[key] = s
+	m.handles.Store(&next)
+	return s
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -43,8 +85,9 @@ func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
-		m.requests.WithLabelValues(route, strconv.Itoa(c.Response().Status)).Inc()
-		m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		s := m.series(route, c.Response().Status)
+		s.requests.Inc()
+		s.duration.Observe(time.Since(start).Seconds())
 		return nil
 	}
 }

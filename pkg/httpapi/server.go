@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"hash/fnv"
 	"io"
 	"log/slog"
 	"net/http"
@@ -78,6 +76,9 @@ type Config struct {
 	WSWriteTimeout time.Duration
 	// WSPingInterval is how often sockets are pinged. Zero means 15s.
 	WSPingInterval time.Duration
+	// ListCacheBytes bounds the node's cache of list pages (listcache.go).
+	// Zero means 16 MiB; negative: no cache.
+	ListCacheBytes int64
 }
 
 // Server is the HTTP and WebSocket side of a node.
@@ -91,12 +92,15 @@ type Server struct {
 	rt       *presence.Realtime
 	origins  *origins
 	met      *wsMetrics
+	lists    *listCache
 	sockets  atomic.Int64
 	draining atomic.Bool
 	stopPing context.CancelFunc
 	sockMu   sync.Mutex
 	sockSet  map[*socket]struct{}
 	closing  sync.Once
+
+	heartbeatChain echo.HandlerFunc // the middlewares and s.heartbeat
 }
 
 // NewServer returns a Server for svc. auth may be nil: auth is then off.
@@ -136,6 +140,10 @@ func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
 	}
 	s := &Server{echo: echo.New(), svc: svc, auth: auth, cfg: cfg, log: cfg.Logger, rt: cfg.Realtime, sockSet: map[*socket]struct{}{}}
 	s.met = newWSMetrics(cfg.Registerer, cfg.Realtime)
+	if cfg.ListCacheBytes == 0 {
+		cfg.ListCacheBytes = 16 << 20
+	}
+	s.lists = newListCache(cfg.ListCacheBytes, cfg.Registerer)
 	s.origins = newOrigins(cfg.CORSOrigins)
 	if s.rt != nil {
 		pctx, cancel := context.WithCancel(context.Background())
@@ -145,14 +153,17 @@ func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Pre(escapedPaths)
-	e.Use(newMetrics(cfg.Registerer).middleware)
-	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+	// Every request goes through these middlewares; ServeHTTP's heartbeat
+	// path applies the same ones (built once, not per request as Echo does).
+	var mws []echo.MiddlewareFunc
+	use := func(m echo.MiddlewareFunc) { e.Use(m); mws = append(mws, m) }
+	use(newMetrics(cfg.Registerer).middleware)
+	use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 		s.log.Error("panic", "path", c.Request().URL.Path, "err", err, "stack", string(stack))
 		return err
 	}}))
 	if len(cfg.CORSOrigins) > 0 {
-		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+		use(middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOriginFunc: func(origin string) (bool, error) { return s.origins.allowed(origin), nil },
 			AllowMethods:    []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete},
 			AllowHeaders:    []string{"Authorization", "Content-Type", "If-None-Match"},
@@ -161,10 +172,14 @@ func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
 		}))
 	}
 
-	e.Use(s.bufferBody()) // first the body, then a slot: see limitInFlight
-	e.Use(s.limitInFlight(cfg.MaxInFlight))
+	use(s.bufferBody()) // first the body, then a slot: see limitInFlight
+	use(s.limitInFlight(cfg.MaxInFlight))
 	v1 := e.Group("/v1")
 	v1.POST("/heartbeat", s.heartbeat)
+	s.heartbeatChain = s.heartbeat
+	for i := len(mws) - 1; i >= 0; i-- {
+		s.heartbeatChain = mws[i](s.heartbeatChain)
+	}
 	v1.GET("/list", s.list)
 	v1.POST("/disconnect", s.disconnect)
 	v1.POST("/signout", s.signout, s.authenticate)
@@ -258,8 +273,18 @@ func (s *Server) Close() {
 	})
 }
 
-// ServeHTTP serves the API.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+// ServeHTTP serves the API. Echo routes on the escaped path, so that a path
+// segment may hold an encoded "/" (a roomId "a/b" is /v1/rooms/a%2Fb/count);
+// handlers unescape their parameters with param. (Set here, not in an Echo
+// Pre middleware, which costs two closures per request.)
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r.URL.RawPath = r.URL.EscapedPath()
+	if r.Method == http.MethodPost && r.URL.RawPath == heartbeatPath {
+		s.serveHeartbeat(w, r)
+		return
+	}
+	s.echo.ServeHTTP(w, r)
+}
 
 // Echo returns the underlying Echo instance (to add routes).
 func (s *Server) Echo() *echo.Echo { return s.echo }
@@ -284,17 +309,6 @@ func (s *Server) limitInFlight(max int) echo.MiddlewareFunc {
 				return presence.Errorf(presence.EUNAVAILABLE, "the node is overloaded")
 			}
 		}
-	}
-}
-
-// escapedPaths makes Echo route on the escaped path, so that a path segment
-// may hold an encoded "/" (a roomId "a/b" is /v1/rooms/a%2Fb/count); handlers
-// unescape their parameters with param.
-func escapedPaths(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		u := c.Request().URL
-		u.RawPath = u.EscapedPath()
-		return next(c)
 	}
 }
 
@@ -337,13 +351,17 @@ func (s *Server) identify(r *http.Request) (*presence.Identity, error) {
 		return &presence.Identity{Org: org, Admin: true}, nil
 	}
 	if !s.auth.Enabled() {
-		return &presence.Identity{Org: "default", Admin: true}, nil
+		return &anonymous, nil
 	}
 	if bearer == "" {
 		return nil, presence.Errorf(presence.EUNAUTHORIZED, "a bearer token is required")
 	}
 	return s.auth.Verify(r.Context(), bearer)
 }
+
+// anonymous is the caller when auth is off: shared by every request, and
+// never modified.
+var anonymous = presence.Identity{Org: "default", Admin: true}
 
 func bearerToken(r *http.Request) string {
 	h := r.Header.Get("Authorization")
@@ -359,36 +377,21 @@ func (s *Server) readBody(c echo.Context) ([]byte, error) {
 	if err != nil {
 		return nil, presence.Errorf(presence.EINVALID, "could not read the request body")
 	}
-	if int64(len(b)) > s.cfg.MaxBodyBytes {
-		return nil, presence.Errorf(presence.ETOOLARGE, "request body over %d bytes", s.cfg.MaxBodyBytes)
-	}
-	// Invalid UTF-8 or a lone surrogate anywhere in a body is refused, never
-	// replaced: it would merge two ids into one, or reach a WebSocket text
-	// frame that browsers refuse.
-	if err := presence.CheckJSONText(b); err != nil {
+	if err := s.checkBody(b); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
-// decodeJSON reads a JSON object body into v; wrong types are EINVALID.
-func (s *Server) decodeJSON(c echo.Context, v any) error {
-	b, err := s.readBody(c)
-	if err != nil {
-		return err
+// checkBody checks a request body read in full: its size and its text.
+func (s *Server) checkBody(b []byte) error {
+	if int64(len(b)) > s.cfg.MaxBodyBytes {
+		return presence.Errorf(presence.ETOOLARGE, "request body over %d bytes", s.cfg.MaxBodyBytes)
 	}
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 || b[0] != '{' {
-		return presence.Errorf(presence.EINVALID, "the body must be a JSON object")
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return presence.Errorf(presence.EINVALID, "%s has the wrong type", te.Field)
-		}
-		return presence.Errorf(presence.EINVALID, "the body is not valid JSON")
-	}
-	return nil
+	// Invalid UTF-8 or a lone surrogate anywhere in a body is refused, never
+	// replaced: it would merge two ids into one, or reach a WebSocket text
+	// frame that browsers refuse.
+	return presence.CheckJSONText(b)
 }
 
 type heartbeatRequest struct {
@@ -411,8 +414,12 @@ func (s *Server) heartbeat(c echo.Context) error {
 		}
 		return err
 	}
-	var req heartbeatRequest
-	if err := s.decodeJSON(c, &req); err != nil {
+	b, err := s.heartbeatBody(c)
+	if err != nil {
+		return err
+	}
+	req, err := decodeHeartbeat(b)
+	if err != nil {
 		return err
 	}
 	interval, err := presence.IntervalMillis(req.Interval)
@@ -426,7 +433,7 @@ func (s *Server) heartbeat(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, out)
+	return s.writeHeartbeat(c, out)
 }
 
 func (s *Server) list(c echo.Context) error {
@@ -434,30 +441,11 @@ func (s *Server) list(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	l, err := s.svc.List(c.Request().Context(), c.QueryParam("roomToken"), limit)
+	r, err := s.svc.PrepareList(c.QueryParam("roomToken"), limit)
 	if err != nil {
 		return err
 	}
-	return s.writeList(c, l)
-}
-
-// writeList answers with a member list and its ETag: a hash of the body, so
-// that a change of a member's session count (which has no version) is seen
-// too. If-None-Match with the same ETag gets 304.
-func (s *Server) writeList(c echo.Context, l *presence.RoomList) error {
-	b, err := json.Marshal(l)
-	if err != nil {
-		return err
-	}
-	h := fnv.New64a()
-	h.Write(b)
-	etag := `"` + strconv.FormatUint(h.Sum64(), 36) + `"`
-	c.Response().Header().Set("ETag", etag)
-	c.Response().Header().Set("Cache-Control", "no-cache")
-	if inm := c.Request().Header.Get("If-None-Match"); inm != "" && etagMatch(inm, etag) {
-		return c.NoContent(http.StatusNotModified)
-	}
-	return c.JSONBlob(http.StatusOK, b)
+	return s.serveList(c, r)
 }
 
 func etagMatch(header, etag string) bool {
@@ -530,11 +518,11 @@ func (s *Server) members(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	l, err := s.svc.Members(c.Request().Context(), roomID, onlineOnly, limit)
+	r, err := s.svc.PrepareMembers(c.Request().Context(), roomID, onlineOnly, limit)
 	if err != nil {
 		return err
 	}
-	return s.writeList(c, l)
+	return s.serveList(c, r)
 }
 
 func (s *Server) count(c echo.Context) error {

@@ -223,7 +223,7 @@ func (s *socket) writeLoop() {
 		switch {
 		case resyncAll:
 			for _, room := range s.seq.Rooms() {
-				if err = s.resync(room); err != nil {
+				if err = s.resync(room, 0); err != nil {
 					break
 				}
 			}
@@ -258,9 +258,10 @@ func (s *socket) write(b []byte) error {
 	return s.conn.Write(ctx, websocket.MessageText, b)
 }
 
-// resync sends the client the room's state afresh.
-func (s *socket) resync(room presence.RoomRef) error {
-	l, ok := s.rt.Resync(s.ctx, room)
+// resync sends the client the room's state afresh, at least at version
+// want.
+func (s *socket) resync(room presence.RoomRef, want int64) error {
+	l, ok := s.rt.Resync(s.ctx, room, want)
 	if !ok {
 		return nil
 	}
@@ -271,11 +272,11 @@ func (s *socket) resync(room presence.RoomRef) error {
 func (s *socket) writeReply(it item) error {
 	switch it.kind {
 	case kindSnapshot:
-		newer := s.seq.Snapshot(it.room, it.version)
-		if err := s.write(it.data); err != nil || !newer {
+		want := s.seq.Snapshot(it.room, it.version)
+		if err := s.write(it.data); err != nil || want == 0 {
 			return err
 		}
-		return s.resync(it.room)
+		return s.resync(it.room, want)
 	case kindLeft:
 		s.seq.Forget(it.room)
 	}
@@ -293,7 +294,7 @@ func (s *socket) writeUpdate(u *presence.Update) error {
 	case presence.Write:
 		return s.write(u.Encoded(encodeUpdate))
 	case presence.Resync:
-		return s.resync(u.Room)
+		return s.resync(u.Room, u.Version)
 	}
 	return nil
 }

@@ -27,6 +27,9 @@ type RoomList struct {
 	// Stale is set when the list was asked with the epoch of a room token
 	// and the room was removed since: the list is empty, version 0.
 	Stale bool `json:"-"`
+	// Stamp, when the store has stamps (ListStamper), is the stamp of the
+	// state the list shows, read in the same atomic step as the list.
+	Stamp string `json:"-"`
 }
 
 // RoomCount is the O(1) summary of a room.

@@ -67,6 +67,9 @@ type rtRoom struct {
 	conns   map[*Conn]bool
 	syncing bool
 	pending []Event
+	// want is the version the sync under way must reach at least: the
+	// event that asked for it (a lagging replica is read past).
+	want int64
 }
 
 // NewRealtime returns the real-time core of a node over svc's store. It
@@ -144,7 +147,7 @@ func (rt *Realtime) OnResubscribe(room RoomRef) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if r := rt.rooms[room]; r != nil && !r.syncing {
-		rt.startSyncLocked(room, r)
+		rt.startSyncLocked(room, r, 0)
 	}
 }
 
@@ -249,13 +252,13 @@ func (rt *Realtime) deliverLocked(r *rtRoom, ev Event) {
 	switch {
 	case ev.Kind == EventReset:
 		rt.endTokenWatchesLocked(r, ev)
-		rt.startSyncLocked(ev.Room, r)
+		rt.startSyncLocked(ev.Room, r, ev.Version)
 		return
 	case r.known && ev.Version != r.last+1:
 		// A gap (missed events), or a regression: the store lost its data
 		// (an event at the version delivered last is one too: Redis
 		// publishes each version once, so it is another change).
-		rt.startSyncLocked(ev.Room, r)
+		rt.startSyncLocked(ev.Room, r, ev.Version)
 		return
 	}
 	r.last, r.known = ev.Version, true
@@ -285,9 +288,10 @@ func (rt *Realtime) endTokenWatchesLocked(r *rtRoom, ev Event) {
 	}
 }
 
-func (rt *Realtime) startSyncLocked(room RoomRef, r *rtRoom) {
+func (rt *Realtime) startSyncLocked(room RoomRef, r *rtRoom, want int64) {
 	r.syncing = true
 	r.pending = nil
+	r.want = want
 	go rt.sync(room, r)
 }
 
@@ -298,7 +302,10 @@ func (rt *Realtime) sync(room RoomRef, r *rtRoom) {
 	backoff := 100 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		l, err := rt.svc.Snapshot(ctx, room, "")
+		rt.mu.Lock()
+		want := r.want
+		rt.mu.Unlock()
+		l, err := rt.svc.Snapshot(ctx, room, "", want)
 		cancel()
 		rt.mu.Lock()
 		if rt.rooms[room] != r || r.closing != nil {
@@ -451,7 +458,9 @@ func (c *Conn) Join(ctx context.Context, in HeartbeatInput) (*Joined, error) {
 	// between the two (the Sequencer drops what the snapshot already has,
 	// and asks for a sync if something newer came first).
 	rt.attach(room, c, false)
-	l, err := rt.svc.Snapshot(ctx, room, "")
+	// At least the join's own version: the joiner is in its snapshot, even
+	// read from a replica that lags.
+	l, err := rt.svc.Snapshot(ctx, room, "", out.Version)
 	if err != nil {
 		// The client is told the join failed: nothing of it may stay.
 		delete(c.joined, room)
@@ -524,7 +533,7 @@ func (c *Conn) Watch(ctx context.Context, roomToken string) (RoomRef, *RoomList,
 			return room, nil, err
 		}
 	}
-	l, err := rt.svc.Snapshot(ctx, room, epoch)
+	l, err := rt.svc.Snapshot(ctx, room, epoch, 0)
 	if err != nil {
 		if !used {
 			rt.release(room)
@@ -552,16 +561,17 @@ func (c *Conn) Unwatch(roomID string) (*Left, error) {
 	return nil, Errorf(ENOTFOUND, "not watching room %q", roomID)
 }
 
-// Resync reads the state of a room the connection follows, for its
-// Sequencer (a gap) or after the connection dropped what was queued. It
-// reports false when there is nothing to send: the room is followed only
-// through a removed room's token, or the store is away (the core then
-// syncs every connection of the room when it is back). Any goroutine.
-func (c *Conn) Resync(ctx context.Context, room RoomRef) (*RoomList, bool) {
+// Resync reads the state of a room the connection follows, at least at
+// version want, for its Sequencer (a gap) or after the connection dropped
+// what was queued. It reports false when there is nothing to send: the
+// room is followed only through a removed room's token, or the store is
+// away (the core then syncs every connection of the room when it is back).
+// Any goroutine.
+func (c *Conn) Resync(ctx context.Context, room RoomRef, want int64) (*RoomList, bool) {
 	if c.isFrozen(room) {
 		return nil, false
 	}
-	l, err := c.rt.svc.Snapshot(ctx, room, "")
+	l, err := c.rt.svc.Snapshot(ctx, room, "", want)
 	if err != nil {
 		return nil, false
 	}
@@ -748,16 +758,18 @@ func (q *Sequencer) add(room RoomRef) *seqRoom {
 }
 
 // Snapshot records that the client got the room at version (joined,
-// watching). It reports whether a sync must follow: an event newer than
-// the snapshot came first and was dropped.
-func (q *Sequencer) Snapshot(room RoomRef, version int64) (resync bool) {
+// watching). It returns the version a sync that must follow has to reach
+// (0: none): an event newer than the snapshot came first and was dropped.
+func (q *Sequencer) Snapshot(room RoomRef, version int64) (resyncTo int64) {
 	r := q.find(room)
 	if r == nil {
 		r = q.add(room)
 	}
-	newer := r.early > version
+	if r.early > version {
+		resyncTo = r.early
+	}
 	r.version, r.has, r.early = version, true, 0
-	return newer
+	return resyncTo
 }
 
 // Sync reports whether a sync of the core is for the client (a room it

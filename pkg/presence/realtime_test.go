@@ -127,7 +127,7 @@ func (n *rtNode) failOp(op string) {
 // online returns the room's online members as the store has them.
 func (n *rtNode) online(t *testing.T, room string) string {
 	t.Helper()
-	l, err := n.svc.Snapshot(context.Background(), ref(room), "")
+	l, err := n.svc.Snapshot(context.Background(), ref(room), "", 0)
 	if err != nil {
 		t.Fatalf("snapshot of %s: %v", room, err)
 	}
@@ -657,7 +657,7 @@ func TestRealtimeRemovedRoom(t *testing.T) {
 	// Ada's session went with the room.
 	waitEqual(t, "sessions ended", "r", sa.endedRooms)
 	waitTrace(t, sa, r, "sync@2[]")
-	if _, ok := w.Resync(context.Background(), r); ok {
+	if _, ok := w.Resync(context.Background(), r, 0); ok {
 		t.Fatal("a resync of a removed room's token watch")
 	}
 
@@ -674,7 +674,7 @@ func TestRealtimeRemovedRoom(t *testing.T) {
 	if err != nil || !l2.Stale || len(l2.Members) != 0 {
 		t.Fatalf("watch with the old token: %+v, %v", l2, err)
 	}
-	if _, ok := w2.Resync(context.Background(), r); ok {
+	if _, ok := w2.Resync(context.Background(), r, 0); ok {
 		t.Fatal("a resync of a stale watch")
 	}
 	n.beat(t, "eve", "r")
@@ -839,7 +839,7 @@ func TestRealtimeStoreOutage(t *testing.T) {
 		n.store.DropEvents(1)
 		n.beat(t, "bob", "r")
 		n.beat(t, "carol", "r")
-		if _, ok := a.Resync(context.Background(), r); ok {
+		if _, ok := a.Resync(context.Background(), r, 0); ok {
 			t.Fatal("a resync while the store is away")
 		}
 		waitFor(t, "sync attempts", func() bool { return n.store.Calls("List") >= 3 })
@@ -928,8 +928,8 @@ func TestSequencerForgetAndRooms(t *testing.T) {
 		t.Fatal("a sync of a forgotten room was taken")
 	}
 	rooms(c)
-	if !q.Snapshot(b, 9) {
-		t.Fatal("snapshot at 9 after an event at 10: want a resync")
+	if got := q.Snapshot(b, 9); got != 10 {
+		t.Fatalf("snapshot at 9 after an event at 10: resync to %d, want 10", got)
 	}
 	step(b, 10, presence.Write)
 
@@ -944,8 +944,8 @@ func TestSequencerForgetAndRooms(t *testing.T) {
 	step(a, 7, presence.Skip)
 	step(a, 5, presence.Skip)
 	q.Forget(a)
-	if q.Snapshot(a, 1) {
-		t.Fatal("an event of before the Forget asked for a resync")
+	if got := q.Snapshot(a, 1); got != 0 {
+		t.Fatalf("an event of before the Forget asked for a resync to %d", got)
 	}
 	q.Forget(a)
 	q.Forget(b)

@@ -19,13 +19,13 @@ func TestSequencer(t *testing.T) {
 		t.Fatal("a sync of a room the client does not have was taken")
 	}
 	// The snapshot is older than an event that came first: a sync follows.
-	if !q.Snapshot(r, 4) {
-		t.Fatal("snapshot at 4 after an event at 5: want a resync")
+	if got := q.Snapshot(r, 4); got != 5 {
+		t.Fatalf("snapshot at 4 after an event at 5: resync to %d, want 5", got)
 	}
 	// A snapshot at least as new as what came first needs nothing more.
 	q.Event(other, 3)
-	if q.Snapshot(other, 3) {
-		t.Fatal("snapshot at 3 after an event at 3: no resync wanted")
+	if got := q.Snapshot(other, 3); got != 0 {
+		t.Fatalf("snapshot at 3 after an event at 3: resync to %d, want none", got)
 	}
 
 	for _, tc := range []struct {

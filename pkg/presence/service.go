@@ -140,21 +140,55 @@ func (s *Service) Heartbeat(ctx context.Context, in HeartbeatInput) (*HeartbeatO
 
 // List returns the members of the room that roomToken names.
 func (s *Service) List(ctx context.Context, roomToken string, limit int) (*RoomList, error) {
-	room, epoch, err := s.tokens.ParseRoomToken(roomToken)
+	r, err := s.PrepareList(roomToken, limit)
 	if err != nil {
 		return nil, err
 	}
-	if limit, err = ValidateLimit(limit); err != nil {
-		return nil, err
+	return s.ListPage(ctx, r)
+}
+
+// ListRequest is a checked list request: a room and a query of it (Now
+// set), for ListPage and ListStamp.
+type ListRequest struct {
+	Room  RoomRef
+	Query ListQuery
+}
+
+// PrepareList checks a list request by room token (List).
+func (s *Service) PrepareList(roomToken string, limit int) (ListRequest, error) {
+	room, epoch, err := s.tokens.ParseRoomToken(roomToken)
+	if err != nil {
+		return ListRequest{}, err
 	}
-	return s.store.List(ctx, room, ListQuery{Epoch: epoch, Limit: limit, Now: s.cfg.Now()})
+	if limit, err = ValidateLimit(limit); err != nil {
+		return ListRequest{}, err
+	}
+	return ListRequest{Room: room, Query: ListQuery{Epoch: epoch, Limit: limit, Now: s.cfg.Now()}}, nil
+}
+
+// ListPage returns the list that a checked request asks for.
+func (s *Service) ListPage(ctx context.Context, r ListRequest) (*RoomList, error) {
+	return s.store.List(ctx, r.Room, r.Query)
+}
+
+// ListStamp returns the stamp of the list that ListPage(r) would return now
+// (see ListStamper), in one small read; ok is false when the store has no
+// stamps.
+func (s *Service) ListStamp(ctx context.Context, r ListRequest) (stamp string, ok bool, err error) {
+	st, ok := s.store.(ListStamper)
+	if !ok {
+		return "", false, nil
+	}
+	stamp, err = st.ListStamp(ctx, r.Room, r.Query)
+	return stamp, err == nil, err
 }
 
 // Snapshot returns the state of a room as a WebSocket shows it (joined,
 // watching, sync): its first MaxListLimit members. A non-empty epoch that is
 // not the room's any more (the room was removed) yields an empty, Stale list.
-func (s *Service) Snapshot(ctx context.Context, room RoomRef, epoch string) (*RoomList, error) {
-	return s.store.List(ctx, room, ListQuery{Epoch: epoch, Limit: MaxListLimit, Now: s.cfg.Now()})
+// A snapshot is at least at minVersion (ListQuery.MinVersion).
+func (s *Service) Snapshot(ctx context.Context, room RoomRef, epoch string, minVersion int64) (*RoomList, error) {
+	return s.store.List(ctx, room, ListQuery{Epoch: epoch, Limit: MaxListLimit, Now: s.cfg.Now(), MinVersion: minVersion})
 }
 
 // WatchRoom checks that the caller may follow the room a room token names
@@ -222,14 +256,23 @@ func (s *Service) SignOut(ctx context.Context, userID string, forget bool) (int,
 
 // Members lists a room by id for a user of its org or an admin.
 func (s *Service) Members(ctx context.Context, roomID string, onlineOnly bool, limit int) (*RoomList, error) {
-	room, err := s.room(ctx, roomID)
+	r, err := s.PrepareMembers(ctx, roomID, onlineOnly, limit)
 	if err != nil {
 		return nil, err
 	}
-	if limit, err = ValidateLimit(limit); err != nil {
-		return nil, err
+	return s.ListPage(ctx, r)
+}
+
+// PrepareMembers checks a list request by room id (Members).
+func (s *Service) PrepareMembers(ctx context.Context, roomID string, onlineOnly bool, limit int) (ListRequest, error) {
+	room, err := s.room(ctx, roomID)
+	if err != nil {
+		return ListRequest{}, err
 	}
-	return s.store.List(ctx, room, ListQuery{Limit: limit, OnlineOnly: onlineOnly, Now: s.cfg.Now()})
+	if limit, err = ValidateLimit(limit); err != nil {
+		return ListRequest{}, err
+	}
+	return ListRequest{Room: room, Query: ListQuery{Limit: limit, OnlineOnly: onlineOnly, Now: s.cfg.Now()}}, nil
 }
 
 // Count summarises a room in O(1).

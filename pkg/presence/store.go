@@ -94,6 +94,19 @@ type HeartbeatResult struct {
 	Ended bool
 }
 
+// ListStamper is implemented by a Store that can tell in one small read
+// (no member read) which state of a room a list shows, so that an unchanged
+// list is answered without listing it (HTTP 304, a node's cached page).
+type ListStamper interface {
+	// ListStamp returns the stamp of the list that List(ctx, room, q) would
+	// return now. Two lists of one room with the same Limit and OnlineOnly
+	// and the same stamp are identical (whatever their Epoch and Now); any
+	// change to what such a list shows, or to which members the retention
+	// hides at q.Now, changes the stamp. Stamps are opaque; List fills
+	// RoomList.Stamp.
+	ListStamp(ctx context.Context, room RoomRef, q ListQuery) (string, error)
+}
+
 // ListQuery selects members of a room.
 type ListQuery struct {
 	Epoch      string // empty: any
@@ -102,4 +115,8 @@ type ListQuery struct {
 	// Now hides members offline for longer than the retention. Zero means
 	// the wall clock.
 	Now time.Time
+	// MinVersion: a list older than this version, read from a lagging
+	// replica, is read again from the primary (a joiner must see its own
+	// join, a sync must reach the event that asked for it). Zero: any.
+	MinVersion int64
 }

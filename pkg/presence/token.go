@@ -6,6 +6,10 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"hash"
+	"slices"
+	"strings"
+	"sync"
 )
 
 // Tokens signs and verifies room and session tokens.
@@ -17,7 +21,28 @@ import (
 // are bound to their org and room.
 type Tokens struct {
 	secret []byte
+	macs   sync.Pool // *signer: HMAC states are reset, not made anew
+	rooms  roomTokens
 }
+
+// signer is a pooled HMAC-SHA256 state with its buffers.
+type signer struct {
+	h       hash.Hash
+	payload []byte
+	out     []byte
+	sum     [sha256.Size]byte
+}
+
+// roomTokens caches room tokens: every heartbeat of a room answers with the
+// same one. Two generations of at most roomTokenCache entries each.
+type roomTokens struct {
+	mu       sync.Mutex
+	cur, old map[roomTokenKey]string
+}
+
+type roomTokenKey struct{ org, room, epoch string }
+
+const roomTokenCache = 4096
 
 const (
 	tokenRoom     byte = 'r'
@@ -33,13 +58,41 @@ func NewTokens(secret []byte) (*Tokens, error) {
 	if len(secret) < 16 {
 		return nil, errors.New("token secret must be at least 16 bytes")
 	}
-	return &Tokens{secret: append([]byte(nil), secret...)}, nil
+	t := &Tokens{secret: append([]byte(nil), secret...)}
+	t.macs.New = func() any { return &signer{h: hmac.New(sha256.New, t.secret)} }
+	return t, nil
 }
 
 // RoomToken returns the token that lets its holder list room in the life of
 // the room named by epoch.
 func (t *Tokens) RoomToken(room RoomRef, epoch string) string {
-	return t.sign(tokenRoom, room.Org, room.RoomID, epoch)
+	k := roomTokenKey{room.Org, room.RoomID, epoch}
+	c := &t.rooms
+	c.mu.Lock()
+	tok, ok := c.cur[k]
+	if !ok {
+		if tok, ok = c.old[k]; ok {
+			c.put(k, tok)
+		}
+	}
+	c.mu.Unlock()
+	if ok {
+		return tok
+	}
+	tok = t.sign(tokenRoom, room.Org, room.RoomID, epoch)
+	c.mu.Lock()
+	c.put(k, tok)
+	c.mu.Unlock()
+	return tok
+}
+
+// put adds an entry (c.mu held). The key's strings are copied: they may be
+// parts of a request's body, which the cache must not keep.
+func (c *roomTokens) put(k roomTokenKey, tok string) {
+	if len(c.cur) >= roomTokenCache || c.cur == nil {
+		c.old, c.cur = c.cur, make(map[roomTokenKey]string, roomTokenCache)
+	}
+	c.cur[roomTokenKey{strings.Clone(k.org), strings.Clone(k.room), strings.Clone(k.epoch)}] = tok
 }
 
 // ParseRoomToken verifies a room token and returns its room and epoch.
@@ -66,18 +119,19 @@ func (t *Tokens) ParseSessionToken(s string) (room RoomRef, sessionID, epoch str
 }
 
 func (t *Tokens) sign(kind byte, fields ...string) string {
-	n := 1 + macLen
-	for _, f := range fields {
-		n += binary.MaxVarintLen32 + len(f)
-	}
-	b := make([]byte, 1, n)
-	b[0] = kind
+	m := t.macs.Get().(*signer)
+	b := append(m.payload[:0], kind)
 	for _, f := range fields {
 		b = binary.AppendUvarint(b, uint64(len(f)))
 		b = append(b, f...)
 	}
-	b = append(b, t.mac(b)...)
-	return base64.RawURLEncoding.EncodeToString(b)
+	b = append(b, m.mac(b)...)
+	m.payload = b
+	m.out = slices.Grow(m.out[:0], base64.RawURLEncoding.EncodedLen(len(b)))[:base64.RawURLEncoding.EncodedLen(len(b))]
+	base64.RawURLEncoding.Encode(m.out, b)
+	tok := string(m.out)
+	t.macs.Put(m)
+	return tok
 }
 
 func (t *Tokens) parse(kind byte, s string, nfields int) ([]string, error) {
@@ -94,7 +148,10 @@ func (t *Tokens) parse(kind byte, s string, nfields int) ([]string, error) {
 		return nil, errForged
 	}
 	payload, mac := b[:len(b)-macLen], b[len(b)-macLen:]
-	if !hmac.Equal(mac, t.mac(payload)) {
+	m := t.macs.Get().(*signer)
+	ok := hmac.Equal(mac, m.mac(payload))
+	t.macs.Put(m)
+	if !ok {
 		return nil, errForged
 	}
 	fields := make([]string, 0, nfields)
@@ -113,8 +170,9 @@ func (t *Tokens) parse(kind byte, s string, nfields int) ([]string, error) {
 	return fields, nil
 }
 
-func (t *Tokens) mac(payload []byte) []byte {
-	h := hmac.New(sha256.New, t.secret)
-	h.Write(payload)
-	return h.Sum(nil)[:macLen]
+// mac returns the MAC of payload, in m's buffer (valid until m's next use).
+func (m *signer) mac(payload []byte) []byte {
+	m.h.Reset()
+	m.h.Write(payload)
+	return m.h.Sum(m.sum[:0])[:macLen]
 }

@@ -33,16 +33,35 @@ func (rk RoomKeys) Order() string { return rk.List[1] }
 // Profile is the room's members' names, images and data.
 func (rk RoomKeys) Profile() string { return rk.List[2] }
 
-// Room returns the keys of a room.
+// Room returns the keys of a room. They are built in one allocation (every
+// heartbeat calls this): the names and the tag are parts of one string.
 func (k Keys) Room(r presence.RoomRef) RoomKeys {
-	tag := Tag(r)
-	base := k.Prefix + ":{" + tag + "}:"
+	suffixes := [4]string{"room", "order", "profile", "events"}
+	head := len(k.Prefix) + 2                         // "<prefix>:{"
+	base := head + len(r.Org) + 2 + len(r.RoomID) + 2 // + "<tag>}:"
+	var b strings.Builder
+	b.Grow(4*base + len("roomorderprofileevents"))
+	var names [4]string
+	var ends [4]int
+	for i, suffix := range suffixes {
+		b.WriteString(k.Prefix)
+		b.WriteString(":{")
+		b.WriteString(r.Org)
+		b.WriteString("::")
+		b.WriteString(r.RoomID)
+		b.WriteString("}:")
+		b.WriteString(suffix)
+		ends[i] = b.Len()
+	}
+	all := b.String()
+	start := 0
+	for i := range names {
+		names[i], start = all[start:ends[i]], ends[i]
+	}
 	return RoomKeys{
-		Tag: tag,
-		List: [3]string{
-			base + "room", base + "order", base + "profile",
-		},
-		Events: base + "events",
+		Tag:    all[head : base-2],
+		List:   [3]string{names[0], names[1], names[2]},
+		Events: names[3],
 	}
 }
 

@@ -14,7 +14,10 @@ type storeMetrics struct {
 	heartbeats prometheus.Counter
 	received   prometheus.Counter
 	reconnects prometheus.Counter
-	latency    *prometheus.HistogramVec
+	// replicaBehind counts lists read again from the primary: the replica
+	// had not reached a version the node knew of.
+	replicaBehind prometheus.Counter
+	latency       *prometheus.HistogramVec
 }
 
 func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
@@ -23,6 +26,8 @@ func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
 		heartbeats: prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_heartbeats_total", Help: "Heartbeats run by this node (HTTP and keep-alives of its sockets' sessions)."}),
 		received:   prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_events_received_total", Help: "Room events this node received from Redis pub/sub."}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_pubsub_reconnects_total", Help: "Pub/sub subscriptions restored after a lost connection (rooms)."}),
+		replicaBehind: prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_replica_behind_total",
+			Help: "Snapshots and syncs read again from the primary because the replica lagged behind the version asked for."}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "presence_redis_call_duration_seconds",
 			Help:    "Redis round trips (a pipeline counts once) by command.",
@@ -30,7 +35,7 @@ func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
 		}, []string{"cmd"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.reaped, m.heartbeats, m.received, m.reconnects, m.latency)
+		reg.MustRegister(m.reaped, m.heartbeats, m.received, m.reconnects, m.replicaBehind, m.latency)
 	}
 	return m
 }
@@ -50,10 +55,11 @@ func (l latencyHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 
 func (l latencyHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	pipeline := l.h.WithLabelValues("pipeline") // every batch of heartbeats: looked up once
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		start := time.Now()
 		err := next(ctx, cmds)
-		l.h.WithLabelValues("pipeline").Observe(time.Since(start).Seconds())
+		pipeline.Observe(time.Since(start).Seconds())
 		return err
 	}
 }

@@ -15,7 +15,9 @@ import (
 // Inside the room, the field x plays the same part for its sessions: at
 // most their earliest deadline; reap.lua scans them when it is due.
 //
-//   - A heartbeat runs its script, then ZADD LT deadline (in that order).
+//   - A heartbeat runs its script, then, if the script lowered the room's x
+//     (a new room, or a deadline earlier than all others), ZADD LT deadline
+//     (in that order). If that ZADD LT fails, the next Reap sends it.
 //   - The reaper takes the rooms due by now, (1) runs reap.lua on each, which
 //     returns the room's new earliest deadline, (2) sets the index to it (or
 //     removes the room), (3) reads each room's earliest deadline again and
@@ -36,6 +38,9 @@ const (
 // Reap ends every session whose deadline is at or before now, in the rooms
 // the deadline index says are due. It returns the number of sessions ended.
 func (s *Store) Reap(ctx context.Context, now time.Time) (int, error) {
+	if err := s.lowerPending(ctx); err != nil {
+		return 0, s.wrap("reap", err)
+	}
 	total := 0
 	for shard := 0; shard < s.keys.NumShards(); shard++ {
 		for round := 0; round < reapRounds; round++ {

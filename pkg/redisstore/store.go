@@ -3,14 +3,11 @@ package redisstore
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -84,6 +81,7 @@ type Store struct {
 
 	heartbeat, endSession, endUser, setData, removeRoom, reap, list, count *redis.Script
 	reapNode, renewLease, declareDead, forgetNode                          *redis.Script
+	listStamp                                                              *redis.Script
 	scripts                                                                []*redis.Script
 
 	secretMu    sync.Mutex
@@ -93,6 +91,7 @@ type Store struct {
 	hbQueue chan *hbRequest // nil until Open: heartbeats go out one by one
 
 	index *indexCache // user index entries written recently
+	lower lowerLater  // deadline index entries a heartbeat could not lower
 
 	lastOutage atomic.Int64 // unix ns of the last call that found Redis unavailable
 	met        *storeMetrics
@@ -171,6 +170,7 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	s.declareDead = load("declare_dead")
 	s.forgetNode = load("forget_node")
 	s.list = load("list")
+	s.listStamp = load("list_stamp")
 	s.count = load("count")
 	return s
 }
@@ -238,9 +238,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // other heartbeats waiting at the same moment (see batch.go).
 func (s *Store) Heartbeat(ctx context.Context, hb *presence.Heartbeat) (presence.HeartbeatResult, error) {
 	if s.hbQueue != nil {
-		ctx, cancel := s.callCtx(ctx)
-		defer cancel()
-		return s.batchedHeartbeat(ctx, hb)
+		return s.batchedHeartbeat(ctx, hb) // bounded by CallTimeout
 	}
 	res, errs := s.HeartbeatMany(ctx, []*presence.Heartbeat{hb})
 	return res[0], errs[0]
@@ -250,17 +248,18 @@ func (s *Store) Heartbeat(ctx context.Context, hb *presence.Heartbeat) (presence
 func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([]presence.HeartbeatResult, []error) {
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	cmds := make([]*redis.Cmd, len(hbs))
+	calls := make([]*hbCall, len(hbs))
 	err := s.pipelined(ctx, func(p redis.Pipeliner) {
 		for i, hb := range hbs {
-			cmds[i] = s.queueHeartbeat(ctx, p, hb)
+			calls[i] = s.queueHeartbeat(ctx, p, hb)
 		}
 	})
 	s.met.heartbeats.Add(float64(len(hbs)))
 	res := make([]presence.HeartbeatResult, len(hbs))
 	errs := make([]error, len(hbs))
 	var lower, index []*presence.Heartbeat
-	for i, cmd := range cmds {
+	for i, c := range calls {
+		cmd := &c.cmd
 		e := cmd.Err()
 		if e == nil && err != nil && !errors.Is(err, redis.Nil) && !isScriptError(err) {
 			e = err
@@ -269,43 +268,45 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 			errs[i] = s.wrap("heartbeat", e)
 			continue
 		}
-		v, _ := cmd.Slice()
+		// {roomEpoch, sessionEpoch, version, lowered, created}, read as
+		// strings: fewer allocations than a []any of them.
+		v := cmd.Val()
 		if len(v) != 5 {
 			errs[i] = fmt.Errorf("heartbeat: unexpected reply %v", v)
 			continue
 		}
-		if s.cfg.Cluster && toInt(v[3]) == 1 {
+		if v[3] == "1" {
 			lower = append(lower, hbs[i])
 		}
+		version, _ := strconv.ParseInt(v[2], 10, 64)
 		res[i] = presence.HeartbeatResult{
-			RoomEpoch:    toString(v[0]),
-			SessionEpoch: toString(v[1]),
-			Version:      toInt(v[2]),
-			Ended:        toInt(v[2]) < 0,
+			RoomEpoch:    v[0],
+			SessionEpoch: v[1],
+			Version:      version,
+			Ended:        version < 0,
 		}
 		// The user index: a created session, or a pair this node has not
 		// written for a while (see userindex.go).
 		if hb := hbs[i]; !res[i].Ended && !hb.Release &&
-			(s.index.due(indexKey{hb.Room.Org, hb.UserID, hb.Room.RoomID}, hb.Now) || toInt(v[4]) == 1) {
+			(s.index.due(indexKey{hb.Room.Org, hb.UserID, hb.Room.RoomID}, hb.Now) || v[4] == "1") {
 			index = append(index, hb)
 		}
 	}
-	if len(index) > 0 {
-		if err := s.writeIndex(ctx, index, index[0].Now); err != nil {
-			for i := range errs {
-				if errs[i] == nil {
-					errs[i] = s.wrap("heartbeat", err)
-				}
-			}
-		}
+	for _, c := range calls {
+		c.release()
 	}
-	if len(lower) > 0 {
-		// Cluster: the index is in another slot, so it is lowered after the
-		// scripts have run (never before: see the reaper's index protocol).
+	if len(index) > 0 || len(lower) > 0 {
+		// One more round trip, after the scripts have run (never before: see
+		// the reaper's index protocol; and in a cluster the index is in
+		// another slot): the deadline index where a script lowered its
+		// room's earliest deadline, and the user index entries due.
 		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, hb := range lower {
 				tag := Tag(hb.Room)
 				p.ZAddLT(ctx, s.keys.Deadlines(tag), redis.Z{Score: float64(hb.Deadline.UnixMilli()), Member: tag})
+			}
+			if len(index) > 0 {
+				s.queueIndex(ctx, p, index, index[0].Now)
 			}
 			return nil
 		})
@@ -315,6 +316,9 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 					errs[i] = s.wrap("heartbeat", err)
 				}
 			}
+			// A retry of the heartbeat would not lower the index again (the
+			// room's x is already down): the reaper does it (Reap).
+			s.lower.add(lower)
 		}
 	}
 	return res, errs
@@ -329,54 +333,16 @@ func isScriptError(err error) bool {
 
 // inGrace reports whether Redis was unavailable within the reap grace.
 func (s *Store) inGrace() bool {
-	return time.Since(time.Unix(0, s.lastOutage.Load())) < s.cfg.ReapGrace
+	last := s.lastOutage.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) < s.cfg.ReapGrace
 }
 
-// reapFlag tells the heartbeat script whether to end its room's expired
-// sessions (not right after an outage: see ReapGrace).
-func (s *Store) reapFlag() string {
-	if s.inGrace() {
-		return "0"
-	}
-	return "1"
-}
-
-func (s *Store) queueHeartbeat(ctx context.Context, p redis.Pipeliner, hb *presence.Heartbeat) *redis.Cmd {
-	rk := s.keys.Room(hb.Room)
-	now := hb.Now.UnixMilli()
-	deadline := hb.Deadline.UnixMilli()
-	if hb.Held {
-		deadline = heldScore // the session lives by its node's lease
-	}
-	setProfile, profile := "0", ""
-	if hb.SetProfile {
-		setProfile, profile = "1", hb.Name+"\t"+hb.Image
-	}
-	setData := "0"
-	if hb.Data != nil {
-		setData = "1"
-	}
-	keepAlive := "0"
-	switch {
-	case hb.Release:
-		keepAlive = "2"
-	case hb.KeepAlive:
-		keepAlive = "1"
-	}
-	epoch := hb.SessionEpoch
-	if epoch == "" {
-		epoch = nonce()
-	}
-	cmd := s.heartbeat.EvalSha(ctx, p, rk.List[:],
-		now, rk.Events, s.pub, s.ttl, s.cfg.Retention.Milliseconds(),
-		hb.SessionID, hb.UserID, deadline, epoch, hb.Node,
-		setProfile, profile, setData, string(hb.Data), keepAlive, s.reapFlag())
-	if !s.cfg.Cluster && !hb.Held {
-		// After the script, never before: see the reaper's index protocol.
-		// (One Redis runs a pipeline in order; a cluster does not.)
-		p.ZAddLT(ctx, s.keys.Deadlines(rk.Tag), redis.Z{Score: float64(deadline), Member: rk.Tag})
-	}
-	return cmd
+func (s *Store) queueHeartbeat(ctx context.Context, p redis.Pipeliner, hb *presence.Heartbeat) *hbCall {
+	c := s.heartbeatCall(ctx, hb)
+	_ = p.Process(ctx, &c.cmd)
+	// The deadline index is lowered after the pipeline, and only when the
+	// script says so (HeartbeatMany): a keep-alive moves a deadline later.
+	return c
 }
 
 // EndSession ends one session if its epoch matches.
@@ -422,22 +388,21 @@ func (s *Store) RemoveRoom(ctx context.Context, room presence.RoomRef, now time.
 	return s.wrap("remove room", err)
 }
 
-// List returns a room's members.
+// List returns a room's members, and the stamp of what it shows (see
+// ListStamp).
 func (s *Store) List(ctx context.Context, room presence.RoomRef, q presence.ListQuery) (*presence.RoomList, error) {
-	ctx, cancel := s.callCtx(ctx)
-	defer cancel()
-	rk := s.keys.Room(room)
-	online := "0"
-	if q.OnlineOnly {
-		online = "1"
-	}
-	now := q.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	v, err := s.list.RunRO(ctx, s.read, rk.List[:], q.Epoch, q.Limit, online,
-		now.UnixMilli(), s.cfg.Retention.Milliseconds()).Slice()
+	v, err := s.runList(ctx, s.read, s.list, room, q)
 	if err != nil {
+		return nil, s.wrap("list", err)
+	}
+	l, err := parseList(room.RoomID, v)
+	if err != nil || l.Version >= q.MinVersion || l.Stale || s.read == s.rdb {
+		return l, err
+	}
+	// The replica lags behind a version the caller knows of (its own
+	// join, the event that asked for a sync): the primary has it.
+	s.met.replicaBehind.Inc()
+	if v, err = s.runList(ctx, s.rdb, s.list, room, q); err != nil {
 		return nil, s.wrap("list", err)
 	}
 	return parseList(room.RoomID, v)
@@ -449,15 +414,16 @@ func (s *Store) List(ctx context.Context, room presence.RoomRef, q presence.List
 // sessions, below ONLINE_MAX.
 
 func parseList(roomID string, v []any) (*presence.RoomList, error) {
-	if len(v) == 0 || (len(v)-1)%5 != 0 {
+	if len(v) == 1 && toInt(v[0]) < 0 {
+		// The token's epoch is not the room's: the room was removed.
+		return &presence.RoomList{RoomID: roomID, Members: []presence.Member{}, Stale: true, Stamp: staleStamp}, nil
+	}
+	if len(v) < listHead || (len(v)-listHead)%5 != 0 {
 		return nil, fmt.Errorf("list: unexpected reply of %d elements", len(v))
 	}
-	l := &presence.RoomList{RoomID: roomID, Version: toInt(v[0]), Members: make([]presence.Member, 0, (len(v)-1)/5)}
-	if l.Version < 0 {
-		// The token's epoch is not the room's: the room was removed.
-		l.Version, l.Stale = 0, true
-	}
-	for i := 1; i < len(v); i += 5 {
+	l := &presence.RoomList{RoomID: roomID, Version: toInt(v[0]), Members: make([]presence.Member, 0, (len(v)-listHead)/5),
+		Stamp: listStamp(v)}
+	for i := listHead; i < len(v); i += 5 {
 		score, _ := strconv.ParseFloat(toString(v[i+1]), 64)
 		m := presence.MemberFromScore(toString(v[i]), int64(score))
 		m.Sessions = int(toInt(v[i+2]))
@@ -551,16 +517,6 @@ func isUnavailable(err error) bool {
 	return errors.As(err, &nerr) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, redis.ErrClosed) ||
 		errors.Is(err, redis.ErrPoolTimeout) || strings.Contains(err.Error(), "connection refused")
-}
-
-// nonce returns a fresh random epoch: 12 URL-safe characters.
-// nonce is a new session's epoch: 48 random bits, 8 characters (it is
-// stored with every session, so bytes count). It only tells apart the
-// sessions that one sessionId had in one room.
-func nonce() string {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], rand.Uint64())
-	return base64.RawURLEncoding.EncodeToString(b[:6])
 }
 
 func toString(v any) string {

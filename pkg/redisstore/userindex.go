@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,57 +34,60 @@ const userBuckets = 1024
 
 // indexCache remembers the (org, user, room) entries this node wrote
 // recently, in two generations swapped every period: an entry is written
-// again after at least one and at most two periods.
+// again after at least one and at most two periods. Entries are kept as a
+// 64-bit hash (seeded per node): every heartbeat looks its entry up, and a
+// map of hashes is small and touches no string. Two entries with one hash
+// (about n²/2⁶⁵ for n entries) would only let one of them go unwritten by
+// this node while the other stays active.
 type indexCache struct {
 	mu       sync.Mutex
+	seed     maphash.Seed
 	period   time.Duration
 	swapped  time.Time
-	cur, old map[indexKey]struct{}
+	cur, old map[uint64]struct{}
 }
 
-// indexKey is one entry of the index: a user in a room of an org (a struct,
-// so that a heartbeat's lookup builds no string).
+// indexKey is one entry of the index: a user in a room of an org.
 type indexKey struct{ org, user, room string }
 
 func newIndexCache(period time.Duration) *indexCache {
-	return &indexCache{period: period, swapped: time.Now(), cur: map[indexKey]struct{}{}, old: map[indexKey]struct{}{}}
+	return &indexCache{seed: maphash.MakeSeed(), period: period, swapped: time.Now(), cur: map[uint64]struct{}{}, old: map[uint64]struct{}{}}
 }
 
 // due reports whether the entry should be written now, and marks it written.
 func (c *indexCache) due(key indexKey, now time.Time) bool {
+	h := maphash.Comparable(c.seed, key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if now.Sub(c.swapped) > c.period {
-		c.old, c.cur, c.swapped = c.cur, make(map[indexKey]struct{}, len(c.cur)), now
+		c.old, c.cur, c.swapped = c.cur, make(map[uint64]struct{}, len(c.cur)), now
 	}
-	if _, ok := c.cur[key]; ok {
+	if _, ok := c.cur[h]; ok {
 		return false
 	}
-	_, recent := c.old[key]
-	c.cur[key] = struct{}{}
-	return !recent
+	if _, ok := c.old[h]; ok {
+		// Written in the previous period: not yet due, and not carried
+		// over either (that would keep an active entry from ever being
+		// written again, and let it age out of the index).
+		return false
+	}
+	c.cur[h] = struct{}{}
+	return true
 }
 
 func indexMember(userID, roomID string) string { return userID + "\n" + roomID }
 
-// writeIndex writes the user index entries of heartbeats (created sessions,
+// queueIndex queues the user index entries of heartbeats (created sessions,
 // and the ones the cache says are due).
-func (s *Store) writeIndex(ctx context.Context, hbs []*presence.Heartbeat, now time.Time) error {
-	if len(hbs) == 0 {
-		return nil
-	}
+func (s *Store) queueIndex(ctx context.Context, p redis.Pipeliner, hbs []*presence.Heartbeat, now time.Time) {
 	sec := now.Unix() // seconds: a smaller number to store than ms
 	ttl := time.Duration(s.ttl) * time.Millisecond
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, hb := range hbs {
-			key := s.keys.Users(hb.Room.Org, hb.UserID)
-			p.ZAdd(ctx, key, redis.Z{Score: float64(sec), Member: indexMember(hb.UserID, hb.Room.RoomID)})
-			p.ZRemRangeByScore(ctx, key, "-inf", "("+itoa(sec-s.ttl/1000))
-			p.PExpire(ctx, key, ttl)
-		}
-		return nil
-	})
-	return err
+	for _, hb := range hbs {
+		key := s.keys.Users(hb.Room.Org, hb.UserID)
+		p.ZAdd(ctx, key, redis.Z{Score: float64(sec), Member: indexMember(hb.UserID, hb.Room.RoomID)})
+		p.ZRemRangeByScore(ctx, key, "-inf", "("+itoa(sec-s.ttl/1000))
+		p.PExpire(ctx, key, ttl)
+	}
 }
 
 // UserRooms lists a user's rooms: online first, then offline, most recently
