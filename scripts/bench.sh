@@ -6,7 +6,7 @@
 # result against its baseline or target, and rewrites the README's Benchmarks
 # section (between the bench:start and bench:end markers).
 #
-#   scripts/bench.sh                      # default sizes (about 10 minutes)
+#   scripts/bench.sh                      # default sizes (about 15 minutes)
 #   BENCH_SMALL=1 scripts/bench.sh        # a tiny run (CI smoke test, ~1 min)
 #   BENCH_README=0 scripts/bench.sh       # do not touch README.md
 #   BENCH_REPORT_FROM=/tmp/presence-bench.X scripts/bench.sh   # re-render a run's report
@@ -58,6 +58,8 @@ ROOM_SIZE=${BENCH_ROOM_SIZE:-10}
 SOCK_INTERVAL=${BENCH_SOCKET_INTERVAL:-10s}
 GC_WAIT=${BENCH_GC_WAIT:-$(pick 150s 0s)}
 DIAL_CONC=${BENCH_DIAL_CONCURRENCY:-25}                        # per process: a join storm beyond it overloads the nodes
+CHURN_RATE=${BENCH_CHURN_RATE:-1000}                           # sockchurn: sockets per second (issue 14)
+CHURN_DURATION=${BENCH_CHURN_DURATION:-$(pick 60s 3s)}
 README_UPDATE=${BENCH_README:-1}
 
 # BENCH_REPORT_FROM=DIR: no run; the report of an earlier run's results
@@ -404,9 +406,11 @@ phase_end expiry
 stop_pid "$A_PID"
 stop_pid "$B_PID"
 sock_urls=()
+sock_pids=()
 for i in $(seq 1 "$SOCK_NODES"); do
 	start_node "bench-s$i" $((PORT + 10 + i))
 	sock_urls+=("http://127.0.0.1:$((PORT + 10 + i))")
+	sock_pids+=("$NODE_PID")
 done
 joined=$(
 	IFS=,
@@ -419,6 +423,19 @@ record "$bench" --redis-url "$REDIS_URL" connections --url "$joined" --sockets "
 	--source-addrs "$SOURCE_ADDRS" --per-process "$PER_PROCESS" --room-size "$ROOM_SIZE" --interval "$SOCK_INTERVAL" \
 	--dial-concurrency "$DIAL_CONC" --gc-wait "$GC_WAIT" --redis-stats --run-id conn --json >"$OUT/connections.json"
 phase_end connections
+
+# ---- socket churn: a fresh node -------------------------------------------------------
+for pid in "${sock_pids[@]}"; do
+	stop_pid "$pid"
+done
+start_node bench-churn $((PORT + 20))
+echo "==> sockchurn: $CHURN_RATE sockets/s for $CHURN_DURATION, each joins a room and closes"
+wait_quiet
+phase_begin
+record "$bench" --redis-url "$REDIS_URL" sockchurn --url "http://127.0.0.1:$((PORT + 20))" --rate "$CHURN_RATE" \
+	--duration "$CHURN_DURATION" --room-size "$ROOM_SIZE" --source-addrs "$SOURCE_ADDRS" --gc-wait "$GC_WAIT" \
+	--run-id churn --json >"$OUT/sockchurn.json"
+phase_end sockchurn
 
 fi # the run
 

@@ -63,6 +63,21 @@ Scenarios:
                and leave through --churn-url during the idle window (one
                WebSocket per 10 sessions/s, each joining rooms of its own
                and leaving them 1 s later); its achieved rate is reported.
+  sockchurn    socket churn against one node (--url): --rate (1000)
+               WebSockets per second for --duration (60s), open loop; each
+               is a user of its own that joins a room of --room-size (10)
+               and, when "joined" arrives (and --life (0) has passed),
+               closes with a close frame. Bound to --source-addrs in turn.
+               The node's goroutines, RSS, heap and sockets from /metrics
+               before the first socket and after the last close +
+               --settle (5s), each after the node's next GC cycle (waited
+               for up to --gc-wait, 150s); every join and leave Redis
+               published in the run's rooms, per user (PSUBSCRIBE on the
+               global --redis-url): each user must have one of each. The
+               targets (goroutines back, RSS within 10 %, every event once)
+               are reported; exit 1 only when sockets failed (dial, join or
+               close handshake; more than --max-errors) or the node or
+               Redis could not be reached.
   fanout       joins and leaves (HTTP heartbeat / disconnect) through the
                first --url at --rate (1000) per second for --duration (10s),
                over --rooms (10) rooms of --users (100) users each; --watchers
@@ -103,7 +118,7 @@ Flags of every scenario:
   --request-timeout D   bound of each HTTP request or join (default 5s)
   --json                one JSON document instead of the table
 
-Redis flags (--redis-stats, connections with --redis-stats, expiry):
+Redis flags (--redis-stats, connections with --redis-stats, expiry, sockchurn):
   --redis-url URL       Redis URL (redis://, rediss://) or host:port (env
                         PRESENCE_REDIS_URL; default redis://127.0.0.1:6379)
   --redis-cluster-addrs A,B
@@ -121,6 +136,7 @@ Scenario flags (defaults above):
   --idle-window D  --gc-wait D  --rate N  --watchers N  --users N  --members N  --limit N
   --presenced-bin PATH  --timeout-factor F  --grace D (10s)  --node-lease D
   --churn N  --churn-url URL  --dir DIR  --slow N  --dribble D  --uuid-ids
+  --life D
 
 --source-addrs takes addresses and ranges: 127.0.0.2-127.0.0.9,127.0.1.1.
 
@@ -130,6 +146,8 @@ Examples:
       --sockets 40000 --source-addrs 127.0.0.2-127.0.0.9
   presencebench fanout --url http://127.0.0.1:8081 --url http://127.0.0.1:8082 --rate 1000
   presencebench list --members 10000 --concurrency 4
+  presencebench --redis-url redis://127.0.0.1:6379 sockchurn --url http://127.0.0.1:8080 \
+      --rate 1000 --duration 60s --source-addrs 127.0.0.2-127.0.0.9
   presencebench slowbody --url http://127.0.0.1:8080 --slow 2000 --duration 10s
   presencebench expiry --redis-url redis://127.0.0.1:6379 \
       --presenced-bin ./presenced --url http://127.0.0.1:8082 --sessions 10000
@@ -166,6 +184,7 @@ type benchOpts struct {
 	rate     float64
 	watchers int
 	users    int
+	life     time.Duration // sockchurn: how long a socket stays after "joined"
 
 	members int
 	limit   int
@@ -278,6 +297,18 @@ var scenarios = map[string]scenario{
 		},
 		run: runSlowBody,
 	},
+	"sockchurn": {
+		flags: []string{"rate", "duration", "room-size", "life", "interval", "source-addrs", "settle", "gc-wait"},
+		defaults: func(o *benchOpts, set map[string]bool) {
+			def(set, "rate", &o.rate, 1000)
+			def(set, "duration", &o.duration, 60*time.Second)
+			def(set, "room-size", &o.roomSize, 10)
+			def(set, "interval", &o.interval, 10*time.Second)
+			def(set, "settle", &o.settle, 5*time.Second)
+			def(set, "gc-wait", &o.gcWait, 150*time.Second)
+		},
+		run: runSockChurn,
+	},
 	"report": {
 		flags:    []string{"dir"},
 		defaults: func(o *benchOpts, set map[string]bool) {},
@@ -355,6 +386,7 @@ func parseBench(c *cliutil.Env, fs *flag.FlagSet, args []string) (string, benchO
 	fs.Float64Var(&o.rate, "rate", 0, "joins+leaves per second")
 	fs.IntVar(&o.watchers, "watchers", 0, "watching sockets per room")
 	fs.IntVar(&o.users, "users", 0, "users per room")
+	fs.DurationVar(&o.life, "life", 0, "how long a socket stays open after its join (sockchurn)")
 	fs.IntVar(&o.members, "members", 0, "members of the listed room")
 	fs.IntVar(&o.limit, "limit", 0, "list limit")
 	fs.StringVar(&o.presencedBin, "presenced-bin", "", "presenced binary (expiry)")
@@ -369,14 +401,14 @@ func parseBench(c *cliutil.Env, fs *flag.FlagSet, args []string) (string, benchO
 	fs.BoolVar(&o.worker, "worker", false, "internal: child process of connections")
 	fs.IntVar(&o.workerOffset, "worker-offset", 0, "internal: first socket index of a child")
 
-	pos, err := c.Parse(fs, args, 1, "<scenario> (heartbeat, connections, fanout, list, slowbody, expiry, report)")
+	pos, err := c.Parse(fs, args, 1, "<scenario> (heartbeat, connections, sockchurn, fanout, list, slowbody, expiry, report)")
 	if err != nil {
 		return "", o, err
 	}
 	name := pos[0]
 	sc, ok := scenarios[name]
 	if !ok {
-		return "", o, cliutil.Usagef("unknown scenario %q (heartbeat, connections, fanout, list, slowbody, expiry, report)", name)
+		return "", o, cliutil.Usagef("unknown scenario %q (heartbeat, connections, sockchurn, fanout, list, slowbody, expiry, report)", name)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -478,6 +510,24 @@ func (o *benchOpts) check(name string, set map[string]bool) error {
 			if _, err := parseEndpoint(o.churnURL); err != nil {
 				add(cliutil.Usagef("--churn-url %s: %v", o.churnURL, err))
 			}
+		}
+	case "sockchurn":
+		add(positive("room-size", o.roomSize))
+		add(checkInterval(o.interval))
+		if len(o.urls) != 1 {
+			add(cliutil.Usagef("sockchurn measures one node: give one --url"))
+		}
+		if o.rate <= 0 || o.rate > 5000 || o.duration <= 0 {
+			add(cliutil.Usagef("--rate must be above 0 and at most 5000 sockets per second, --duration positive"))
+		}
+		if o.life < 0 || o.settle < 0 || o.gcWait < 0 {
+			add(cliutil.Usagef("--life, --settle and --gc-wait must be >= 0"))
+		}
+		if o.rate*o.life.Seconds() > sockChurnMaxOpen {
+			add(cliutil.Usagef("--rate x --life: at most %d sockets open at once (one process)", sockChurnMaxOpen))
+		}
+		if o.rate*o.duration.Seconds() < 1 {
+			add(cliutil.Usagef("--rate x --duration: no socket"))
 		}
 	case "fanout":
 		add(positive("concurrency", o.concurrency))

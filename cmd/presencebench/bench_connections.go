@@ -281,48 +281,17 @@ func runConnections(ctx context.Context, b *bench) (benchResult, error) {
 	}
 
 	measure := func() error {
-		// The GC count when the sockets were all open: the heap is measured
-		// after a later cycle, so that the garbage of the handshakes and
-		// joins is not counted as the sockets' memory.
-		gc0 := make([]float64, len(o.urls))
-		for i, u := range o.urls {
-			m, err := scrapeNode(ctx, u, o.token, o.reqTimeout)
-			if err != nil {
-				return err
-			}
-			gc0[i] = m.GCs
-		}
-		select {
-		case <-time.After(o.settle):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		samples := make([]nodeMetrics, len(o.urls))
-		gcDeadline := time.Now().Add(o.gcWait)
-		if o.gcWait > 0 {
-			b.logf("waiting up to %s for a GC cycle on every node", o.gcWait)
+		// The heap is measured after a GC cycle later than the last join,
+		// so that the garbage of the handshakes and joins is not counted
+		// as the sockets' memory.
+		samples, err := b.sampleAfterGC(ctx, o.settle, o.gcWait)
+		if err != nil {
+			return err
 		}
 		for i, u := range o.urls {
-			for {
-				m, err := scrapeNode(ctx, u, o.token, o.reqTimeout)
-				if err != nil {
-					return err
-				}
-				samples[i] = m
-				if o.gcWait == 0 || m.GCs > gc0[i] || time.Now().After(gcDeadline) {
-					break
-				}
-				select {
-				case <-time.After(time.Second):
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
-		}
-		for i, u := range o.urls {
-			after := samples[i]
+			after := samples[i].m
 			n := nodeMemory{URL: u, Before: before[i], After: after, Sockets: int64(after.Sockets - before[i].Sockets),
-				GCSeen: after.GCs > gc0[i]}
+				GCSeen: samples[i].gc}
 			if n.Sockets > 0 {
 				per := func(a, b float64) float64 { return math.Round((a - b) / float64(n.Sockets)) }
 				n.HeapPerSocket = per(after.HeapInuse, before[i].HeapInuse)
@@ -333,8 +302,8 @@ func runConnections(ctx context.Context, b *bench) (benchResult, error) {
 			res.Nodes = append(res.Nodes, n)
 		}
 		if o.redisStats {
-			var err error
-			if res.SessionsAlive, err = b.countSessions(ctx); err != nil {
+			rooms := (o.sockets + o.roomSize - 1) / o.roomSize
+			if res.SessionsAlive, err = b.countSessions(ctx, rooms); err != nil {
 				return err
 			}
 			var ch *churn
@@ -368,7 +337,7 @@ func runConnections(ctx context.Context, b *bench) (benchResult, error) {
 				return err
 			}
 			res.Idle = s0.delta(s1, 0)
-			if res.SessionsAliveEnd, err = b.countSessions(ctx); err != nil {
+			if res.SessionsAliveEnd, err = b.countSessions(ctx, rooms); err != nil {
 				return err
 			}
 			if res.Opened > 0 {
@@ -429,15 +398,63 @@ func runConnections(ctx context.Context, b *bench) (benchResult, error) {
 	return res, nil
 }
 
-// countSessions counts the live sessions of the run's rooms in Redis (the
-// store's RoomCounts, 1000 rooms per round trip).
-func (b *bench) countSessions(ctx context.Context) (int64, error) {
-	if b.c.RDB == nil {
-		if err := b.c.Connect(ctx); err != nil {
-			return 0, fmt.Errorf("--redis-stats: %w", err)
+// gcSample is a node's /metrics, sampled after a GC cycle if gc.
+type gcSample struct {
+	m  nodeMetrics
+	gc bool
+}
+
+// sampleAfterGC reads each --url node's GC count, waits settle, then
+// samples each node once it has run a GC cycle since that count, waiting
+// up to gcWait in all (0: no wait); the runtime forces a cycle every 2 min.
+func (b *bench) sampleAfterGC(ctx context.Context, settle, gcWait time.Duration) ([]gcSample, error) {
+	urls := b.o.urls
+	gc0 := make([]float64, len(urls))
+	for i, u := range urls {
+		m, err := scrapeNode(ctx, u, b.o.token, b.o.reqTimeout)
+		if err != nil {
+			return nil, err
+		}
+		gc0[i] = m.GCs
+	}
+	select {
+	case <-time.After(settle):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	samples := make([]gcSample, len(urls))
+	deadline := time.Now().Add(gcWait)
+	if gcWait > 0 {
+		b.logf("waiting up to %s for a GC cycle on every node", gcWait)
+	}
+	for i, u := range urls {
+		for {
+			m, err := scrapeNode(ctx, u, b.o.token, b.o.reqTimeout)
+			if err != nil {
+				return nil, err
+			}
+			samples[i] = gcSample{m: m, gc: m.GCs > gc0[i]}
+			if gcWait == 0 || samples[i].gc || time.Now().After(deadline) {
+				break
+			}
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
 		}
 	}
-	rooms := (b.o.sockets + b.o.roomSize - 1) / b.o.roomSize
+	return samples, nil
+}
+
+// countSessions counts the live sessions of the run's rooms 0..rooms-1 in
+// Redis (the store's RoomCounts, 1000 rooms per round trip).
+func (b *bench) countSessions(ctx context.Context, rooms int) (int64, error) {
+	if b.c.RDB == nil {
+		if err := b.c.Connect(ctx); err != nil {
+			return 0, fmt.Errorf("redis: %w", err)
+		}
+	}
 	var total int64
 	for start := 0; start < rooms; start += 1000 {
 		ids := make([]string, 0, 1000)

@@ -4,7 +4,8 @@ package main
 // sockets, read with PSUBSCRIBE straight from Redis (not through a node):
 // every leave and join the scripts published, once each, whatever the
 // nodes deliver. Used by connections (no leave may be published while the
-// sockets are open) and expiry (every leave once after the kill).
+// sockets are open), expiry (every leave once after the kill) and
+// sockchurn (one join and one leave per user).
 
 import (
 	"context"
@@ -29,11 +30,14 @@ type eventWatch struct {
 	// leaveAt[i] is the time of user i's first leave, in ns since start
 	// (0: none yet).
 	leaveAt []atomic.Int64
-	leaves  atomic.Int64 // distinct users with a leave
-	dups    atomic.Int64 // leaves of a user that had left already
-	joins   atomic.Int64
-	others  atomic.Int64 // leaves and joins of other users, and other events
-	done    chan struct{}
+	// joinN[i] and leaveN[i] count user i's joins and leaves.
+	joinN  []atomic.Int32
+	leaveN []atomic.Int32
+	leaves atomic.Int64 // distinct users with a leave
+	dups   atomic.Int64 // leaves of a user that had left already
+	joins  atomic.Int64
+	others atomic.Int64 // leaves and joins of other users, and other events
+	done   chan struct{}
 }
 
 // socketRoomsPattern is the PSUBSCRIBE pattern of the events channels of
@@ -59,7 +63,7 @@ func (b *bench) watchEvents(ctx context.Context, n int, start time.Time) (*event
 		return nil, nil
 	}
 	w := &eventWatch{pattern: b.socketRoomsPattern(), userPrefix: strings.TrimSuffix(b.id("u", 0), "0"), start: start,
-		leaveAt: make([]atomic.Int64, n), done: make(chan struct{})}
+		leaveAt: make([]atomic.Int64, n), joinN: make([]atomic.Int32, n), leaveN: make([]atomic.Int32, n), done: make(chan struct{})}
 	w.ps = b.c.RDB.PSubscribe(ctx, w.pattern)
 	cctx, cancel := b.c.Call(ctx)
 	_, err := w.ps.Receive(cctx) // the subscription's confirmation
@@ -101,7 +105,13 @@ func (w *eventWatch) take(payload string) {
 		w.others.Add(1)
 	case e.Event == "join":
 		w.joins.Add(1)
+		if i < len(w.joinN) {
+			w.joinN[i].Add(1)
+		}
 	case e.Event == "leave":
+		if i < len(w.leaveN) {
+			w.leaveN[i].Add(1)
+		}
 		at := max(int64(time.Since(w.start)), 1)
 		if w.leaveAt[i].CompareAndSwap(0, at) {
 			w.leaves.Add(1)

@@ -12,8 +12,8 @@ package main
 //	                    (or rb-heartbeat-before.csv and -after.csv: the higher counts)
 //	rb-heartbeat-p16.csv  the same with -P 16
 //	rb-list.csv         redis-benchmark --csv, EVALSHA list.lua on the listed room
-//	heartbeat.json, connections.json, fanout.json, list.json, expiry.json
-//	                    presencebench ... --json
+//	heartbeat.json, connections.json, sockchurn.json, fanout.json, list.json,
+//	expiry.json         presencebench ... --json
 //	heartbeat-create.json  the run that made the heartbeat sessions (optional)
 //	list-c1.json        the list scenario at concurrency 1 (optional)
 //	redis-memory.json   {"sessions","rooms","before","after"} (INFO used_memory)
@@ -267,6 +267,23 @@ func runReport(ctx context.Context, b *bench) (benchResult, error) {
 			Details: fmt.Sprintf("%.2f Redis commands per HTTP heartbeat (EVALSHA + index updates, pipelined)", hb.Redis.PerOperation)})
 	}
 
+	// Socket churn (issue 14): nothing left behind, every event once.
+	const churnTarget = "Socket churn: no leak, every join and leave once"
+	const churnGoal = "goroutines back, RSS within 10 %, one join and one leave per user"
+	if sr, err := readJSONFile[sockChurnResult](dir, "sockchurn.json"); err == nil && sr.Started > 0 {
+		rep.Rows = append(rep.Rows, reportRow{Target: churnTarget,
+			Measured: fmt.Sprintf("goroutines %+.0f, RSS %+.1f %%, %d/%d users exactly once", sr.GoroutinesDelta, sr.RSSChangePct, sr.Exact, sr.Started),
+			Baseline: "-", RatioOf: "target", Goal: churnGoal, Result: verdict(sr.GoroutinesBack && sr.RSSWithin10 && sr.EventsExact),
+			Value: sr.RSSChangePct, Limit: 10,
+			Details: fmt.Sprintf("%d sockets at %.0f/s (target %.0f/s) for %.0f s, each joining a room of %d and closing with a close frame when joined; at most %d open at once; goroutines %.0f -> %.0f, RSS %s -> %s, heap %s -> %s (after a GC: %s, %s); %d joins and %d leaves published, missing %d/%d, duplicates %d/%d; %d failed",
+				sr.Started, sr.StartRate, sr.Rate, sr.DurationS, sr.RoomSize, sr.MaxOpen, sr.Before.Goroutines, sr.After.Goroutines,
+				mb(sr.Before.RSS), mb(sr.After.RSS), mb(sr.Before.HeapInuse), mb(sr.After.HeapInuse), cliutil.YesNo(sr.GCBefore), cliutil.YesNo(sr.GCAfter),
+				sr.Joins, sr.Leaves, sr.MissingJoins, sr.MissingLeaves, sr.DuplicateJoins, sr.DuplicateLeaves, sr.Failed)})
+	} else {
+		missing("sockchurn.json", err)
+		rep.Rows = append(rep.Rows, notMeasured(churnTarget, churnGoal, "sockchurn scenario did not run"))
+	}
+
 	// 4. Cross-node delivery.
 	const fanTarget = "Cross-node event delivery p99"
 	if fr, err := readJSONFile[fanoutResult](dir, "fanout.json"); err == nil && fr.Delivery.Count > 0 {
@@ -357,6 +374,8 @@ func rowPhase(target string) string {
 		return "memory"
 	case strings.HasPrefix(target, "Node memory"), strings.HasPrefix(target, "Idle sockets"):
 		return "connections"
+	case strings.HasPrefix(target, "Socket churn"):
+		return "sockchurn"
 	case strings.HasPrefix(target, "Cross-node"):
 		return "fanout"
 	case strings.HasPrefix(target, "List"):

@@ -76,6 +76,13 @@ func TestBenchArgs(t *testing.T) {
 		{[]string{"slowbody", "--dribble", "0s"}, 2, "--duration and --dribble must be positive"},
 		{[]string{"heartbeat", "--slow", "5"}, 2, "heartbeat: --slow does not apply"},
 		{[]string{"heartbeat", "--run-id", "a b"}, 2, "--run-id"},
+		{[]string{"sockchurn", "--url", "http://a:1,http://b:2"}, 2, "sockchurn measures one node"},
+		{[]string{"sockchurn", "--rate", "0"}, 2, "--rate must be above 0"},
+		{[]string{"sockchurn", "--rate", "100", "--duration", "5ms"}, 2, "--rate x --duration: no socket"},
+		{[]string{"sockchurn", "--rate", "1000", "--life", "20s"}, 2, "at most 15000 sockets open at once"},
+		{[]string{"sockchurn", "--life", "-1s"}, 2, "--life, --settle and --gc-wait must be >= 0"},
+		{[]string{"sockchurn", "--sockets", "5"}, 2, "sockchurn: --sockets does not apply"},
+		{[]string{"heartbeat", "--life", "1s"}, 2, "heartbeat: --life does not apply"},
 		{[]string{"-h"}, 0, "Scenarios:"},
 		{[]string{"heartbeat", "--help"}, 0, "--source-addrs takes addresses and ranges"},
 		{[]string{"help"}, 0, "presencebench <scenario> [flags]"},
@@ -159,6 +166,11 @@ func TestBenchParse(t *testing.T) {
 	if o = parse("expiry", "--presenced-bin", "/x", "--node-lease", "3s"); o.nodeLease != 3*time.Second || !o.nodeLeaseSet {
 		t.Errorf("expiry --node-lease: %+v", o)
 	}
+	o = parse("sockchurn", "--life", "250ms")
+	if o.rate != 1000 || o.duration != time.Minute || o.roomSize != 10 || o.life != 250*time.Millisecond || o.settle != 5*time.Second ||
+		o.gcWait != 150*time.Second || o.interval != 10*time.Second {
+		t.Errorf("sockchurn defaults: %+v", o)
+	}
 	o = parse("connections", "--redis-stats", "--churn", "1000", "--churn-url", "http://b:2")
 	if o.churn != 1000 || o.churnURL != "http://b:2" {
 		t.Errorf("connections --churn: %+v", o)
@@ -177,7 +189,8 @@ func TestBenchEvents(t *testing.T) {
 	if got, want := b.socketRoomsPattern(), `pre\*fix:{default::bench\-r1\-c[0-9]*}:events`; got != want {
 		t.Errorf("pattern %q, want %q", got, want)
 	}
-	w := &eventWatch{userPrefix: "bench-r1-u", start: time.Now(), leaveAt: make([]atomic.Int64, 3)}
+	w := &eventWatch{userPrefix: "bench-r1-u", start: time.Now(), leaveAt: make([]atomic.Int64, 3),
+		joinN: make([]atomic.Int32, 3), leaveN: make([]atomic.Int32, 3)}
 	for _, p := range []string{
 		`{"version":1,"event":"join","userId":"bench-r1-u0"}`,
 		`{"version":2,"event":"leave","userId":"bench-r1-u0","node":"n/1"}`,
@@ -191,6 +204,30 @@ func TestBenchEvents(t *testing.T) {
 	}
 	if w.joins.Load() != 1 || w.leaves.Load() != 2 || w.dups.Load() != 1 || w.others.Load() != 3 || w.leaveAt[1].Load() != 0 || w.leaveAt[2].Load() == 0 {
 		t.Errorf("joins %d leaves %d dups %d others %d", w.joins.Load(), w.leaves.Load(), w.dups.Load(), w.others.Load())
+	}
+	if w.joinN[0].Load() != 1 || w.leaveN[0].Load() != 2 || w.joinN[2].Load() != 0 || w.leaveN[2].Load() != 1 {
+		t.Errorf("per user: joins %d %d, leaves %d %d", w.joinN[0].Load(), w.joinN[2].Load(), w.leaveN[0].Load(), w.leaveN[2].Load())
+	}
+}
+
+// TestBenchSockChurnTally: the per-user tally of sockchurn finds missing,
+// duplicate and stray events.
+func TestBenchSockChurnTally(t *testing.T) {
+	// user: joins, leaves, joined here
+	users := []struct {
+		j, l   int32
+		joined bool
+	}{{1, 1, true}, {1, 1, true}, {0, 1, true}, {1, 0, true}, {2, 1, true}, {1, 3, true}, {1, 1, false}, {0, 0, false}}
+	joinN, leaveN, joined := make([]atomic.Int32, len(users)), make([]atomic.Int32, len(users)), make([]atomic.Bool, len(users))
+	for i, u := range users {
+		joinN[i].Store(u.j)
+		leaveN[i].Store(u.l)
+		joined[i].Store(u.joined)
+	}
+	got := tally(joinN, leaveN, joined, 5)
+	want := events{Exact: 2, MissingJoins: 1, MissingLeaves: 1, DuplicateJoins: 1, DuplicateLeaves: 2, Stray: 7}
+	if got != want {
+		t.Errorf("tally %+v, want %+v", got, want)
 	}
 }
 
@@ -404,6 +441,38 @@ func TestBenchScenarios(t *testing.T) {
 		}
 	})
 
+	t.Run("sockchurn", func(t *testing.T) {
+		// 60 sockets at 100/s from 2 source addresses, rooms of 4: each
+		// user joins and leaves once, the node holds no socket after, no
+		// session is left in Redis.
+		r := benchRun(t, env, "--json", "sockchurn", "--url", a.URL, "--rate", "100", "--duration", "600ms", "--room-size", "4",
+			"--source-addrs", "127.0.0.2-127.0.0.3", "--interval", "1s", "--settle", "500ms", "--gc-wait", "0").OK(t)
+		res := clitest.Decode[sockChurnResult](t, r.Stdout)
+		if res.Started != 60 || res.Joined != 60 || res.Closed != 60 || res.Failed != 0 || res.Open.Count != 60 || res.Close.Count != 60 {
+			t.Fatalf("sockets: %+v", res)
+		}
+		if !res.EventsWatched || res.Joins != 60 || res.Leaves != 60 || res.Exact != 60 || !res.EventsExact ||
+			(res.events != events{Exact: 60}) {
+			t.Fatalf("events: joins %d leaves %d %+v exact %v", res.Joins, res.Leaves, res.events, res.EventsExact)
+		}
+		if res.SessionsLeft != 0 || res.SocketsDelta != 0 || res.Before.RSS <= 0 || res.After.Goroutines <= 0 {
+			t.Fatalf("node: sessions left %d, sockets %+.0f, before %+v, after %+v", res.SessionsLeft, res.SocketsDelta, res.Before, res.After)
+		}
+		save("sockchurn.json", r.Stdout)
+		// Sockets that stay 300 ms overlap; the table.
+		r = benchRun(t, env, "sockchurn", "--url", b.URL, "--rate", "50", "--duration", "400ms", "--life", "300ms",
+			"--settle", "500ms", "--gc-wait", "0").OK(t)
+		for _, want := range []string{"20 joined, 20 closed with a close frame, 0 failed", "20 of 20 joined users had exactly one join and one leave",
+			"every join and leave once PASS", "live sessions left in the run's rooms: 0", "goroutines"} {
+			if !strings.Contains(r.Stdout, want) {
+				t.Fatalf("table lacks %q:\n%s", want, r.Stdout)
+			}
+		}
+		if m := regexp.MustCompile(`at most (\d+) open at once`).FindStringSubmatch(r.Stdout); m == nil || m[1] == "0" || m[1] == "1" {
+			t.Fatalf("sockets did not overlap:\n%s", r.Stdout)
+		}
+	})
+
 	t.Run("expiry", func(t *testing.T) {
 		bin := presencedBin(t)
 		r := benchRun(t, env, "--json", "expiry", "--presenced-bin", bin, "--url", b.URL, "--sessions", "12", "--rooms", "3",
@@ -437,7 +506,7 @@ func TestBenchScenarios(t *testing.T) {
 		r := benchRun(t, env, "report", "--dir", dir).OK(t)
 		for _, want := range []string{
 			"| HTTP heartbeat throughput, one node |", "10/s EVALSHA", "| Redis memory per session | 150 B |",
-			"| **PASS** |", "Node memory per idle WebSocket", "Cross-node event delivery p99",
+			"| **PASS** |", "Node memory per idle WebSocket", "Socket churn: no leak", "/60 users exactly once", "Cross-node event delivery p99",
 			"List of a 10,000-member room", "Every leave delivered after kill -9", "2 cores (Test CPU)",
 			"presencebench heartbeat\n```",
 		} {
@@ -449,7 +518,7 @@ func TestBenchScenarios(t *testing.T) {
 			t.Errorf("a scenario is missing from the report:\n%s", r.Stdout)
 		}
 		rep := clitest.Decode[reportResult](t, benchRun(t, env, "--json", "report", "--dir", dir).OK(t).Stdout)
-		if len(rep.Rows) != 8 {
+		if len(rep.Rows) != 9 {
 			t.Errorf("%d rows: %+v", len(rep.Rows), rep.Rows)
 		}
 		// A corrupt result file fails the report.

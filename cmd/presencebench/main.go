@@ -2,10 +2,11 @@
 // drives running nodes over HTTP and WebSockets (and makes sessions there)
 // to measure them. Each scenario measures one thing: heartbeat (HTTP
 // heartbeat throughput and latency), connections (node memory and Redis
-// commands per idle WebSocket), fanout (cross-node event delivery), list (a
-// big room's list), slowbody (slow request bodies), expiry (every leave
-// after kill -9 of a node); report renders the results of a
-// scripts/bench.sh run as Markdown.
+// commands per idle WebSocket), sockchurn (WebSockets that connect, join
+// and close at a rate: leaks, and every join and leave once), fanout
+// (cross-node event delivery), list (a big room's list), slowbody (slow
+// request bodies), expiry (every leave after kill -9 of a node); report
+// renders the results of a scripts/bench.sh run as Markdown.
 //
 // Usage:
 //
