@@ -9,13 +9,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/presencecluster/presence/pkg/presence"
 	"github.com/presencecluster/presence/pkg/redisstore"
 	"github.com/redis/go-redis/v9"
 )
@@ -86,11 +86,9 @@ func (b *bench) watchEvents(ctx context.Context, n int, start time.Time) (*event
 }
 
 func (w *eventWatch) take(payload string) {
-	var e struct {
-		Event  string `json:"event"`
-		UserID string `json:"userId"`
-	}
-	if json.Unmarshal([]byte(payload), &e) != nil {
+	// The store's own decoder (the room is not needed for kind and user).
+	e, err := redisstore.DecodeEvent(presence.RoomRef{}, []byte(payload))
+	if err != nil {
 		w.others.Add(1)
 		return
 	}
@@ -103,12 +101,12 @@ func (w *eventWatch) take(payload string) {
 	switch {
 	case i < 0:
 		w.others.Add(1)
-	case e.Event == "join":
+	case e.Kind == presence.EventJoin:
 		w.joins.Add(1)
 		if i < len(w.joinN) {
 			w.joinN[i].Add(1)
 		}
-	case e.Event == "leave":
+	case e.Kind == presence.EventLeave:
 		if i < len(w.leaveN) {
 			w.leaveN[i].Add(1)
 		}

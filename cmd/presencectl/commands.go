@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/presencecluster/presence/cmd/internal/cliutil"
 	"github.com/presencecluster/presence/pkg/presence"
+	"github.com/presencecluster/presence/pkg/redisstore"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -255,17 +255,6 @@ func cmdUser(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error
 
 // ---- watch ----
 
-// event is the part of a published event that `watch` shows.
-type event struct {
-	Version int64  `json:"version"`
-	Event   string `json:"event"`
-	UserID  string `json:"userId"`
-	Member  *struct {
-		Online   bool `json:"online"`
-		Sessions int  `json:"sessions"`
-	} `json:"member"`
-}
-
 func cmdWatch(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error {
 	pos, err := c.Parse(fs, args, 1, "<roomId>")
 	if err != nil {
@@ -277,7 +266,8 @@ func cmdWatch(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) erro
 	if err := c.Connect(ctx); err != nil {
 		return err
 	}
-	channel := c.Keys.Room(c.Room(pos[0])).Events
+	room := c.Room(pos[0])
+	channel := c.Keys.Room(room).Events
 	var ps *redis.PubSub
 	if c.Cluster != "" {
 		ps = c.RDB.SSubscribe(ctx, channel) // sharded pub/sub in Cluster mode
@@ -308,24 +298,25 @@ func cmdWatch(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) erro
 				fmt.Fprintln(c.Stdout, msg.Payload)
 				continue
 			}
-			fmt.Fprintln(c.Stdout, eventLine(time.Now(), msg.Payload))
+			fmt.Fprintln(c.Stdout, eventLine(time.Now(), room, msg.Payload))
 		}
 	}
 }
 
 // eventLine renders an event as one line: time, version, event, userId,
 // online, sessions.
-func eventLine(at time.Time, payload string) string {
+// The store's own decoder reads it (redisstore.DecodeEvent).
+func eventLine(at time.Time, room presence.RoomRef, payload string) string {
 	ts := at.UTC().Format("2006-01-02T15:04:05.000Z07:00")
-	var e event
-	if err := json.Unmarshal([]byte(payload), &e); err != nil {
+	e, err := redisstore.DecodeEvent(room, []byte(payload))
+	if err != nil {
 		return fmt.Sprintf("%s  unparsable event: %s", ts, payload)
 	}
 	state := "-"
 	if e.Member != nil {
 		state = fmt.Sprintf("online=%t sessions=%d", e.Member.Online, e.Member.Sessions)
 	}
-	return fmt.Sprintf("%s  v%-5d %-6s  %-16s  %s", ts, e.Version, e.Event, cliutil.OrDash(e.UserID), state)
+	return fmt.Sprintf("%s  v%-5d %-6s  %-16s  %s", ts, e.Version, e.Kind, cliutil.OrDash(e.UserID), state)
 }
 
 // ---- output helpers ----
