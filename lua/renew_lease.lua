@@ -7,7 +7,13 @@
 --       register a new generation), 3 the new deadline (ms)
 -- Returns 1 when renewed, 0 when the lease is not the node's any more
 -- (lapsed and declared dead, forgotten, or lost with Redis' data).
+-- The same call twice (a retry of a call that ran, its answer lost) answers
+-- 1 both times: the lease already holds the new deadline, so it is safe to
+-- retry; a dead lease (score 0) never holds it.
 local cur = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if cur and score(cur) == tonumber(ARGV[3]) then
+  return 1
+end
 if ARGV[2] == '' then
   if cur then
     return 0

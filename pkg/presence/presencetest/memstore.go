@@ -589,6 +589,10 @@ func (s *MemStore) RenewLease(ctx context.Context, node string, prev, deadline t
 	ok := false
 	err := s.do(ctx, "RenewLease", func() error {
 		cur, exists := s.nodes[node]
+		if exists && cur == deadline.UnixMilli() {
+			ok = true // the same call again (a retry): idempotent
+			return nil
+		}
 		if prev.IsZero() && exists || !prev.IsZero() && (!exists || cur != prev.UnixMilli()) {
 			return nil
 		}

@@ -94,12 +94,30 @@ func epochOf(t testing.TB, h *Harness, out *presence.HeartbeatOutput) string {
 }
 
 var leaseCases = []testCase{
+	{"RenewalIsSafeToRetry", func(t *testing.T, h *Harness) {
+		// A renewal (or registration) that ran but whose answer was lost is
+		// sent again: the same call answers true again, and nothing else
+		// does.
+		t0, gen := h.Clock(), "n1@local/retry"
+		if !h.Renew(gen, time.Time{}, t0.Add(3*Sec)) || !h.Renew(gen, time.Time{}, t0.Add(3*Sec)) {
+			t.Fatal("a repeated registration was refused")
+		}
+		if h.Renew(gen, time.Time{}, t0.Add(4*Sec)) {
+			t.Fatal("a second registration with another deadline was accepted")
+		}
+		if !h.Renew(gen, t0.Add(3*Sec), t0.Add(6*Sec)) || !h.Renew(gen, t0.Add(3*Sec), t0.Add(6*Sec)) {
+			t.Fatal("a repeated renewal was refused")
+		}
+		if h.Renew(gen, t0.Add(3*Sec), t0.Add(9*Sec)) {
+			t.Fatal("a renewal with a stale deadline was accepted")
+		}
+	}},
 	{"HeldSessionsLiveByTheLease", func(t *testing.T, h *Harness) {
 		t0, gen := h.Clock(), "n1@local/aaaa"
 		if !h.Renew(gen, time.Time{}, t0.Add(3*Sec)) {
 			t.Fatal("registration refused")
 		}
-		if h.Renew(gen, time.Time{}, t0.Add(3*Sec)) {
+		if h.Renew(gen, time.Time{}, t0.Add(4*Sec)) {
 			t.Fatal("a generation registered twice")
 		}
 		tok := h.Hold(gen, "ada", "r1", "s1").RoomToken
