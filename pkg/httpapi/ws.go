@@ -427,7 +427,6 @@ func (s *Server) serveSocket(sock *socket, id *presence.Identity) {
 	sock.rt.Close(closeFrame && !s.draining.Load())
 	conn.CloseNow() // a write in progress ends at once
 	sock.stopWriter()
-	conn.CloseNow()
 }
 
 // readLoop runs the client's commands until the connection ends. It reports
