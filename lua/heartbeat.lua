@@ -14,7 +14,12 @@
 --          holder): only the deadline changes, and only if that node still
 --          holds it,
 --       16 "1" to end the room's expired sessions first ("0" right after a
---          store outage, so the nodes' keep-alives can refresh theirs)
+--          store outage, so the nodes' keep-alives can refresh theirs),
+--       17 not after (unix ms by the node's clock, "0": no bound): a call
+--          that Redis runs later than this (delayed in the network, or
+--          retried after its caller gave up) changes nothing and fails with
+--          LATE, so that it never sets a session's deadline back; the one
+--          place a script reads the server's clock
 -- A room's epoch is "0" until the room is removed (remove_room.lua), so the
 -- room tokens clients hold survive a Redis that lost its data.
 -- Returns {roomEpoch, sessionEpoch, version, lowered, created}, or an error
@@ -22,6 +27,13 @@
 -- when the session's deadline is now the room's earliest and earlier than
 -- the room's earliest before (then the deadline index may need lowering);
 -- created is 1 when the session was created (the user index is written).
+local not_after = tonumber(ARGV[17]) or 0
+if not_after > 0 then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > not_after then
+    return redis.error_reply('LATE the heartbeat arrived after its bound')
+  end
+end
 local now = tonumber(ARGV[1])
 local channel, cmd = ARGV[2], ARGV[3]
 local sid, uid = ARGV[6], ARGV[7]

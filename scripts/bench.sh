@@ -309,7 +309,7 @@ now_ms=$(($(date +%s) * 1000))
 rbk='presence:{default::bench-hb-r0}'
 hb_args=(EVALSHA "$hb_sha" 3 "$rbk:room" "$rbk:order" "$rbk:profile"
 	"$now_ms" "$rbk:events" PUBLISH 606300000 604800000 bench-hb-s0 bench-hb-u0 "$((now_ms + 1500000))"
-	bench0ep "" 0 "" 0 "" 0 1)
+	bench0ep "" 0 "" 0 "" 0 1 "$((now_ms + 3600000))")
 # The shape must match what the node sends: the same number of arguments
 # (MONITOR during one heartbeat through the node).
 (timeout 3 redis-cli -p "$PORT" MONITOR >"$OUT/monitor.txt" 2>/dev/null || true) &

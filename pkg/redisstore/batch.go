@@ -192,9 +192,10 @@ type hbCall struct {
 	sha                      string
 	rk                       RoomKeys
 	now, deadline, retention int64
+	notAfter                 int64
 	epoch                    epochBytes
 	profile, data            string
-	args                     [6 + 16]any
+	args                     [6 + 17]any
 }
 
 var hbCalls = sync.Pool{New: func() any { return new(hbCall) }}
@@ -205,6 +206,10 @@ func (s *Store) heartbeatCall(ctx context.Context, hb *presence.Heartbeat) *hbCa
 	c.sha = s.heartbeat.Hash()
 	c.rk = s.keys.Room(hb.Room)
 	c.now, c.deadline, c.retention = hb.Now.UnixMilli(), hb.Deadline.UnixMilli(), s.cfg.Retention.Milliseconds()
+	// Late calls change nothing (heartbeat.lua, LATE): the caller gave up
+	// after its call timeout; the bound adds a second for the clocks of
+	// the node and of Redis.
+	c.notAfter = c.now + (s.cfg.CallTimeout + time.Second).Milliseconds()
 	if hb.Held {
 		c.deadline = heldScore // the session lives by its node's lease
 	}
@@ -235,7 +240,7 @@ func (s *Store) heartbeatCall(ctx context.Context, hb *presence.Heartbeat) *hbCa
 	c.args = [...]any{"evalsha", &c.sha, 3, &c.rk.List[0], &c.rk.List[1], &c.rk.List[2],
 		&c.now, &c.rk.Events, &s.pub, &s.ttl, &c.retention,
 		&hb.SessionID, &hb.UserID, &c.deadline, epoch, &hb.Node,
-		setProfile, &c.profile, setData, &c.data, keepAlive, reap}
+		setProfile, &c.profile, setData, &c.data, keepAlive, reap, &c.notAfter}
 	c.cmd = *redis.NewStringSliceCmd(ctx, c.args[:]...)
 	c.cmd.SetFirstKeyPos(3)
 	return c

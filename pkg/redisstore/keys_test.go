@@ -39,7 +39,7 @@ func TestHeartbeatCallAllocations(t *testing.T) {
 	}
 	c := s.heartbeatCall(ctx, hb)
 	defer c.release()
-	if args := c.cmd.Args(); len(args) != 22 || args[0] != "evalsha" || c.cmd.Name() != "evalsha" {
+	if args := c.cmd.Args(); len(args) != 23 || args[0] != "evalsha" || c.cmd.Name() != "evalsha" {
 		t.Errorf("command %v", args)
 	}
 }

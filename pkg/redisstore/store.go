@@ -496,6 +496,8 @@ func (s *Store) wrap(op string, err error) error {
 		return presence.Errorf(presence.ECONFLICT, "%s", strings.TrimPrefix(msg, "CONFLICT "))
 	case strings.HasPrefix(msg, "NOT_FOUND "):
 		return presence.Errorf(presence.ENOTFOUND, "%s", strings.TrimPrefix(msg, "NOT_FOUND "))
+	case strings.HasPrefix(msg, "LATE "):
+		return fmt.Errorf("%s: %w", op, presence.Errorf(presence.EUNAVAILABLE, "the store ran the call too late: %s", strings.TrimPrefix(msg, "LATE ")))
 	case isUnavailable(err):
 		s.lastOutage.Store(time.Now().UnixNano())
 		return fmt.Errorf("%s: %w: %w", op, presence.Errorf(presence.EUNAVAILABLE, "store unavailable"), err)

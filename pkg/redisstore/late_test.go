@@ -1,0 +1,59 @@
+package redisstore_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/presencecluster/presence/pkg/presence"
+	"github.com/presencecluster/presence/pkg/redisstore"
+)
+
+// TestLateHeartbeatChangesNothing: a heartbeat that Redis runs later than
+// the caller's call timeout (+ 1 s for the clocks) - delayed in the
+// network, or retried after its caller gave up - is refused (unavailable)
+// and changes nothing: it never creates a session or sets a deadline back.
+// Its "now" stands for the moment it was sent; Redis's clock is the wall
+// clock here.
+func TestLateHeartbeatChangesNothing(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			store, _ := newStore(t, b, redisstore.Config{})
+			ctx := context.Background()
+			if err := store.Open(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { store.Close() })
+			room := presence.RoomRef{Org: "acme", RoomID: "r"}
+			beat := func(sent time.Time, deadline time.Time) error {
+				_, err := store.Heartbeat(ctx, &presence.Heartbeat{Room: room, UserID: "ada", SessionID: "s1", Now: sent, Deadline: deadline})
+				return err
+			}
+			now := time.Now()
+			if err := beat(now, now.Add(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			// Sent 10 s ago: late. It would set the deadline back to 10 s
+			// ago + 25 s.
+			late := now.Add(-10 * time.Second)
+			err := beat(late, late.Add(25*time.Second))
+			if presence.ErrorCode(err) != presence.EUNAVAILABLE {
+				t.Fatalf("late heartbeat: %v, want unavailable", err)
+			}
+			// The session still has its deadline: a reaper 40 s from now
+			// (past the late deadline, before the real one) ends nothing.
+			if n, err := store.Reap(ctx, now.Add(40*time.Second)); err != nil || n != 0 {
+				t.Fatalf("reaped %d (%v): the late heartbeat moved the deadline back", n, err)
+			}
+			// A late heartbeat of a new session creates nothing.
+			_, err = store.Heartbeat(ctx, &presence.Heartbeat{Room: room, UserID: "bob", SessionID: "s2", Now: late, Deadline: late.Add(time.Hour)})
+			if presence.ErrorCode(err) != presence.EUNAVAILABLE {
+				t.Fatalf("late heartbeat of a new session: %v", err)
+			}
+			c, err := store.Count(ctx, room)
+			if err != nil || c.Online != 1 || c.Sessions != 1 {
+				t.Fatalf("count %+v %v", c, err)
+			}
+		})
+	}
+}
