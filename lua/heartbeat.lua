@@ -18,8 +18,8 @@
 --       17 not after (unix ms by the node's clock, "0": no bound): a call
 --          that Redis runs later than this (delayed in the network, or
 --          retried after its caller gave up) changes nothing and fails with
---          LATE, so that it never sets a session's deadline back; the one
---          place a script reads the server's clock
+--          LATE, so that it never sets a session's deadline back (lib.lua
+--          late)
 -- A room's epoch is "0" until the room is removed (remove_room.lua), so the
 -- room tokens clients hold survive a Redis that lost its data.
 -- Returns {roomEpoch, sessionEpoch, version, lowered, created}, or an error
@@ -27,12 +27,8 @@
 -- when the session's deadline is now the room's earliest and earlier than
 -- the room's earliest before (then the deadline index may need lowering);
 -- created is 1 when the session was created (the user index is written).
-local not_after = tonumber(ARGV[17]) or 0
-if not_after > 0 then
-  local t = redis.call('TIME')
-  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > not_after then
-    return redis.error_reply('LATE the heartbeat arrived after its bound')
-  end
+if late(ARGV[17]) then
+  return redis.error_reply('LATE the heartbeat arrived after its bound')
 end
 local now = tonumber(ARGV[1])
 local channel, cmd = ARGV[2], ARGV[3]

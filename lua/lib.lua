@@ -28,6 +28,19 @@ local ONLINE_MAX = 1000000000000000
 -- none of its own. (Go passes 4000000000000000 for it.)
 local HELD = 4000000000000000
 
+-- late tells whether Redis runs a write after its "not after" bound
+-- (unix ms by the node's clock; 0 or absent: no bound): a call delayed in
+-- the network, or retried after its caller gave up, must change nothing.
+-- The one place a script reads the server's clock.
+local function late(not_after)
+  not_after = tonumber(not_after) or 0
+  if not_after <= 0 then
+    return false
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > not_after
+end
+
 -- score reads a sorted set score. Redis replies "4000000000000000"; the
 -- embedded store may reply "4e+15", which its Lua's tonumber cannot read.
 local function score(s)

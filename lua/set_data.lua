@@ -1,9 +1,13 @@
 -- set_data.lua: replace a member's data (whole).
 -- KEYS: the three room keys (see lib.lua)
 -- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
---       5 userId, 6 data JSON ("" clears it)
+--       5 userId, 6 data JSON ("" clears it), 7 not after (see lib.lua
+--       late: a late update would overwrite newer data)
 -- Returns the room version, or an error "NOT_FOUND ..." when the user is not
--- a member of the room.
+-- a member of the room, or "LATE ..." (nothing changed).
+if late(ARGV[7]) then
+  return redis.error_reply('LATE the update arrived after its bound')
+end
 local uid = ARGV[5]
 if not redis.call('ZSCORE', K_ORDER, uid) then
   return redis.error_reply('NOT_FOUND user is not a member of the room')

@@ -60,8 +60,8 @@ type rtRoom struct {
 	// and subscribes afresh (its Subscribe is never undone by a late
 	// Unsubscribe).
 	closing chan struct{}
-	last  int64 // last version delivered
-	known bool  // last is meaningful
+	last    int64 // last version delivered
+	known   bool  // last is meaningful
 	// conns maps each connection of the room to whether it follows the
 	// room only through a room token: those stop at the room's removal.
 	conns   map[*Conn]bool

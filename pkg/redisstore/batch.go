@@ -206,10 +206,7 @@ func (s *Store) heartbeatCall(ctx context.Context, hb *presence.Heartbeat) *hbCa
 	c.sha = s.heartbeat.Hash()
 	c.rk = s.keys.Room(hb.Room)
 	c.now, c.deadline, c.retention = hb.Now.UnixMilli(), hb.Deadline.UnixMilli(), s.cfg.Retention.Milliseconds()
-	// Late calls change nothing (heartbeat.lua, LATE): the caller gave up
-	// after its call timeout; the bound adds a second for the clocks of
-	// the node and of Redis.
-	c.notAfter = c.now + (s.cfg.CallTimeout + time.Second).Milliseconds()
+	c.notAfter = s.notAfter(hb.Now) // late calls change nothing (lib.lua late)
 	if hb.Held {
 		c.deadline = heldScore // the session lives by its node's lease
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/presencecluster/presence/pkg/redisstore"
 )
 
-// TestLateHeartbeatChangesNothing: a heartbeat that Redis runs later than
+// TestLateHeartbeatChangesNothing: a heartbeat (or a data update) that Redis runs later than
 // the caller's call timeout (+ 1 s for the clocks) - delayed in the
 // network, or retried after its caller gave up - is refused (unavailable)
 // and changes nothing: it never creates a session or sets a deadline back.
@@ -53,6 +53,17 @@ func TestLateHeartbeatChangesNothing(t *testing.T) {
 			c, err := store.Count(ctx, room)
 			if err != nil || c.Online != 1 || c.Sessions != 1 {
 				t.Fatalf("count %+v %v", c, err)
+			}
+			// A late data update would overwrite newer data: refused too.
+			if err := store.SetData(ctx, room, "ada", []byte(`"new"`), now); err != nil {
+				t.Fatal(err)
+			}
+			if err := store.SetData(ctx, room, "ada", []byte(`"old"`), late); presence.ErrorCode(err) != presence.EUNAVAILABLE {
+				t.Fatalf("late data update: %v", err)
+			}
+			l, err := store.List(ctx, room, presence.ListQuery{Limit: 10, Now: now})
+			if err != nil || len(l.Members) != 1 || string(l.Members[0].Data) != `"new"` {
+				t.Fatalf("list %+v %v: want the newer data", l, err)
 			}
 		})
 	}

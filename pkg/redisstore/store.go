@@ -222,6 +222,13 @@ func (s *Store) loadScripts(ctx context.Context) error {
 	return nil
 }
 
+// notAfter is the bound of a write sent at now (lib.lua late): the caller
+// gives up after the call timeout; a second more covers the clocks of the
+// node and of Redis.
+func (s *Store) notAfter(now time.Time) int64 {
+	return now.UnixMilli() + (s.cfg.CallTimeout + time.Second).Milliseconds()
+}
+
 func (s *Store) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.cfg.CallTimeout)
 }
@@ -375,7 +382,7 @@ func (s *Store) SetData(ctx context.Context, room presence.RoomRef, userID strin
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	rk := s.keys.Room(room)
-	err := s.setData.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, string(data)).Err()
+	err := s.setData.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, string(data), s.notAfter(now)).Err()
 	return s.wrap("set data", err)
 }
 
