@@ -11,7 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"github.com/labstack/echo/v4"
@@ -107,6 +106,7 @@ func (s *socket) SessionEnded(room presence.RoomRef) {
 
 // reply queues a reply; it waits while the client does not read.
 func (s *socket) reply(it item) {
+	it.data = validText(it.data)
 	s.mu.Lock()
 	for len(s.replies) >= maxReplies && !s.closed {
 		if s.space == nil {
@@ -246,13 +246,9 @@ func (s *socket) writeLoop() {
 	}
 }
 
+// write sends one text frame. Every frame is valid UTF-8 (validText):
+// shared updates are checked once when encoded, replies when queued.
 func (s *socket) write(b []byte) error {
-	if !utf8.Valid(b) {
-		// Never reached with what the node builds (inputs are checked,
-		// stored data is repaired when read); a browser would close the
-		// socket on an invalid text frame, so it is checked once more.
-		b = bytes.ToValidUTF8(b, []byte("\uFFFD"))
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.WSWriteTimeout)
 	defer cancel()
 	return s.conn.Write(ctx, websocket.MessageText, b)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 
 	"github.com/presencecluster/presence/pkg/presence"
 )
@@ -126,10 +127,21 @@ func encodeUpdate(u *presence.Update) []byte {
 		return encodeSync(u.Sync)
 	}
 	b, _ := json.Marshal(presenceMsg{Type: "presence", RoomID: u.Room.RoomID, Version: u.Version, Event: u.Event.Kind, Member: u.Event.Member})
-	return b
+	return validText(b)
 }
 
 func encodeSync(l *presence.RoomList) []byte {
 	b, _ := json.Marshal(snapshotMsg{Type: "sync", RoomID: l.RoomID, Version: l.Version, Members: l.Members})
+	return validText(b)
+}
+
+// validText returns b as valid UTF-8. Never needed with what the node builds
+// (inputs are checked, stored data is repaired when read), but a browser
+// closes a socket on an invalid text frame, so every frame is checked once
+// more: a shared update once per node, not once per socket.
+func validText(b []byte) []byte {
+	if !utf8.Valid(b) {
+		return bytes.ToValidUTF8(b, []byte("\uFFFD"))
+	}
 	return b
 }

@@ -16,24 +16,12 @@ import (
 
 func (h *harness) hold(gen, user, room, session string) *presence.HeartbeatOutput {
 	h.t.Helper()
-	ref := presence.RoomRef{Org: h.org, RoomID: room}
-	if err := h.store.HoldRooms(context.Background(), gen, []presence.RoomRef{ref}); err != nil {
-		h.t.Fatal(err)
-	}
-	out, err := h.svc.Heartbeat(h.as(user), presence.HeartbeatInput{RoomID: room, SessionID: session, Interval: sec, HeldBy: gen})
-	if err != nil {
-		h.t.Fatalf("held heartbeat %s/%s/%s: %v", user, room, session, err)
-	}
-	return out
+	return h.contract().Hold(gen, user, room, session)
 }
 
 func (h *harness) renew(gen string, prev, deadline time.Time) bool {
 	h.t.Helper()
-	ok, err := h.store.RenewLease(context.Background(), gen, prev, deadline)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return ok
+	return h.contract().Renew(gen, prev, deadline)
 }
 
 func (h *harness) reapNodes(at time.Time) int {

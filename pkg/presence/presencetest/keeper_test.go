@@ -109,13 +109,7 @@ func (r *rig) endedSessions() []string {
 // eventually polls cond for up to 10 s.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	presencetest.Eventually(t, what, 10 * time.Second, cond)
 }
 
 func TestKeeperHoldAddRemoveRelease(t *testing.T) {
