@@ -259,7 +259,7 @@ func (s *sink) view(room presence.RoomRef, snapshot *presence.RoomList) string {
 // waitFor polls cond for up to 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	presencetest.Eventually(t, what, 5 * time.Second, cond)
+	presencetest.Eventually(t, what, 5*time.Second, cond)
 }
 
 // waitEqual polls get until it returns want, for up to 5 s.

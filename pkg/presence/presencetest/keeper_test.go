@@ -109,7 +109,7 @@ func (r *rig) endedSessions() []string {
 // eventually polls cond for up to 10 s.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	presencetest.Eventually(t, what, 10 * time.Second, cond)
+	presencetest.Eventually(t, what, 10*time.Second, cond)
 }
 
 func TestKeeperHoldAddRemoveRelease(t *testing.T) {
