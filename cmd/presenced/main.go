@@ -54,6 +54,7 @@ func main() {
 		m.Close()
 		os.Exit(1)
 	}
+	go trimMemory(ctx, 10*time.Second)
 	<-ctx.Done()
 	stop()
 	// The first signal drains; a second one aborts.
@@ -244,6 +245,8 @@ func (m *Main) openRedis(ctx context.Context, c Config) error {
 		m.rdb = redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: c.RedisClusterAddrs, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
 			PoolTimeout: timeout, ContextTimeoutEnabled: true, MaxRetries: 1,
+			ReadBufferSize: redisstore.ReadBufferSize, WriteBufferSize: redisstore.WriteBufferSize,
+			PipelineReadBufferSize: redisstore.PipelineReadBufferSize, PipelineWriteBufferSize: redisstore.PipelineWriteBufferSize,
 		})
 		m.Logger.Info("store: Redis Cluster", "seeds", c.RedisClusterAddrs)
 		return nil
@@ -255,6 +258,8 @@ func (m *Main) openRedis(ctx context.Context, c Config) error {
 			MasterName: c.SentinelMaster, SentinelAddrs: c.SentinelAddrs,
 			DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
 			PoolTimeout: timeout, ContextTimeoutEnabled: true, MaxRetries: 1,
+			ReadBufferSize: redisstore.ReadBufferSize, WriteBufferSize: redisstore.WriteBufferSize,
+			PipelineReadBufferSize: redisstore.PipelineReadBufferSize, PipelineWriteBufferSize: redisstore.PipelineWriteBufferSize,
 		})
 		m.Logger.Info("store: Redis Sentinel", "sentinels", c.SentinelAddrs, "master", c.SentinelMaster)
 		return nil
@@ -280,6 +285,8 @@ func (m *Main) openRedis(ctx context.Context, c Config) error {
 		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = timeout, timeout, timeout, timeout
 		opt.ContextTimeoutEnabled = true
 		opt.MaxRetries = 1
+		opt.ReadBufferSize, opt.WriteBufferSize = redisstore.ReadBufferSize, redisstore.WriteBufferSize
+		opt.PipelineReadBufferSize, opt.PipelineWriteBufferSize = redisstore.PipelineReadBufferSize, redisstore.PipelineWriteBufferSize
 		return redis.NewClient(opt), nil
 	}
 	var err error

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -63,6 +64,7 @@ type wsClient struct {
 	msgs    []map[string]any
 	closed  error
 	reading chan struct{} // closed to let the reader start (slow consumers)
+	pings   atomic.Int64  // the node's ping frames received
 }
 
 func dialWS(t testing.TB, base string, headers ...string) *wsClient {
@@ -102,7 +104,8 @@ func tryDialWS(t testing.TB, base string, read bool, headers ...string) (*wsClie
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	conn, res, err := websocket.Dial(ctx, strings.Replace(base, "http", "ws", 1)+path,
-		&websocket.DialOptions{HTTPHeader: h, HTTPClient: &http.Client{Transport: tr}})
+		&websocket.DialOptions{HTTPHeader: h, HTTPClient: &http.Client{Transport: tr},
+			OnPingReceived: func(context.Context, []byte) bool { c.pings.Add(1); return true }})
 	if err != nil {
 		if res != nil {
 			return nil, fmt.Errorf("status %d: %w", res.StatusCode, err)

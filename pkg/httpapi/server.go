@@ -246,7 +246,7 @@ func (s *Server) Drain(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sock.conn.Close(websocket.StatusServiceRestart, "node restarting")
+			sock.idleWait.closeHandshake(sock.conn, websocket.StatusServiceRestart, "node restarting")
 		}()
 	}
 	done := make(chan struct{})

@@ -70,6 +70,7 @@ type socket struct {
 	// only); pingLimited is set once pings went over it.
 	limiter     *rateLimiter
 	pingLimited bool
+	idleWait    idleWaiter
 }
 
 // Push hands an event or sync to the socket without waiting
@@ -329,7 +330,8 @@ func (s *Server) serveWS(c echo.Context) error {
 		return presence.Errorf(presence.EFORBIDDEN, "origin %q is not allowed", origin)
 	}
 	sock := &socket{srv: s, limiter: newRateLimiter(s.cfg.WSMessagesPerSecond)}
-	conn, err := websocket.Accept(smallBuffers{c.Response()}, r, &websocket.AcceptOptions{
+	hj := &smallBuffers{ResponseWriter: c.Response()}
+	conn, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
 		CompressionMode: websocket.CompressionDisabled,
 		// The origin was checked above, by the same rule as HTTP CORS.
 		InsecureSkipVerify: true,
@@ -339,6 +341,7 @@ func (s *Server) serveWS(c echo.Context) error {
 		return nil // Accept has answered the client
 	}
 	sock.conn = conn
+	sock.idleWait = hj.waiter
 	reserved = false // serveSocket owns the place now
 	// The connection is hijacked: the handler may return. The socket lives
 	// on a fresh goroutine, whose small stack is not the one the handler's
@@ -359,14 +362,19 @@ const (
 )
 
 // smallBuffers hands the WebSocket library small buffers when it hijacks
-// the connection, instead of net/http's (which are released).
-type smallBuffers struct{ http.ResponseWriter }
+// the connection, instead of net/http's (which are released). It keeps the
+// connection and the reader it handed over (for the idle wait).
+type smallBuffers struct {
+	http.ResponseWriter
+	waiter idleWaiter
+}
 
-func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	tcp, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
+	conn, waiter := wrapConn(tcp)
 	if err := brw.Writer.Flush(); err != nil {
 		conn.Close()
 		return nil, nil, err
@@ -380,10 +388,11 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		r = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn), max(socketReadBuffer, n))
 		r.Peek(n) // from the bytes.Reader: never waits for the connection
 	}
+	w.waiter = waiter(r)
 	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(conn, socketWriteBuffer)), nil
 }
 
-func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // onPing counts a client's WebSocket ping frame like a message: past the
 // rate limit it gets no pong, and the socket is closed with 1008. It runs on
@@ -397,7 +406,7 @@ func (s *socket) onPing(context.Context, []byte) bool {
 	if !s.pingLimited {
 		s.pingLimited = true
 		s.srv.met.rateLimited.Inc()
-		go s.conn.Close(websocket.StatusPolicyViolation, "rate limit exceeded")
+		go s.idleWait.closeHandshake(s.conn, websocket.StatusPolicyViolation, "rate limit exceeded")
 	}
 	return false
 }
@@ -427,39 +436,64 @@ func (s *Server) serveSocket(sock *socket, id *presence.Identity) {
 
 // readLoop runs the client's commands until the connection ends. It reports
 // whether the client closed it with a close frame.
+//
+// An idle socket is mostly its reader goroutine's stack, so that goroutine
+// stays shallow: it waits for the client in the idle waiter, and each
+// message is read and run on a short-lived goroutine of its own while it
+// waits. The library's frame reader and a command's deep calls (JSON, Redis)
+// then never grow the stack an idle socket keeps (the garbage collector
+// does not shrink a stack back to its 2 KB start).
 func (s *socket) readLoop(ctx context.Context) bool {
+	res := make(chan readResult, 1)
 	for {
-		// No deadline and no cancellation: a socket ends by closing its
-		// connection (and a cancellable context would cost memory).
-		typ, b, err := s.conn.Read(context.Background())
-		if err != nil {
-			return websocket.CloseStatus(err) != -1
+		s.idleWait.wait()
+		go func() { res <- s.readOne(ctx) }()
+		if r := <-res; r != readMore {
+			return r == readClosed
 		}
-		s.lastRead.Store(time.Now().UnixNano())
-		if typ != websocket.MessageText {
-			// The protocol is JSON in text frames; a binary frame is refused
-			// with 1003 (unsupported data), its sessions left to their
-			// deadline like any socket closed by the node.
-			s.conn.Close(websocket.StatusUnsupportedData, "binary frames are not supported: send JSON text frames")
-			return false
-		}
-		if !s.limiter.allow(time.Now()) {
-			s.srv.met.rateLimited.Inc()
-			s.replyError(nil, presence.Errorf(presence.ERATELIMITED, "more than %d messages per second", s.srv.cfg.WSMessagesPerSecond))
-			s.flush()
-			s.conn.Close(websocket.StatusPolicyViolation, "rate limit exceeded")
-			return false
-		}
-		// The command runs on a goroutine of its own, and the reader waits:
-		// a command's deep calls (JSON, Redis) then never grow the stack
-		// of the reader, which is what an idle socket keeps.
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			s.command(ctx, b)
-		}()
-		<-done
 	}
+}
+
+// readResult tells the reader what came of one message.
+type readResult uint8
+
+const (
+	readMore   readResult = iota // the message was handled: read on
+	readClosed                   // the client sent a close frame
+	readEnded                    // the connection ended otherwise
+)
+
+// readOne reads and runs one client message.
+func (s *socket) readOne(ctx context.Context) readResult {
+	// No deadline and no cancellation: a socket ends by closing its
+	// connection (and a cancellable context would cost memory).
+	typ, b, err := s.conn.Read(context.Background())
+	if err != nil {
+		if websocket.CloseStatus(err) != -1 {
+			return readClosed
+		}
+		return readEnded
+	}
+	s.lastRead.Store(time.Now().UnixNano())
+	if s.idleWait.sawSynthetic() {
+		return readMore // the end of a ping or pong
+	}
+	if typ != websocket.MessageText {
+		// The protocol is JSON in text frames; a binary frame is refused
+		// with 1003 (unsupported data), its sessions left to their
+		// deadline like any socket closed by the node.
+		s.conn.Close(websocket.StatusUnsupportedData, "binary frames are not supported: send JSON text frames")
+		return readEnded
+	}
+	if !s.limiter.allow(time.Now()) {
+		s.srv.met.rateLimited.Inc()
+		s.replyError(nil, presence.Errorf(presence.ERATELIMITED, "more than %d messages per second", s.srv.cfg.WSMessagesPerSecond))
+		s.flush()
+		s.conn.Close(websocket.StatusPolicyViolation, "rate limit exceeded")
+		return readEnded
+	}
+	s.command(ctx, b)
+	return readMore
 }
 
 // command decodes and runs one client message.

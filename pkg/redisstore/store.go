@@ -24,6 +24,19 @@ import (
 
 var _ presence.Store = (*Store)(nil)
 
+// Connection buffer sizes for a node's Redis clients (set them in the
+// client's options). go-redis's defaults, 32 KiB per direction and 128 KiB
+// for pipelines, are made for large values and stay allocated with every
+// pooled connection (a burst of calls leaves dozens): presence commands and
+// replies are a few hundred bytes, and a full heartbeat batch (maxBatch
+// scripts of about 350 bytes) is written in a few calls.
+const (
+	ReadBufferSize          = 4 << 10
+	WriteBufferSize         = 4 << 10
+	PipelineReadBufferSize  = 16 << 10
+	PipelineWriteBufferSize = 32 << 10
+)
+
 // Config configures a Store. Zero values mean the documented defaults.
 type Config struct {
 	// Prefix of every key and channel. Zero means "presence".
