@@ -40,3 +40,5 @@ require (
 	golang.org/x/time v0.15.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+replace github.com/coder/websocket => ./third_party/coder-websocket

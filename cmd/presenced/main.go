@@ -54,7 +54,7 @@ func main() {
 		m.Close()
 		os.Exit(1)
 	}
-	go trimMemory(ctx, 10*time.Second)
+	go trimMemory(ctx, 5*time.Second)
 	<-ctx.Done()
 	stop()
 	// The first signal drains; a second one aborts.

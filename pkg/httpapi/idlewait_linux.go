@@ -48,6 +48,11 @@ type controlConn struct {
 	// looks at that reader only under mu and before closing is set.
 	mu      sync.Mutex
 	closing bool
+
+	// peeked is the length of the control frame peekFn found; peekFn is
+	// made once (a func value made at each wait would be garbage).
+	peeked int
+	peekFn func(fd uintptr) bool
 }
 
 // syntheticFrame is an empty, final, masked (as a client's must be) text
@@ -82,6 +87,11 @@ func wrapConn(c net.Conn) (net.Conn, func(*bufio.Reader) idleWaiter) {
 	}
 	pc := &controlConn{Conn: c}
 	pc.left.Store(-1)
+	pc.peekFn = func(fd uintptr) bool {
+		var ok bool
+		pc.peeked, ok = peekControl(fd)
+		return ok
+	}
 	return pc, func(br *bufio.Reader) idleWaiter { return idleWaiter{raw: raw, br: br, pc: pc} }
 }
 
@@ -97,13 +107,9 @@ func (w idleWaiter) wait() {
 	if buffered {
 		return // the library's read goes first
 	}
-	var n int
-	w.raw.Read(func(fd uintptr) bool {
-		var ok bool
-		n, ok = peekControl(fd)
-		return ok
-	})
-	if n > 0 {
+	w.pc.peeked = 0
+	w.raw.Read(w.pc.peekFn)
+	if n := w.pc.peeked; n > 0 {
 		w.pc.left.Store(int32(n))
 	}
 }

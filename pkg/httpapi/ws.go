@@ -467,7 +467,14 @@ const (
 func (s *socket) readOne(ctx context.Context) readResult {
 	// No deadline and no cancellation: a socket ends by closing its
 	// connection (and a cancellable context would cost memory).
-	typ, b, err := s.conn.Read(context.Background())
+	typ, r, err := s.conn.Reader(context.Background())
+	if err == nil && s.idleWait.sawSynthetic() {
+		return readMore // the end of a ping or pong: an empty frame, not read
+	}
+	var b []byte
+	if err == nil {
+		b, err = io.ReadAll(r)
+	}
 	if err != nil {
 		if websocket.CloseStatus(err) != -1 {
 			return readClosed
@@ -475,9 +482,6 @@ func (s *socket) readOne(ctx context.Context) readResult {
 		return readEnded
 	}
 	s.lastRead.Store(time.Now().UnixNano())
-	if s.idleWait.sawSynthetic() {
-		return readMore // the end of a ping or pong
-	}
 	if typ != websocket.MessageText {
 		// The protocol is JSON in text frames; a binary frame is refused
 		// with 1003 (unsupported data), its sessions left to their
@@ -687,24 +691,32 @@ func (s *Server) pingIdle(ctx context.Context) {
 			}
 		}
 		s.sockMu.Unlock()
+		if len(due) == 0 {
+			continue
+		}
+		// The pings of one round share a context (one per ping would be
+		// garbage every ping interval for every idle socket); a round
+		// sends its pings within milliseconds.
+		pctx, cancel := context.WithTimeout(context.Background(), interval)
+		var wg sync.WaitGroup
 		for _, sock := range due {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
+				cancel()
 				return
 			}
 			sock.pinging.Store(true)
+			wg.Add(1)
 			go func() {
-				defer func() { <-sem; sock.pinging.Store(false) }()
-				pctx, cancel := context.WithTimeout(context.Background(), interval)
-				err := sock.conn.Ping(pctx)
-				cancel()
-				if err != nil && !sock.isClosed() {
+				defer func() { <-sem; sock.pinging.Store(false); wg.Done() }()
+				if err := sock.conn.Ping(pctx); err != nil && !sock.isClosed() {
 					sock.conn.CloseNow()
 					return
 				}
 				sock.lastRead.Store(time.Now().UnixNano())
 			}()
 		}
+		go func() { wg.Wait(); cancel() }()
 	}
 }
