@@ -306,9 +306,13 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 			Ended:        version < 0,
 		}
 		// The user index: a created session, or a pair this node has not
-		// written for a while (see userindex.go).
+		// written for a while (see userindex.go). A socket's session is
+		// created once and never heartbeats again (it lives by the node's
+		// lease): its entry is written without a place in the cache, which
+		// would otherwise grow with every connection that comes and goes.
+		created := v[4] == "1"
 		if hb := hbs[i]; !res[i].Ended && !hb.Release &&
-			(s.index.due(indexKey{hb.Room.Org, hb.UserID, hb.Room.RoomID}, hb.Now) || v[4] == "1") {
+			(created && hb.Held || s.index.due(indexKey{hb.Room.Org, hb.UserID, hb.Room.RoomID}, hb.Now) || created) {
 			index = append(index, hb)
 		}
 	}
