@@ -67,6 +67,10 @@ type Config struct {
 	// every write goes to the primary. Reads then lag writes by the
 	// replication delay.
 	Reader redis.UniversalClient
+	// Webhooks: every event of the kinds it names is kept in its room's
+	// outbox in Redis and POSTed to its URL by some node (webhooks.go).
+	// An empty URL: off.
+	Webhooks WebhookConfig
 }
 
 // Store is the presence store on Redis.
@@ -95,6 +99,7 @@ type Store struct {
 
 	lastOutage atomic.Int64 // unix ns of the last call that found Redis unavailable
 	met        *storeMetrics
+	hooks      *webhooks // nil: webhooks off
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -154,6 +159,9 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 			cfg.Reader.AddHook(latencyHook{s.met.latency})
 		}
 	}
+	if cfg.Webhooks.URL != "" {
+		s.hooks = newWebhooks(cfg.Webhooks, cfg.Registerer)
+	}
 	load := func(name string) *redis.Script {
 		sc := redis.NewScript(lua.Source(name))
 		s.scripts = append(s.scripts, sc)
@@ -172,6 +180,11 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	s.list = load("list")
 	s.listStamp = load("list_stamp")
 	s.count = load("count")
+	if s.hooks != nil {
+		s.hooks.claim = load("webhook_claim")
+		s.hooks.ack = load("webhook_ack")
+		s.hooks.retry = load("webhook_retry")
+	}
 	return s
 }
 
@@ -197,6 +210,17 @@ func (s *Store) Open(ctx context.Context) error {
 		defer s.wg.Done()
 		s.runReaper(ctx)
 	}()
+	if s.hooks != nil {
+		s.wg.Add(2)
+		go func() {
+			defer s.wg.Done()
+			s.runWebhooks(ctx)
+		}()
+		go func() {
+			defer s.wg.Done()
+			s.runWebhookUpkeep(ctx)
+		}()
+	}
 	return nil
 }
 
@@ -265,6 +289,7 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 	res := make([]presence.HeartbeatResult, len(hbs))
 	errs := make([]error, len(hbs))
 	var lower, index []*presence.Heartbeat
+	var hooked []string
 	for i, c := range calls {
 		cmd := &c.cmd
 		e := cmd.Err()
@@ -278,12 +303,15 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 		// {roomEpoch, sessionEpoch, version, lowered, created}, read as
 		// strings: fewer allocations than a []any of them.
 		v := cmd.Val()
-		if len(v) != 5 {
+		if len(v) != 5 && len(v) != 6 {
 			errs[i] = fmt.Errorf("heartbeat: unexpected reply %v", v)
 			continue
 		}
 		if v[3] == "1" {
 			lower = append(lower, hbs[i])
+		}
+		if len(v) == 6 && v[5] == "1" {
+			hooked = append(hooked, Tag(hbs[i].Room))
 		}
 		version, _ := strconv.ParseInt(v[2], 10, 64)
 		res[i] = presence.HeartbeatResult{
@@ -302,6 +330,7 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 	for _, c := range calls {
 		c.release()
 	}
+	s.indexHooked(ctx, hooked...)
 	if len(index) > 0 || len(lower) > 0 {
 		// One more round trip, after the scripts have run (never before: see
 		// the reaper's index protocol; and in a cluster the index is in
@@ -357,7 +386,11 @@ func (s *Store) EndSession(ctx context.Context, room presence.RoomRef, sessionID
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	rk := s.keys.Room(room)
-	err := s.endSession.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, sessionID, epoch).Err()
+	keys, args := s.roomCall(rk, now.UnixMilli(), rk.Events, s.pub, s.ttl, sessionID, epoch)
+	n, err := s.endSession.Run(ctx, s.rdb, keys, args...).Int()
+	if n == 1 {
+		s.indexHooked(ctx, rk.Tag)
+	}
 	return s.wrap("end session", err)
 }
 
@@ -370,9 +403,13 @@ func (s *Store) EndUser(ctx context.Context, room presence.RoomRef, userID strin
 	if forget {
 		f = "1"
 	}
-	n, err := s.endUser.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, f).Int()
+	keys, args := s.roomCall(rk, now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, f)
+	n, err := s.endUser.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {
 		return false, s.wrap("end user", err)
+	}
+	if n == 1 {
+		s.indexHooked(ctx, rk.Tag)
 	}
 	return n == 1, nil
 }
@@ -382,7 +419,11 @@ func (s *Store) SetData(ctx context.Context, room presence.RoomRef, userID strin
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	rk := s.keys.Room(room)
-	err := s.setData.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, string(data), s.notAfter(now)).Err()
+	keys, args := s.roomCall(rk, now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, string(data), s.notAfter(now))
+	err := s.setData.Run(ctx, s.rdb, keys, args...).Err()
+	if err == nil {
+		s.indexHooked(ctx, rk.Tag) // the room's outbox may hold nothing new: the sender sees it
+	}
 	return s.wrap("set data", err)
 }
 
