@@ -2,18 +2,11 @@ package redisstore_test
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,162 +14,35 @@ import (
 	"github.com/presencecluster/presence/pkg/presence/presencetest"
 	"github.com/presencecluster/presence/pkg/redisstore"
 	"github.com/presencecluster/presence/pkg/redistest"
+	"github.com/presencecluster/presence/pkg/webhooktest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 const hookSecret = "webhook-test-secret-0123456789"
 
-// receiver is a webhook receiver on 127.0.0.1 that checks every request
-// the way the README tells receivers to, and keeps the events of the
-// requests it acknowledged.
-type receiver struct {
-	t   testing.TB
-	srv *httptest.Server
-	// status answers request n (from 1): 0 means 200; -1 means no answer
-	// (the request hangs until the sender gives up).
-	status func(n int) int
-
-	mu       sync.Mutex
-	requests []time.Time // when each request arrived
-	acked    []redisstore.WebhookEvent
-	bad      []string // what was wrong with a request
-
-	inflight, maxInflight atomic.Int32
-}
-
-func newReceiver(t testing.TB, status func(n int) int) *receiver {
-	r := &receiver{t: t, status: status}
-	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
-	t.Cleanup(r.srv.Close)
+// newReceiver starts a receiver (webhooktest) that answers as status says
+// (nil: always 2xx).
+func newReceiver(t testing.TB, status func(n int) int) *webhooktest.Receiver {
+	r := &webhooktest.Receiver{Secret: hookSecret, Status: status}
+	if err := r.Start(nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
 	return r
 }
 
-func (r *receiver) URL() string { return r.srv.URL }
-
-func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
-	in := r.inflight.Add(1)
-	defer r.inflight.Add(-1)
-	for {
-		m := r.maxInflight.Load()
-		if in <= m || r.maxInflight.CompareAndSwap(m, in) {
-			break
-		}
-	}
-	body, _ := io.ReadAll(req.Body)
-	r.mu.Lock()
-	r.requests = append(r.requests, time.Now())
-	n := len(r.requests)
-	r.mu.Unlock()
-	var events []redisstore.WebhookEvent
-	if problem := checkWebhook(req, body, &events); problem != "" {
-		r.mu.Lock()
-		r.bad = append(r.bad, problem)
-		r.mu.Unlock()
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
-	status := 0
-	if r.status != nil {
-		status = r.status(n)
-	}
-	switch status {
-	case -1:
-		<-req.Context().Done()
-		return
-	case 0:
-		status = http.StatusOK
-		if n%2 == 0 {
-			status = http.StatusNoContent // any 2xx acknowledges
-		}
-	}
-	if status >= 200 && status < 300 {
-		r.mu.Lock()
-		r.acked = append(r.acked, events...)
-		r.mu.Unlock()
-	}
-	w.WriteHeader(status)
-}
-
-// checkWebhook checks a request as a receiver must: method, content type,
-// a fresh timestamp, the signature over the raw body, 1-100 events.
-func checkWebhook(req *http.Request, body []byte, events *[]redisstore.WebhookEvent) string {
-	if req.Method != http.MethodPost || req.Header.Get("Content-Type") != "application/json" {
-		return "method or content type: " + req.Method + " " + req.Header.Get("Content-Type")
-	}
-	ts := req.Header.Get("X-Presence-Timestamp")
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || time.Since(time.Unix(sec, 0)).Abs() > 5*time.Minute {
-		return "timestamp " + ts
-	}
-	mac := hmac.New(sha256.New, []byte(hookSecret))
-	mac.Write([]byte(ts + "." + string(body)))
-	want := "v1=" + hex.EncodeToString(mac.Sum(nil))
-	if !hmac.Equal([]byte(req.Header.Get("X-Presence-Signature")), []byte(want)) {
-		return "signature " + req.Header.Get("X-Presence-Signature")
-	}
-	var b struct {
-		Events []redisstore.WebhookEvent `json:"events"`
-	}
-	if err := json.Unmarshal(body, &b); err != nil || len(b.Events) < 1 || len(b.Events) > 100 {
-		return fmt.Sprintf("body of %d events: %v", len(b.Events), err)
-	}
-	for _, e := range b.Events {
-		if len(e.ID) != 32 || e.Org == "" || e.RoomID == "" || e.Version < 1 || e.UserID == "" || e.TimeMs < 1 || len(e.Member) == 0 {
-			return fmt.Sprintf("event %+v", e)
-		}
-	}
-	*events = b.Events
-	return ""
-}
-
-func (r *receiver) events() []redisstore.WebhookEvent {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]redisstore.WebhookEvent(nil), r.acked...)
-}
-
-func (r *receiver) arrivals() []time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]time.Time(nil), r.requests...)
-}
-
-// checkOnce fails unless want events were acknowledged, each id once, and
-// each room's in version order; with dups, an id may come again (after a
-// failure), but never out of order.
-func (r *receiver) checkDelivered(t testing.TB, want int, dups bool) map[string][]redisstore.WebhookEvent {
+// checkDelivered waits until want distinct events were acknowledged, and
+// fails on a refused request, an event delivered twice (unless dups) or a
+// room's events out of version order.
+func checkDelivered(t testing.TB, r *webhooktest.Receiver, want int, dups bool) map[string][]webhooktest.Event {
 	t.Helper()
-	presencetest.Eventually(t, fmt.Sprintf("%d webhook events", want), 30*time.Second, func() bool {
-		seen := map[string]bool{}
-		for _, e := range r.events() {
-			seen[e.ID] = true
-		}
-		return len(seen) >= want
-	})
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.bad) > 0 {
-		t.Fatalf("bad requests: %v", r.bad)
+	presencetest.Eventually(t, fmt.Sprintf("%d webhook events", want), 30*time.Second, func() bool { return r.Distinct() >= want })
+	rooms, problems := r.Verify(dups)
+	for _, p := range problems {
+		t.Error(p)
 	}
-	seen := map[string]int{}
-	rooms := map[string][]redisstore.WebhookEvent{}
-	last := map[string]int64{}
-	for _, e := range r.acked {
-		seen[e.ID]++
-		if seen[e.ID] > 1 {
-			if !dups {
-				t.Errorf("event %s (%s v%d) delivered twice", e.ID, e.RoomID, e.Version)
-			}
-			continue
-		}
-		if e.Version <= last[e.RoomID] {
-			t.Errorf("room %s: version %d after %d", e.RoomID, e.Version, last[e.RoomID])
-		}
-		last[e.RoomID] = e.Version
-		rooms[e.RoomID] = append(rooms[e.RoomID], e)
-	}
-	if len(seen) != want {
-		t.Errorf("%d events delivered, want %d", len(seen), want)
+	if n := r.Distinct(); n != want {
+		t.Errorf("%d events delivered, want %d", n, want)
 	}
 	return rooms
 }
@@ -266,7 +132,7 @@ func TestWebhookDelivery(t *testing.T) {
 				nodes = append(nodes, newHookNode(t, b, prefix, redisstore.WebhookConfig{URL: rec.URL(), Events: allEvents}))
 			}
 			want := churn(t, nodes, 10, 6)
-			rooms := rec.checkDelivered(t, want, false)
+			rooms := checkDelivered(t, rec, want, false)
 			for id, evs := range rooms {
 				kinds := ""
 				for _, e := range evs {
@@ -289,13 +155,15 @@ func TestWebhookDelivery(t *testing.T) {
 					t.Errorf("room %s: events %s", id, kinds)
 				}
 			}
-			total := 0.0
-			for _, n := range nodes {
-				total += n.counter("delivered")
-			}
-			if total != float64(want) {
-				t.Errorf("delivered counted %v times, want %d", total, want)
-			}
+			// Counted once each, by whichever node sent it (after the
+			// answer: poll).
+			presencetest.Eventually(t, "delivered counted once each", 10*time.Second, func() bool {
+				total := 0.0
+				for _, n := range nodes {
+					total += n.counter("delivered")
+				}
+				return total == float64(want)
+			})
 			presencetest.Eventually(t, "an empty index", 10*time.Second, func() bool {
 				st, err := nodes[0].store.WebhookStatus(context.Background())
 				return err == nil && st.Rooms == 0 && st.Events == 0 && st.LastFailure == nil
@@ -319,16 +187,14 @@ func TestWebhookEventFilter(t *testing.T) {
 	rec := newReceiver(t, nil)
 	n := newHookNode(t, b, redistest.UniquePrefix(t), redisstore.WebhookConfig{URL: rec.URL()})
 	want := churn(t, []*hookNode{n}, 2, 2) * 2 / 3
-	for _, evs := range rec.checkDelivered(t, want, false) {
+	for _, evs := range checkDelivered(t, rec, want, false) {
 		for _, e := range evs {
 			if e.Event == "update" {
 				t.Errorf("update sent")
 			}
 		}
 	}
-	if n.backlog() != 0 {
-		t.Errorf("backlog %v, want 0", n.backlog())
-	}
+	presencetest.Eventually(t, "the backlog gauge at 0", 10*time.Second, func() bool { return n.backlog() == 0 })
 }
 
 // A failed request (500) is retried after 1 s, then 2 s (with jitter);
@@ -344,8 +210,8 @@ func TestWebhookRetryBackoff(t *testing.T) {
 	})
 	n := newHookNode(t, b, redistest.UniquePrefix(t), redisstore.WebhookConfig{URL: rec.URL(), Events: allEvents})
 	want := churn(t, []*hookNode{n}, 1, 3)
-	rec.checkDelivered(t, want, false)
-	at := rec.arrivals()
+	checkDelivered(t, rec, want, false)
+	at := rec.Arrivals()
 	if len(at) < 3 {
 		t.Fatalf("%d requests", len(at))
 	}
@@ -354,6 +220,15 @@ func TestWebhookRetryBackoff(t *testing.T) {
 	}
 	if d := at[2].Sub(at[1]); d < 1400*time.Millisecond || d > 3*time.Second {
 		t.Errorf("second retry after %v, want about 2 s", d)
+	}
+	acked := map[string]bool{}
+	for _, e := range rec.Events() {
+		acked[e.ID] = true
+	}
+	for _, e := range rec.All() {
+		if !acked[e.ID] {
+			t.Errorf("a retry changed the id of %s v%d", e.RoomID, e.Version)
+		}
 	}
 	if r := n.counter("retried"); r < 2 {
 		t.Errorf("retried %v", r)
@@ -371,18 +246,18 @@ func TestWebhookTimeout(t *testing.T) {
 	b := backend{name: "redis", addr: srv.Addr(), srv: srv}
 	rec := newReceiver(t, func(n int) int {
 		if n == 1 {
-			return -1
+			return webhooktest.Hang
 		}
 		return 0
 	})
 	n := newHookNode(t, b, redistest.UniquePrefix(t), redisstore.WebhookConfig{URL: rec.URL()})
 	want := churn(t, []*hookNode{n}, 1, 1) * 2 / 3
-	rec.checkDelivered(t, want, false)
-	at := rec.arrivals()
+	checkDelivered(t, rec, want, false)
+	at := rec.Arrivals()
 	if d := at[1].Sub(at[0]); d < 5*time.Second+700*time.Millisecond || d > 8*time.Second {
 		t.Errorf("retry %v after a request that got no answer, want 5 s + about 1 s", d)
 	}
-	if m := rec.maxInflight.Load(); m != 1 {
+	if m := rec.MaxInflight(); m != 1 {
 		t.Errorf("%d requests at once", m)
 	}
 }
@@ -403,17 +278,16 @@ func TestWebhookReceiverDown(t *testing.T) {
 	want := churn(t, nodes, 5, 4)
 	presencetest.Eventually(t, "failed attempts", 10*time.Second, func() bool { return nodes[0].counter("retried") > 0 })
 	presencetest.Eventually(t, "the backlog gauge", 10*time.Second, func() bool { return nodes[1].backlog() == float64(want) })
-	rec := &receiver{t: t}
 	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec.srv = httptest.NewUnstartedServer(http.HandlerFunc(rec.serve))
-	rec.srv.Listener.Close()
-	rec.srv.Listener = ln
-	rec.srv.Start()
-	t.Cleanup(rec.srv.Close)
-	rec.checkDelivered(t, want, false)
+	rec := &webhooktest.Receiver{Secret: hookSecret}
+	if err := rec.Start(ln); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rec.Close)
+	checkDelivered(t, rec, want, false)
 	presencetest.Eventually(t, "an empty backlog", 10*time.Second, func() bool { return nodes[2].backlog() == 0 })
 }
 
@@ -430,8 +304,8 @@ func TestWebhookMaxAge(t *testing.T) {
 	if err != nil || st.Events != 0 {
 		t.Errorf("status %+v %v", st, err)
 	}
-	if len(rec.events()) != 0 {
-		t.Errorf("delivered %d", len(rec.events()))
+	if len(rec.Events()) != 0 {
+		t.Errorf("delivered %d", len(rec.Events()))
 	}
 }
 
@@ -452,6 +326,6 @@ func TestWebhookHeal(t *testing.T) {
 	}
 	rec := newReceiver(t, nil)
 	healer := newHookNode(t, b, prefix, redisstore.WebhookConfig{URL: rec.URL(), HealInterval: 200 * time.Millisecond})
-	rec.checkDelivered(t, 1, false)
+	checkDelivered(t, rec, 1, false)
 	_ = healer
 }
