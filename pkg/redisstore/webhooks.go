@@ -52,6 +52,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,6 +109,11 @@ type webhooks struct {
 	outboxTTL int64  // ms: MaxAge and a margin (lib.lua)
 	events    string // "join,leave" (lib.lua)
 	wake      chan struct{}
+	// claimN is how many rooms a round claims: webhookRooms while rooms
+	// hold few events each (one request carries many rooms), fewer when
+	// they hold many (one request carries a few rooms' events: fewer Redis
+	// calls per event).
+	claimN atomic.Int64
 
 	claim, ack, retry *redis.Script
 
@@ -157,6 +163,7 @@ func newWebhooks(cfg WebhookConfig, reg prometheus.Registerer) *webhooks {
 		backlog: prometheus.NewGauge(prometheus.GaugeOpts{Name: "presence_webhook_backlog",
 			Help: "Webhook events waiting in Redis, cluster-wide (every node reports the same; estimated beyond 1000 rooms)."}),
 	}
+	h.claimN.Store(webhookRooms)
 	if reg != nil {
 		reg.MustRegister(events, h.backlog)
 	}
@@ -285,7 +292,7 @@ func (s *Store) DeliverWebhooks(ctx context.Context) (int, error) {
 	now := time.Now()
 	idx := s.keys.WebhookIndex()
 	cctx, cancel := s.callCtx(ctx)
-	tags, err := h.claim.Run(cctx, s.rdb, []string{idx}, now.UnixMilli(), h.cfg.Claim.Milliseconds(), webhookRooms).StringSlice()
+	tags, err := h.claim.Run(cctx, s.rdb, []string{idx}, now.UnixMilli(), h.cfg.Claim.Milliseconds(), h.claimN.Load()).StringSlice()
 	cancel()
 	if err != nil || len(tags) == 0 {
 		return 0, s.wrap("webhooks", err)
@@ -314,7 +321,11 @@ func (s *Store) DeliverWebhooks(ctx context.Context) (int, error) {
 	}
 	cutoff := now.Add(-h.cfg.MaxAge).UnixMilli()
 	events := make([]WebhookEvent, 0, webhookBatch)
+	full := 0 // rooms that had per events or more
 	for i, r := range rooms {
+		if int64(len(reads[i].Val())) == per {
+			full++
+		}
 		for _, m := range reads[i].Val() {
 			if entryTime(m.ID) < cutoff {
 				r.drop = append(r.drop, m.ID)
@@ -331,6 +342,12 @@ func (s *Store) DeliverWebhooks(ctx context.Context) (int, error) {
 			events = append(events, ev)
 			r.sent = append(r.sent, m.ID)
 		}
+	}
+	switch n := h.claimN.Load(); {
+	case len(events) == webhookBatch && 2*full >= len(rooms):
+		h.claimN.Store(max(n/2, webhookBatch/20)) // deep rooms: fewer, fuller
+	case len(events) < webhookBatch:
+		h.claimN.Store(min(2*n, webhookRooms))
 	}
 	var postErr error
 	if len(events) > 0 {
