@@ -50,6 +50,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -397,6 +398,15 @@ func (s *Store) postWebhook(ctx context.Context, events []WebhookEvent) error {
 	req.Header.Set("X-Presence-Signature", WebhookSignature(h.cfg.Secret, ts, body))
 	resp, err := h.cfg.Client.Do(req)
 	if err != nil {
+		// Without the URL, whose query may hold a key: the error is logged
+		// and kept in Redis for presencectl.
+		var uerr *url.Error
+		switch {
+		case ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded):
+			return fmt.Errorf("no answer within %v", h.cfg.Timeout)
+		case errors.As(err, &uerr):
+			return uerr.Err
+		}
 		return err
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

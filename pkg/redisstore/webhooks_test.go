@@ -260,6 +260,10 @@ func TestWebhookTimeout(t *testing.T) {
 	if m := rec.MaxInflight(); m != 1 {
 		t.Errorf("%d requests at once", m)
 	}
+	st, err := n.store.WebhookStatus(context.Background())
+	if err != nil || st.LastFailure == nil || st.LastFailure.Error != "no answer within 5s" || st.LastFailure.Events < 1 {
+		t.Errorf("last failure %+v %v", st.LastFailure, err)
+	}
 }
 
 // A receiver that is down (nothing listens) gets every event once it is
