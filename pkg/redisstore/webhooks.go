@@ -115,6 +115,8 @@ type webhooks struct {
 	// they hold many (one request carries a few rooms' events: fewer Redis
 	// calls per event).
 	claimN atomic.Int64
+	// warned is when a failed request was last logged (unix ns).
+	warned atomic.Int64
 
 	claim, ack, retry *redis.Script
 
@@ -477,6 +479,9 @@ func (s *Store) finishWebhooks(ctx context.Context, rooms []*hookRoom, sent int,
 	}
 	if !ok {
 		s.recordWebhookFailure(ctx, postErr, sent)
+		if last := h.warned.Load(); time.Since(time.Unix(0, last)) > 10*time.Second && h.warned.CompareAndSwap(last, time.Now().UnixNano()) {
+			s.log.Warn("webhook request failed; retrying with backoff", "err", postErr, "events", sent)
+		}
 	}
 	if len(drained) == 0 {
 		return nil
