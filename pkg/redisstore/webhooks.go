@@ -102,6 +102,7 @@ const (
 	backlogRooms    = 1000
 	failureTTL      = 24 * time.Hour
 	backlogInterval = 5 * time.Second
+	outboxMargin    = 10 * time.Minute // past the max age: senders drop (and count) events before their key expires
 )
 
 // webhooks is the delivery state of a Store with webhooks on.
@@ -157,7 +158,7 @@ func newWebhooks(cfg WebhookConfig, reg prometheus.Registerer) *webhooks {
 		[]string{"result"})
 	h := &webhooks{
 		cfg:       cfg,
-		outboxTTL: (cfg.MaxAge + 10*time.Minute).Milliseconds(),
+		outboxTTL: (cfg.MaxAge + outboxMargin).Milliseconds(),
 		events:    strings.Join(cfg.Events, ","),
 		wake:      make(chan struct{}, 1),
 		delivered: events.WithLabelValues("delivered"),
@@ -172,6 +173,11 @@ func newWebhooks(cfg WebhookConfig, reg prometheus.Registerer) *webhooks {
 	}
 	return h
 }
+
+// keyTTL is the time to live of the outboxes, and of the index and the
+// attempts once nobody writes them any more (webhooks turned off): every
+// write sets it again.
+func (h *webhooks) keyTTL() time.Duration { return time.Duration(h.outboxTTL) * time.Millisecond }
 
 // signal wakes the node's sender (it looks for due rooms at once).
 func (h *webhooks) signal() {
@@ -205,6 +211,7 @@ func (s *Store) indexHooked(ctx context.Context, tags ...string) {
 		for _, tag := range tags {
 			p.ZAddNX(ctx, idx, redis.Z{Score: now, Member: tag})
 		}
+		p.PExpire(ctx, idx, s.hooks.keyTTL())
 		return nil
 	})
 	if err != nil {
@@ -473,6 +480,8 @@ func (s *Store) finishWebhooks(ctx context.Context, rooms []*hookRoom, sent int,
 				drained = append(drained, r)
 			}
 		}
+		p.PExpire(ctx, idx, h.keyTTL())
+		p.PExpire(ctx, tries, h.keyTTL())
 	})
 	if err != nil {
 		return err
@@ -596,6 +605,10 @@ func (s *Store) WebhookStatus(ctx context.Context) (WebhookStatus, error) {
 func (s *Store) HealWebhooks(ctx context.Context) (int, error) {
 	pattern := globEscape(s.keys.Prefix+":{") + "*" + globEscape("}:webhooks")
 	idx := s.keys.WebhookIndex()
+	ttl := time.Hour + outboxMargin // the default max age
+	if s.hooks != nil {
+		ttl = s.hooks.keyTTL()
+	}
 	added := 0
 	for _, node := range s.scanNodes(ctx) {
 		var cursor uint64
@@ -616,6 +629,9 @@ func (s *Store) HealWebhooks(ctx context.Context) (int, error) {
 			}
 			if len(zs) > 0 {
 				n, err := s.rdb.ZAddNX(cctx, idx, zs...).Result()
+				if err == nil {
+					err = s.rdb.PExpire(cctx, idx, ttl).Err()
+				}
 				if err != nil {
 					cancel()
 					return added, s.wrap("heal webhooks", err)

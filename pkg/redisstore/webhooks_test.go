@@ -282,6 +282,14 @@ func TestWebhookReceiverDown(t *testing.T) {
 	want := churn(t, nodes, 5, 4)
 	presencetest.Eventually(t, "failed attempts", 10*time.Second, func() bool { return nodes[0].counter("retried") > 0 })
 	presencetest.Eventually(t, "the backlog gauge", 10*time.Second, func() bool { return nodes[1].backlog() == float64(want) })
+	// No key lives forever: the outboxes, the index and the attempts
+	// expire max age + 10 min after their last write.
+	k := nodes[0].store.Keys()
+	for _, key := range []string{k.Room(presence.RoomRef{Org: "acme", RoomID: "room-0"}).Webhooks, k.WebhookIndex(), k.WebhookTries()} {
+		if ttl := nodes[0].rdb.PTTL(context.Background(), key).Val(); ttl <= 69*time.Minute || ttl > 70*time.Minute {
+			t.Errorf("%s: TTL %v", key, ttl)
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
 		t.Fatal(err)
