@@ -330,13 +330,14 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 	for _, c := range calls {
 		c.release()
 	}
-	s.indexHooked(ctx, hooked...)
-	if len(index) > 0 || len(lower) > 0 {
+	if len(index) > 0 || len(lower) > 0 || len(hooked) > 0 {
 		// One more round trip, after the scripts have run (never before: see
 		// the reaper's index protocol; and in a cluster the index is in
 		// another slot): the deadline index where a script lowered its
-		// room's earliest deadline, and the user index entries due.
+		// room's earliest deadline, the user index entries due, and the
+		// webhook index of rooms whose scripts wrote their outbox.
 		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			s.queueHooked(ctx, p, hooked)
 			for _, hb := range lower {
 				tag := Tag(hb.Room)
 				p.ZAddLT(ctx, s.keys.Deadlines(tag), redis.Z{Score: float64(hb.Deadline.UnixMilli()), Member: tag})
@@ -355,6 +356,9 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 			// A retry of the heartbeat would not lower the index again (the
 			// room's x is already down): the reaper does it (Reap).
 			s.lower.add(lower)
+		}
+		if len(hooked) > 0 {
+			s.hooks.signal()
 		}
 	}
 	return res, errs

@@ -206,18 +206,28 @@ func (s *Store) indexHooked(ctx context.Context, tags ...string) {
 	}
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	idx, now := s.keys.WebhookIndex(), float64(time.Now().UnixMilli())
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, tag := range tags {
-			p.ZAddNX(ctx, idx, redis.Z{Score: now, Member: tag})
-		}
-		p.PExpire(ctx, idx, s.hooks.keyTTL())
+		s.queueHooked(ctx, p, tags)
 		return nil
 	})
 	if err != nil {
 		s.log.Warn("webhook index", "err", err, "rooms", len(tags))
 	}
 	s.hooks.signal()
+}
+
+// queueHooked queues the webhook index writes of rooms whose scripts
+// appended to their outbox (ZADD NX now: a claimed or backing-off room
+// keeps its score).
+func (s *Store) queueHooked(ctx context.Context, p redis.Pipeliner, tags []string) {
+	if s.hooks == nil || len(tags) == 0 {
+		return
+	}
+	idx, now := s.keys.WebhookIndex(), float64(time.Now().UnixMilli())
+	for _, tag := range tags {
+		p.ZAddNX(ctx, idx, redis.Z{Score: now, Member: tag})
+	}
+	p.PExpire(ctx, idx, s.hooks.keyTTL())
 }
 
 // WebhookEvent is one event of a webhook request.
