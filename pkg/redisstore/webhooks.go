@@ -92,7 +92,8 @@ type WebhookConfig struct {
 	// the index (a node died between a script and its index write). Zero
 	// means 1m.
 	HealInterval time.Duration
-	// Client sends the requests. Nil: a client of its own.
+	// Client sends the requests. Nil: a client of its own, which follows
+	// no redirect.
 	Client *http.Client
 }
 
@@ -151,7 +152,10 @@ func newWebhooks(cfg WebhookConfig, reg prometheus.Registerer) *webhooks {
 		cfg.HealInterval = time.Minute
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{}
+		// A redirect is not followed (it would turn the POST into a GET,
+		// or send the events where the URL does not say): it fails, as
+		// any answer that is not 2xx.
+		cfg.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "presence_webhook_events_total",
 		Help: "Webhook events by outcome: delivered (acknowledged with a 2xx), retried (in a failed request), dropped (older than the max age)."},
@@ -369,6 +373,11 @@ func (s *Store) DeliverWebhooks(ctx context.Context) (int, error) {
 	case len(events) < webhookBatch:
 		h.claimN.Store(min(2*n, webhookRooms))
 	}
+	// A round that has claimed rooms finishes, even when the node is
+	// shutting down (bounded by the request timeout and the call
+	// timeouts): a drain does not make another node send the same events
+	// again.
+	ctx = context.WithoutCancel(ctx)
 	var postErr error
 	if len(events) > 0 {
 		postErr = s.postWebhook(ctx, events)

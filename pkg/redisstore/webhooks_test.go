@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
@@ -340,4 +341,46 @@ func TestWebhookHeal(t *testing.T) {
 	healer := newHookNode(t, b, prefix, redisstore.WebhookConfig{URL: rec.URL(), HealInterval: 200 * time.Millisecond})
 	checkDelivered(t, rec, 1, false)
 	_ = healer
+}
+
+// A redirect is a failure, not followed: the events go only where the URL
+// says.
+func TestWebhookRedirectNotFollowed(t *testing.T) {
+	srv := redistest.Start(t)
+	b := backend{name: "redis", addr: srv.Addr(), srv: srv}
+	rec := newReceiver(t, nil)
+	redirect := httptest.NewServer(http.RedirectHandler(rec.URL(), http.StatusTemporaryRedirect))
+	t.Cleanup(redirect.Close)
+	n := newHookNode(t, b, redistest.UniquePrefix(t), redisstore.WebhookConfig{URL: redirect.URL})
+	n.beat("ada", "lobby", "s1", 10*time.Second)
+	presencetest.Eventually(t, "a failed request", 10*time.Second, func() bool {
+		st, err := n.store.WebhookStatus(context.Background())
+		return err == nil && st.LastFailure != nil && st.LastFailure.Error == "answered 307 Temporary Redirect"
+	})
+	if len(rec.All()) != 0 {
+		t.Errorf("the redirect was followed")
+	}
+}
+
+// A store closed while its sender waits for an answer finishes that round:
+// the events are acknowledged once, not left for another node to send
+// again.
+func TestWebhookCloseFinishesRound(t *testing.T) {
+	srv := redistest.Start(t)
+	b := backend{name: "redis", addr: srv.Addr(), srv: srv}
+	arrived := make(chan struct{}, 1)
+	rec := newReceiver(t, func(int) int {
+		arrived <- struct{}{}
+		time.Sleep(500 * time.Millisecond)
+		return 0
+	})
+	n := newHookNode(t, b, redistest.UniquePrefix(t), redisstore.WebhookConfig{URL: rec.URL()})
+	n.beat("ada", "lobby", "s1", 10*time.Second)
+	<-arrived
+	n.store.Close()
+	checkDelivered(t, rec, 1, false)
+	st, err := n.store.WebhookStatus(context.Background())
+	if err != nil || st.Rooms != 0 || st.Events != 0 {
+		t.Errorf("after close: %+v %v", st, err)
+	}
 }
