@@ -325,9 +325,13 @@ func (s *Store) DeliverWebhooks(ctx context.Context) (int, error) {
 	for _, tag := range tags {
 		r, ok := ParseTag(tag)
 		if !ok {
+			s.rdb.ZRem(ctx, idx, tag) // not a room's: nothing to send
 			continue
 		}
 		rooms = append(rooms, &hookRoom{tag: tag, rk: s.keys.Room(r)})
+	}
+	if len(rooms) == 0 {
+		return len(tags), nil
 	}
 	// Read each room's oldest events.
 	per := int64(max(1, webhookBatch/len(rooms)))

@@ -17,6 +17,7 @@ import (
 	"github.com/presencecluster/presence/pkg/redistest"
 	"github.com/presencecluster/presence/pkg/webhooktest"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 )
 
 const hookSecret = "webhook-test-secret-0123456789"
@@ -385,4 +386,20 @@ func TestWebhookCloseFinishesRound(t *testing.T) {
 	if err != nil || st.Rooms != 0 || st.Events != 0 {
 		t.Errorf("after close: %+v %v", st, err)
 	}
+}
+
+// An index entry that names no room is removed, and the rooms around it
+// are sent.
+func TestWebhookIndexJunk(t *testing.T) {
+	srv := redistest.Start(t)
+	b := backend{name: "redis", addr: srv.Addr(), srv: srv}
+	rec := newReceiver(t, nil)
+	n := newHookNode(t, b, redistest.UniquePrefix(t), redisstore.WebhookConfig{URL: rec.URL()})
+	idx := n.store.Keys().WebhookIndex()
+	if err := n.rdb.ZAdd(context.Background(), idx, redis.Z{Score: 0, Member: "no-tag"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	n.beat("ada", "lobby", "s1", 10*time.Second)
+	checkDelivered(t, rec, 1, false)
+	presencetest.Eventually(t, "an empty index", 5*time.Second, func() bool { return n.rdb.ZCard(context.Background(), idx).Val() == 0 })
 }
