@@ -411,12 +411,17 @@ func (s *Store) webhookEvent(r *hookRoom, m redis.XMessage) (WebhookEvent, bool)
 // postWebhook sends one request and reports whether a 2xx acknowledged it.
 func (s *Store) postWebhook(ctx context.Context, events []WebhookEvent) error {
 	h := s.hooks
-	body, err := json.Marshal(struct {
+	// Members as the room's events have them, byte for byte: no HTML
+	// escaping of their data.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(struct {
 		Events []WebhookEvent `json:"events"`
-	}{events})
-	if err != nil {
+	}{events}); err != nil {
 		return err
 	}
+	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.cfg.URL, bytes.NewReader(body))

@@ -403,3 +403,33 @@ func TestWebhookIndexJunk(t *testing.T) {
 	checkDelivered(t, rec, 1, false)
 	presencetest.Eventually(t, "an empty index", 5*time.Second, func() bool { return n.rdb.ZCard(context.Background(), idx).Val() == 0 })
 }
+
+// member is the member JSON of the room's event, byte for byte (no HTML
+// escaping of the data).
+func TestWebhookMemberAsPublished(t *testing.T) {
+	srv := redistest.Start(t)
+	b := backend{name: "redis", addr: srv.Addr(), srv: srv}
+	rec := newReceiver(t, nil)
+	n := newHookNode(t, b, redistest.UniquePrefix(t), redisstore.WebhookConfig{URL: rec.URL(), Events: allEvents})
+	n.beat("ada", "lobby", "s1", 10*time.Second)
+	sub := n.rdb.Subscribe(context.Background(), n.store.Keys().Room(presence.RoomRef{Org: "acme", RoomID: "lobby"}).Events)
+	defer sub.Close()
+	if _, err := sub.Receive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.svc.SetData(n.as("ada"), "lobby", "ada", json.RawMessage(`{"html":"<b>&amp;</b>","é":"\u2028"}`)); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := sub.ReceiveMessage(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var published struct{ Member json.RawMessage }
+	if err := json.Unmarshal([]byte(msg.Payload), &published); err != nil {
+		t.Fatal(err)
+	}
+	rooms := checkDelivered(t, rec, 2, false)
+	if got := string(rooms["lobby"][1].Member); got != string(published.Member) {
+		t.Errorf("member %s, published %s", got, published.Member)
+	}
+}
