@@ -22,11 +22,13 @@
 --          late)
 -- A room's epoch is "0" until the room is removed (remove_room.lua), so the
 -- room tokens clients hold survive a Redis that lost its data.
--- Returns {roomEpoch, sessionEpoch, version, lowered, created}, or an error
+-- Returns {roomEpoch, sessionEpoch, version, lowered, created[, hooked]}, or an error
 -- "CONFLICT ..." when the sessionId belongs to another user. lowered is 1
 -- when the session's deadline is now the room's earliest and earlier than
 -- the room's earliest before (then the deadline index may need lowering);
--- created is 1 when the session was created (the user index is written).
+-- created is 1 when the session was created (the user index is written);
+-- hooked (only in the full reply at the end) is 1 when an event went to the
+-- webhook outbox (lib.lua).
 if late(ARGV[17]) then
   return redis.error_reply('LATE the heartbeat arrived after its bound')
 end
@@ -153,4 +155,4 @@ if event or changed or now - (tonumber(h[5]) or 0) > 60000 then
   redis.call('HSET', K_ROOM, 't', now)
   touch(ARGV[4])
 end
-return {epoch, sepoch, version, lowered, created}
+return {epoch, sepoch, version, lowered, created, hooked}

@@ -20,8 +20,25 @@
 -- A session is stored once (one hash field): the room is reaped by scanning
 -- its sessions when x is due, which the deadline index tells the reaper.
 -- Time is always passed in ARGV, never read here.
+--
+-- Webhooks on: a fourth key and two more ARGV, after the script's own:
+--   KEYS[4] webhooks  stream: the room's outbox, one entry (field e: the
+--                     event JSON as published) per event to send; its
+--                     auto id's time is when the event happened
+--   ARGV[#ARGV - 1]   the outbox's time to live (ms): the webhook max age
+--                     and a margin
+--   ARGV[#ARGV]       the event names to keep, comma-separated
+--                     ("join,leave")
+-- publish() appends to it in the same atomic step as the change, and sets
+-- hooked to 1, which heartbeat.lua returns (the node then indexes the room
+-- for its senders).
 
-local K_ROOM, K_ORDER, K_PROFILE = KEYS[1], KEYS[2], KEYS[3]
+local K_ROOM, K_ORDER, K_PROFILE, K_HOOKS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local HOOK_TTL, HOOK_EVENTS
+if K_HOOKS then
+  HOOK_TTL, HOOK_EVENTS = ARGV[#ARGV - 1], ',' .. ARGV[#ARGV] .. ','
+end
+local hooked = 0
 local OFFLINE = 9000000000000000
 local ONLINE_MAX = 1000000000000000
 -- HELD is the deadline of a session held by a node's open WebSocket: it has
@@ -185,8 +202,14 @@ local function publish(channel, cmd, event, uid, node)
   if node then
     extra = ',"node":' .. cjson.encode(node)
   end
-  redis.call(cmd, channel, '{"version":' .. int(v) .. ',"event":"' .. event .. '","userId":' .. cjson.encode(uid)
-    .. ',"member":' .. member_json(uid) .. extra .. '}')
+  local body = '{"version":' .. int(v) .. ',"event":"' .. event .. '","userId":' .. cjson.encode(uid)
+    .. ',"member":' .. member_json(uid)
+  redis.call(cmd, channel, body .. extra .. '}')
+  if K_HOOKS and string.find(HOOK_EVENTS, ',' .. event .. ',', 1, true) then
+    redis.call('XADD', K_HOOKS, '*', 'e', body .. '}')
+    redis.call('PEXPIRE', K_HOOKS, HOOK_TTL)
+    hooked = 1
+  end
   return v
 end
 
@@ -295,9 +318,10 @@ local function list_head(epoch, online_only, now, retention)
 end
 
 -- touch gives every key of the room the same time to live, so that an
--- abandoned room disappears after the offline retention.
+-- abandoned room disappears after the offline retention. (The outbox has
+-- its own, shorter one: publish sets it.)
 local function touch(ttl)
-  for i = 1, #KEYS do
+  for i = 1, 3 do
     redis.call('PEXPIRE', KEYS[i], ttl)
   end
 end

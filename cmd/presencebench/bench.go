@@ -104,6 +104,18 @@ Scenarios:
                in Redis (PSUBSCRIBE), kills the node (SIGKILL) and measures
                the time until every leave has been delivered, against
                min(interval x --timeout-factor 2.5, --node-lease 10s) + 2 s.
+  webhooks     serves a webhook receiver on --receiver-addr (127.0.0.1:17500;
+               start the --url nodes with PRESENCE_WEBHOOK_URL pointing
+               there and PRESENCE_WEBHOOK_SECRET = --webhook-secret, env
+               PRESENCE_WEBHOOK_SECRET). Delay: users join and leave
+               through the nodes in turn, --rate (1000) events/s for
+               --duration (10s) over --rooms (100); p50/p99 of receipt
+               minus the event's timeMs. Throughput: while the receiver
+               refuses, --sessions (10000) users join and leave at
+               --concurrency (64); once all are in Redis (global
+               --redis-url), the receiver accepts and every room is made
+               due: events/s until the last arrives. Every signature is
+               checked; lost events exit 1.
   report       reads the results a scripts/bench.sh run left in --dir and
                prints the Markdown table (results, baselines, targets).
 
@@ -136,7 +148,7 @@ Scenario flags (defaults above):
   --idle-window D  --gc-wait D  --rate N  --watchers N  --users N  --members N  --limit N
   --presenced-bin PATH  --timeout-factor F  --grace D (10s)  --node-lease D
   --churn N  --churn-url URL  --dir DIR  --slow N  --dribble D  --uuid-ids
-  --life D
+  --life D  --receiver-addr ADDR  --webhook-secret S
 
 --source-addrs takes addresses and ranges: 127.0.0.2-127.0.0.9,127.0.1.1.
 
@@ -202,6 +214,9 @@ type benchOpts struct {
 
 	slow    int
 	dribble time.Duration
+
+	receiverAddr  string // webhooks: where the receiver listens
+	webhookSecret string
 
 	// worker: this process is a child of `connections` (hidden flags).
 	worker       bool
@@ -309,6 +324,19 @@ var scenarios = map[string]scenario{
 		},
 		run: runSockChurn,
 	},
+	"webhooks": {
+		flags: []string{"rate", "duration", "rooms", "concurrency", "sessions", "receiver-addr", "webhook-secret"},
+		defaults: func(o *benchOpts, set map[string]bool) {
+			def(set, "rate", &o.rate, 1000)
+			def(set, "duration", &o.duration, 10*time.Second)
+			def(set, "rooms", &o.rooms, 100)
+			def(set, "concurrency", &o.concurrency, 64)
+			def(set, "sessions", &o.sessions, 10000)
+			def(set, "receiver-addr", &o.receiverAddr, "127.0.0.1:17500")
+			def(set, "webhook-secret", &o.webhookSecret, os.Getenv("PRESENCE_WEBHOOK_SECRET"))
+		},
+		run: runWebhooks,
+	},
 	"report": {
 		flags:    []string{"dir"},
 		defaults: func(o *benchOpts, set map[string]bool) {},
@@ -398,17 +426,19 @@ func parseBench(c *cliutil.Env, fs *flag.FlagSet, args []string) (string, benchO
 	fs.StringVar(&o.dir, "dir", "", "results directory (report)")
 	fs.IntVar(&o.slow, "slow", 0, "slow-body connections (slowbody)")
 	fs.DurationVar(&o.dribble, "dribble", 0, "interval between the bytes of a slow body (slowbody)")
+	fs.StringVar(&o.receiverAddr, "receiver-addr", "", "address of the webhook receiver (webhooks)")
+	fs.StringVar(&o.webhookSecret, "webhook-secret", "", "the nodes' PRESENCE_WEBHOOK_SECRET (webhooks)")
 	fs.BoolVar(&o.worker, "worker", false, "internal: child process of connections")
 	fs.IntVar(&o.workerOffset, "worker-offset", 0, "internal: first socket index of a child")
 
-	pos, err := c.Parse(fs, args, 1, "<scenario> (heartbeat, connections, sockchurn, fanout, list, slowbody, expiry, report)")
+	pos, err := c.Parse(fs, args, 1, "<scenario> (heartbeat, connections, sockchurn, fanout, list, slowbody, expiry, webhooks, report)")
 	if err != nil {
 		return "", o, err
 	}
 	name := pos[0]
 	sc, ok := scenarios[name]
 	if !ok {
-		return "", o, cliutil.Usagef("unknown scenario %q (heartbeat, connections, sockchurn, fanout, list, slowbody, expiry, report)", name)
+		return "", o, cliutil.Usagef("unknown scenario %q (heartbeat, connections, sockchurn, fanout, list, slowbody, expiry, webhooks, report)", name)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -579,6 +609,19 @@ func (o *benchOpts) check(name string, set map[string]bool) error {
 		}
 		if o.slow > 15000 {
 			add(cliutil.Usagef("--slow: at most 15000 connections (one process holds them)"))
+		}
+	case "webhooks":
+		add(positive("concurrency", o.concurrency))
+		add(positive("rooms", o.rooms))
+		add(positive("sessions", o.sessions))
+		if o.rate <= 0 || o.duration <= 0 {
+			add(cliutil.Usagef("--rate and --duration must be positive"))
+		}
+		if len(o.webhookSecret) < 16 {
+			add(cliutil.Usagef("--webhook-secret (or PRESENCE_WEBHOOK_SECRET): the nodes' secret, at least 16 bytes"))
+		}
+		if o.rooms > 1000 {
+			add(cliutil.Usagef("--rooms: at most 1000 (the backlog is read exactly up to 1000 rooms)"))
 		}
 	case "report":
 		if o.dir == "" {

@@ -5,7 +5,8 @@
 // commands per idle WebSocket), sockchurn (WebSockets that connect, join
 // and close at a rate: leaks, and every join and leave once), fanout
 // (cross-node event delivery), list (a big room's list), slowbody (slow
-// request bodies), expiry (every leave after kill -9 of a node); report
+// request bodies), expiry (every leave after kill -9 of a node), webhooks
+// (delivery delay and throughput to a receiver it serves); report
 // renders the results of a scripts/bench.sh run as Markdown.
 //
 // Usage:

@@ -339,3 +339,45 @@ func roughly(d time.Duration) string {
 	}
 	return d.Round(100 * time.Millisecond).String()
 }
+
+// ---- webhooks ----
+
+// webhooksOutput is the JSON of `webhooks`.
+type webhooksOutput struct {
+	Rooms       int64                      `json:"rooms"`
+	Due         int64                      `json:"due"`
+	Retrying    int64                      `json:"retrying"`
+	Events      int64                      `json:"events"`
+	Estimated   bool                       `json:"estimated"`
+	LastFailure *redisstore.WebhookFailure `json:"lastFailure"`
+}
+
+func cmdWebhooks(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error {
+	if _, err := c.Parse(fs, args, 0, ""); err != nil {
+		return err
+	}
+	if err := c.Connect(ctx); err != nil {
+		return err
+	}
+	st, err := c.Store.WebhookStatus(ctx)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return cliutil.WriteJSON(c.Stdout, webhooksOutput{Rooms: st.Rooms, Due: st.Due, Retrying: st.Retrying,
+			Events: st.Events, Estimated: st.Estimated, LastFailure: st.LastFailure})
+	}
+	events := fmt.Sprint(st.Events)
+	if st.Estimated {
+		events = "about " + events
+	}
+	tw := cliutil.Table(c.Stdout)
+	fmt.Fprintf(tw, "events waiting\t%s\n", events)
+	fmt.Fprintf(tw, "rooms waiting\t%d (due now %d, backing off after a failure %d)\n", st.Rooms, st.Due, st.Retrying)
+	last := "none in the last 24h"
+	if f := st.LastFailure; f != nil {
+		last = fmt.Sprintf("%s: %s (%d events)", stamp(f.TimeMs, time.Now()), f.Error, f.Events)
+	}
+	fmt.Fprintf(tw, "last failure\t%s\n", last)
+	return tw.Flush()
+}

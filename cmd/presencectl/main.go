@@ -2,7 +2,7 @@
 // the cluster's Redis directly (a real Redis, or the RESP address of a node's
 // embedded store) and shows what the nodes see: the rooms of an org, a room's
 // members and live sessions (with the node that owns each one), the rooms of
-// a user, and a room's events as they happen.
+// a user, a room's events as they happen, and the webhook backlog.
 //
 // It reads the same keys through the same code as the nodes: key names come
 // from redisstore.Keys, and members and user rooms from redisstore.Store's
@@ -57,6 +57,9 @@ Commands:
   watch <roomId>             print the room's events as they are published (one
                              line each; --json: the raw event JSON per line)
                              until interrupted (Ctrl-C, SIGTERM).
+  webhooks                   the webhook backlog: events and rooms waiting in
+                             Redis, rooms backing off after a failed request,
+                             and the last failed request (within 24h).
   help                       this text; '<command> -h': the command's flags.
 
 Global flags (before or after the command):
@@ -85,10 +88,11 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"rooms": {"[--limit N]", "the org's rooms, most online users first (SCANs the keyspace: for operators, not a hot path)", cmdRooms},
-	"room":  {"<roomId> [--limit N]", "a room's members in list order and its live sessions", cmdRoom},
-	"user":  {"<userId>", "the user's rooms, online first", cmdUser},
-	"watch": {"<roomId>", "print the room's events as they are published, until interrupted", cmdWatch},
+	"rooms":    {"[--limit N]", "the org's rooms, most online users first (SCANs the keyspace: for operators, not a hot path)", cmdRooms},
+	"room":     {"<roomId> [--limit N]", "a room's members in list order and its live sessions", cmdRoom},
+	"user":     {"<userId>", "the user's rooms, online first", cmdUser},
+	"watch":    {"<roomId>", "print the room's events as they are published, until interrupted", cmdWatch},
+	"webhooks": {"", "the webhook backlog (events and rooms waiting, rooms backing off) and the last failed request", cmdWebhooks},
 }
 
 // run runs presencectl with args (without the program name) and returns the

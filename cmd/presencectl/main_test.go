@@ -20,6 +20,7 @@ import (
 	"github.com/presencecluster/presence/pkg/presence"
 	"github.com/presencecluster/presence/pkg/redisstore"
 	"github.com/presencecluster/presence/pkg/redistest"
+	"github.com/presencecluster/presence/pkg/webhooktest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -590,5 +591,50 @@ func TestCluster(t *testing.T) {
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("watch exited %d: %s", code, stderr.String())
+	}
+}
+
+// webhooks shows the backlog and the last failed request, which a node
+// that cannot deliver leaves in Redis.
+func TestWebhooks(t *testing.T) {
+	srv := redistest.Start(t)
+	prefix := redistest.UniquePrefix(t)
+	env := map[string]string{"PRESENCE_REDIS_URL": srv.URL(), "PRESENCE_KEY_PREFIX": prefix}
+	got := clitest.Decode[webhooksOutput](t, ctl(t, env, "webhooks", "--json").OK(t).Stdout)
+	if got != (webhooksOutput{}) {
+		t.Fatalf("webhooks before any = %+v", got)
+	}
+	wantRows(t, ctl(t, env, "webhooks").OK(t).Stdout, "events waiting 0", "rooms waiting 0 (due now 0, backing off after a failure 0)",
+		"last failure none in the last 24h")
+
+	rec := &webhooktest.Receiver{Secret: "presencectl-webhooks-0123", Status: func(int) int { return 503 }}
+	if err := rec.Start(nil); err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	store := redisstore.NewStore(rdb, redisstore.Config{Prefix: prefix,
+		Webhooks: redisstore.WebhookConfig{URL: rec.URL(), Secret: rec.Secret, MinBackoff: time.Minute}})
+	if err := store.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	secret, _ := store.EnsureSecret(context.Background(), "")
+	tokens, _ := presence.NewTokens(secret)
+	n := &node{t: t, rdb: rdb, store: store, svc: presence.NewService(store, tokens, presence.ServiceConfig{Node: "n@local"})}
+	n.disconnect(n.beat("default", "ada", "", "lobby", "s1", 10*time.Second))
+	n.beat("default", "bob", "", "game", "s2", 10*time.Second)
+	waitFor(t, "a failed request", func() bool {
+		got = clitest.Decode[webhooksOutput](t, ctl(t, env, "webhooks", "--json").OK(t).Stdout)
+		return got.LastFailure != nil && got.Retrying == 2
+	})
+	if got.Events != 3 || got.Rooms != 2 || got.Due != 0 || got.LastFailure.Error != "answered 503 Service Unavailable" {
+		t.Fatalf("webhooks = %+v %+v", got, got.LastFailure)
+	}
+	out := ctl(t, env, "webhooks").OK(t).Stdout
+	if !strings.Contains(out, "events waiting  3\n") || !strings.Contains(out, "rooms waiting   2 (due now 0, backing off after a failure 2)") ||
+		!regexp.MustCompile(`last failure    \S+ \(.* ago\): answered 503 Service Unavailable \(\d events\)`).MatchString(out) {
+		t.Fatalf("webhooks:\n%s", out)
 	}
 }

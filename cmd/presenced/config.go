@@ -4,9 +4,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/presencecluster/presence/pkg/redisstore"
 )
 
 // Config is every setting of a node (README: Configuration).
@@ -51,6 +55,11 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Demo is PRESENCE_DEMO: auto (on with the embedded store), on or off.
 	Demo string
+	// Webhooks: WebhookURL empty means off.
+	WebhookURL    string
+	WebhookSecret string
+	WebhookEvents []string
+	WebhookMaxAge time.Duration
 }
 
 // setting is one configuration value: an environment variable and the flag
@@ -156,6 +165,34 @@ var settings = []setting{
 		c.Demo = v
 		return nil
 	}},
+	{"PRESENCE_WEBHOOK_URL", "", "http(s):// URL that receives presence events (POST); empty: webhooks off", func(c *Config, v string) error {
+		if v == "" {
+			c.WebhookURL = ""
+			return nil
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("must be an http:// or https:// URL: %q", v)
+		}
+		c.WebhookURL = v
+		return nil
+	}},
+	{"PRESENCE_WEBHOOK_SECRET", "", "key that signs webhook requests (>= 16 bytes); required with PRESENCE_WEBHOOK_URL", str(func(c *Config) *string { return &c.WebhookSecret })},
+	{"PRESENCE_WEBHOOK_EVENTS", "join,leave", "events sent to the webhook: any of join, leave, update, remove", func(c *Config, v string) error {
+		if err := list(func(c *Config) *[]string { return &c.WebhookEvents })(c, v); err != nil {
+			return err
+		}
+		for _, e := range c.WebhookEvents {
+			if !slices.Contains(redisstore.WebhookEvents, e) {
+				return fmt.Errorf("unknown event %q (join, leave, update, remove)", e)
+			}
+		}
+		if len(c.WebhookEvents) == 0 {
+			return fmt.Errorf("names no event")
+		}
+		return nil
+	}},
+	{"PRESENCE_WEBHOOK_MAX_AGE", "1h", "how long an undelivered webhook event is retried before it is dropped", dur(func(c *Config) *time.Duration { return &c.WebhookMaxAge })},
 }
 
 func flagName(env string) string {
@@ -211,6 +248,12 @@ func ParseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	}
 	if c.OfflineRetention < time.Minute {
 		return c, fmt.Errorf("PRESENCE_OFFLINE_RETENTION: must be at least 1m")
+	}
+	if c.WebhookURL != "" && len(c.WebhookSecret) < 16 {
+		return c, fmt.Errorf("PRESENCE_WEBHOOK_SECRET: must be at least 16 bytes with PRESENCE_WEBHOOK_URL")
+	}
+	if c.WebhookMaxAge < time.Second {
+		return c, fmt.Errorf("PRESENCE_WEBHOOK_MAX_AGE: must be at least 1s")
 	}
 	return c, nil
 }

@@ -168,6 +168,12 @@ func (m *Main) Run(ctx context.Context) error {
 			MaxSessionTimeout: time.Duration(float64(presence.MaxInterval) * c.TimeoutFactor),
 			ReapInterval:      c.ReapInterval,
 			Reader:            m.reader(),
+			Webhooks: redisstore.WebhookConfig{
+				URL:    c.WebhookURL,
+				Secret: c.WebhookSecret,
+				Events: c.WebhookEvents,
+				MaxAge: c.WebhookMaxAge,
+			},
 		},
 		TokenSecret:  c.TokenSecret,
 		WaitForStore: true,

@@ -195,7 +195,7 @@ type hbCall struct {
 	notAfter                 int64
 	epoch                    epochBytes
 	profile, data            string
-	args                     [6 + 17]any
+	args                     [6 + 17 + 3]any // + the outbox key and its two ARGV (webhooks on)
 }
 
 var hbCalls = sync.Pool{New: func() any { return new(hbCall) }}
@@ -234,11 +234,18 @@ func (s *Store) heartbeatCall(ctx context.Context, hb *presence.Heartbeat) *hbCa
 	if s.inGrace() {
 		reap = "0"
 	}
-	c.args = [...]any{"evalsha", &c.sha, 3, &c.rk.List[0], &c.rk.List[1], &c.rk.List[2],
-		&c.now, &c.rk.Events, &s.pub, &s.ttl, &c.retention,
+	args := append(c.args[:0], "evalsha", &c.sha, 3, &c.rk.List[0], &c.rk.List[1], &c.rk.List[2])
+	if s.hooks != nil {
+		args[2] = 4
+		args = append(args, &c.rk.Webhooks)
+	}
+	args = append(args, &c.now, &c.rk.Events, &s.pub, &s.ttl, &c.retention,
 		&hb.SessionID, &hb.UserID, &c.deadline, epoch, &hb.Node,
-		setProfile, &c.profile, setData, &c.data, keepAlive, reap, &c.notAfter}
-	c.cmd = *redis.NewStringSliceCmd(ctx, c.args[:]...)
+		setProfile, &c.profile, setData, &c.data, keepAlive, reap, &c.notAfter)
+	if s.hooks != nil {
+		args = append(args, &s.hooks.outboxTTL, &s.hooks.events)
+	}
+	c.cmd = *redis.NewStringSliceCmd(ctx, args...)
 	c.cmd.SetFirstKeyPos(3)
 	return c
 }

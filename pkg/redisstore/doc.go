@@ -2,6 +2,8 @@
 // one Lua script from the top-level lua package, run with EVALSHA; room
 // changes are published by the scripts on the room's events channel; a
 // reaper ends sessions past their deadline using an index of deadlines.
+// With webhooks on, the scripts also keep each event in the room's outbox,
+// and senders on every node POST them (webhooks.go).
 //
 // It also runs the embedded in-process store (miniredis) that a node uses
 // when no Redis is configured: the same scripts, the same code path.

@@ -22,6 +22,8 @@ type RoomKeys struct {
 	Tag    string    // "<org>::<roomId>", without braces
 	List   [3]string // room, order, profile (the scripts' KEYS; lua/lib.lua)
 	Events string
+	// Webhooks is the room's webhook outbox (a stream; webhooks.go).
+	Webhooks string
 }
 
 // Hash is the room's hash (its counters and sessions).
@@ -36,13 +38,13 @@ func (rk RoomKeys) Profile() string { return rk.List[2] }
 // Room returns the keys of a room. They are built in one allocation (every
 // heartbeat calls this): the names and the tag are parts of one string.
 func (k Keys) Room(r presence.RoomRef) RoomKeys {
-	suffixes := [4]string{"room", "order", "profile", "events"}
+	suffixes := [5]string{"room", "order", "profile", "events", "webhooks"}
 	head := len(k.Prefix) + 2                         // "<prefix>:{"
 	base := head + len(r.Org) + 2 + len(r.RoomID) + 2 // + "<tag>}:"
 	var b strings.Builder
-	b.Grow(4*base + len("roomorderprofileevents"))
-	var names [4]string
-	var ends [4]int
+	b.Grow(5*base + len("roomorderprofileeventswebhooks"))
+	var names [5]string
+	var ends [5]int
 	for i, suffix := range suffixes {
 		b.WriteString(k.Prefix)
 		b.WriteString(":{")
@@ -59,9 +61,10 @@ func (k Keys) Room(r presence.RoomRef) RoomKeys {
 		names[i], start = all[start:ends[i]], ends[i]
 	}
 	return RoomKeys{
-		Tag:    all[head : base-2],
-		List:   [3]string{names[0], names[1], names[2]},
-		Events: names[3],
+		Tag:      all[head : base-2],
+		List:     [3]string{names[0], names[1], names[2]},
+		Events:   names[3],
+		Webhooks: names[4],
 	}
 }
 
@@ -128,6 +131,24 @@ func (k Keys) Nodes() string { return k.Prefix + ":nodes" }
 // NodeRooms is the set of the room tags where a node generation holds
 // sessions for its sockets (a superset: rooms it left may stay listed).
 func (k Keys) NodeRooms(node string) string { return k.Prefix + ":node:{" + node + "}:rooms" }
+
+// WebhookIndex is the sorted set of the rooms with webhook events to send:
+// member = room tag, score = when a sender may take the room next (unix
+// ms): at once, the end of a sender's claim, or the end of a backoff. One
+// key (one slot), like the token secret.
+func (k Keys) WebhookIndex() string { return k.Prefix + ":webhooks:{0}" }
+
+// WebhookTries is the hash of the failed attempts in a row of each room of
+// the webhook index (room tag -> count), beside the index (same slot), so
+// that any node continues a room's backoff.
+func (k Keys) WebhookTries() string { return k.Prefix + ":webhooks:{0}:tries" }
+
+// WebhookFailure is the last failed webhook request (JSON), for operators.
+func (k Keys) WebhookFailure() string { return k.Prefix + ":webhooks:{0}:failure" }
+
+// WebhookHeal is the lock that lets one node at a time look for outboxes
+// missing from the index.
+func (k Keys) WebhookHeal() string { return k.Prefix + ":webhooks:{0}:heal" }
 
 // EventsPattern is the channel pattern of every room's events.
 func (k Keys) EventsPattern() string { return k.Prefix + ":{*}:events" }

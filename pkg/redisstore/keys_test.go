@@ -15,7 +15,7 @@ func TestRoomKeys(t *testing.T) {
 	for _, r := range []presence.RoomRef{{Org: "default", RoomID: "r1"}, {Org: "o", RoomID: "a/b::c é"}, {Org: "x", RoomID: ""}} {
 		rk := k.Room(r)
 		base := k.Prefix + ":{" + r.Org + "::" + r.RoomID + "}:"
-		want := RoomKeys{Tag: Tag(r), List: [3]string{base + "room", base + "order", base + "profile"}, Events: base + "events"}
+		want := RoomKeys{Tag: Tag(r), List: [3]string{base + "room", base + "order", base + "profile"}, Events: base + "events", Webhooks: base + "webhooks"}
 		if rk != want {
 			t.Errorf("Room(%v) = %+v, want %+v", r, rk, want)
 		}

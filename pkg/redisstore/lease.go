@@ -147,18 +147,24 @@ func (s *Store) endNode(ctx context.Context, node string, now time.Time) (int, e
 					continue
 				}
 				rk := s.keys.Room(r)
-				res[i] = s.reapNode.EvalSha(cctx, p, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, node)
+				keys, args := s.roomCall(rk, now.UnixMilli(), rk.Events, s.pub, s.ttl, node)
+				res[i] = s.reapNode.EvalSha(cctx, p, keys, args...)
 			}
 		})
 		if err == nil {
 			members := make([]any, len(tags))
+			var hooked []string
 			for i, tag := range tags {
 				members[i] = tag
 				if res[i] != nil {
 					n, _ := res[i].Int()
 					total += n
+					if n > 0 {
+						hooked = append(hooked, tag)
+					}
 				}
 			}
+			s.indexHooked(cctx, hooked...)
 			err = s.rdb.SRem(cctx, key, members...).Err()
 		}
 		cancel()

@@ -79,12 +79,14 @@ func (s *Store) reapShard(ctx context.Context, shard int, now time.Time) (int, b
 	res := make([]*redis.Cmd, len(rooms))
 	if err := s.pipelined(ctx, func(p redis.Pipeliner) {
 		for i, rk := range rooms {
-			res[i] = s.reap.EvalSha(ctx, p, rk.List[:], ms, rk.Events, s.pub, s.ttl, reapSessions)
+			keys, args := s.roomCall(rk, ms, rk.Events, s.pub, s.ttl, reapSessions)
+			res[i] = s.reap.EvalSha(ctx, p, keys, args...)
 		}
 	}); err != nil {
 		return 0, false, err
 	}
 	ended, more := 0, len(tags) == reapRooms
+	var hooked []string
 	// (2) set the index to each room's new earliest deadline.
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, rk := range rooms {
@@ -93,6 +95,9 @@ func (s *Store) reapShard(ctx context.Context, shard int, now time.Time) (int, b
 				continue
 			}
 			ended += int(v[0])
+			if v[0] > 0 {
+				hooked = append(hooked, rk.Tag)
+			}
 			if v[1] < 0 {
 				p.ZRem(ctx, idx, rk.Tag)
 				continue
@@ -105,6 +110,9 @@ func (s *Store) reapShard(ctx context.Context, shard int, now time.Time) (int, b
 		return nil
 	}); err != nil {
 		return ended, false, err
+	}
+	if s.hooks != nil {
+		s.indexHooked(ctx, hooked...)
 	}
 	// (3) read the earliest deadlines again and lower the index where needed.
 	firsts := make([]*redis.StringCmd, len(rooms))

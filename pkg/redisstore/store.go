@@ -80,6 +80,10 @@ type Config struct {
 	// every write goes to the primary. Reads then lag writes by the
 	// replication delay.
 	Reader redis.UniversalClient
+	// Webhooks: every event of the kinds it names is kept in its room's
+	// outbox in Redis and POSTed to its URL by some node (webhooks.go).
+	// An empty URL: off.
+	Webhooks WebhookConfig
 }
 
 // Store is the presence store on Redis.
@@ -108,6 +112,7 @@ type Store struct {
 
 	lastOutage atomic.Int64 // unix ns of the last call that found Redis unavailable
 	met        *storeMetrics
+	hooks      *webhooks // nil: webhooks off
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -167,6 +172,9 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 			cfg.Reader.AddHook(latencyHook{s.met.latency})
 		}
 	}
+	if cfg.Webhooks.URL != "" {
+		s.hooks = newWebhooks(cfg.Webhooks, cfg.Registerer)
+	}
 	load := func(name string) *redis.Script {
 		sc := redis.NewScript(lua.Source(name))
 		s.scripts = append(s.scripts, sc)
@@ -185,6 +193,11 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	s.list = load("list")
 	s.listStamp = load("list_stamp")
 	s.count = load("count")
+	if s.hooks != nil {
+		s.hooks.claim = load("webhook_claim")
+		s.hooks.ack = load("webhook_ack")
+		s.hooks.retry = load("webhook_retry")
+	}
 	return s
 }
 
@@ -210,6 +223,17 @@ func (s *Store) Open(ctx context.Context) error {
 		defer s.wg.Done()
 		s.runReaper(ctx)
 	}()
+	if s.hooks != nil {
+		s.wg.Add(2)
+		go func() {
+			defer s.wg.Done()
+			s.runWebhooks(ctx)
+		}()
+		go func() {
+			defer s.wg.Done()
+			s.runWebhookUpkeep(ctx)
+		}()
+	}
 	return nil
 }
 
@@ -278,6 +302,7 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 	res := make([]presence.HeartbeatResult, len(hbs))
 	errs := make([]error, len(hbs))
 	var lower, index []*presence.Heartbeat
+	var hooked []string
 	for i, c := range calls {
 		cmd := &c.cmd
 		e := cmd.Err()
@@ -291,12 +316,15 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 		// {roomEpoch, sessionEpoch, version, lowered, created}, read as
 		// strings: fewer allocations than a []any of them.
 		v := cmd.Val()
-		if len(v) != 5 {
+		if len(v) != 5 && len(v) != 6 {
 			errs[i] = fmt.Errorf("heartbeat: unexpected reply %v", v)
 			continue
 		}
 		if v[3] == "1" {
 			lower = append(lower, hbs[i])
+		}
+		if len(v) == 6 && v[5] == "1" {
+			hooked = append(hooked, Tag(hbs[i].Room))
 		}
 		version, _ := strconv.ParseInt(v[2], 10, 64)
 		res[i] = presence.HeartbeatResult{
@@ -319,12 +347,14 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 	for _, c := range calls {
 		c.release()
 	}
-	if len(index) > 0 || len(lower) > 0 {
+	if len(index) > 0 || len(lower) > 0 || len(hooked) > 0 {
 		// One more round trip, after the scripts have run (never before: see
 		// the reaper's index protocol; and in a cluster the index is in
 		// another slot): the deadline index where a script lowered its
-		// room's earliest deadline, and the user index entries due.
+		// room's earliest deadline, the user index entries due, and the
+		// webhook index of rooms whose scripts wrote their outbox.
 		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			s.queueHooked(ctx, p, hooked)
 			for _, hb := range lower {
 				tag := Tag(hb.Room)
 				p.ZAddLT(ctx, s.keys.Deadlines(tag), redis.Z{Score: float64(hb.Deadline.UnixMilli()), Member: tag})
@@ -343,6 +373,9 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 			// A retry of the heartbeat would not lower the index again (the
 			// room's x is already down): the reaper does it (Reap).
 			s.lower.add(lower)
+		}
+		if len(hooked) > 0 {
+			s.hooks.signal()
 		}
 	}
 	return res, errs
@@ -374,7 +407,11 @@ func (s *Store) EndSession(ctx context.Context, room presence.RoomRef, sessionID
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	rk := s.keys.Room(room)
-	err := s.endSession.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, sessionID, epoch).Err()
+	keys, args := s.roomCall(rk, now.UnixMilli(), rk.Events, s.pub, s.ttl, sessionID, epoch)
+	n, err := s.endSession.Run(ctx, s.rdb, keys, args...).Int()
+	if n == 1 {
+		s.indexHooked(ctx, rk.Tag)
+	}
 	return s.wrap("end session", err)
 }
 
@@ -387,9 +424,13 @@ func (s *Store) EndUser(ctx context.Context, room presence.RoomRef, userID strin
 	if forget {
 		f = "1"
 	}
-	n, err := s.endUser.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, f).Int()
+	keys, args := s.roomCall(rk, now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, f)
+	n, err := s.endUser.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {
 		return false, s.wrap("end user", err)
+	}
+	if n == 1 {
+		s.indexHooked(ctx, rk.Tag)
 	}
 	return n == 1, nil
 }
@@ -399,7 +440,11 @@ func (s *Store) SetData(ctx context.Context, room presence.RoomRef, userID strin
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	rk := s.keys.Room(room)
-	err := s.setData.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, string(data), s.notAfter(now)).Err()
+	keys, args := s.roomCall(rk, now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, string(data), s.notAfter(now))
+	err := s.setData.Run(ctx, s.rdb, keys, args...).Err()
+	if err == nil {
+		s.indexHooked(ctx, rk.Tag) // the room's outbox may hold nothing new: the sender sees it
+	}
 	return s.wrap("set data", err)
 }
 
