@@ -18,12 +18,7 @@ import (
 func TestLateHeartbeatChangesNothing(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
-			store, _ := newStore(t, b, redisstore.Config{})
-			ctx := context.Background()
-			if err := store.Open(ctx); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { store.Close() })
+			store, ctx := openStore(t, b)
 			room := presence.RoomRef{Org: "acme", RoomID: "r"}
 			beat := func(sent time.Time, deadline time.Time) error {
 				_, err := store.Heartbeat(ctx, &presence.Heartbeat{Room: room, UserID: "ada", SessionID: "s1", Now: sent, Deadline: deadline})
@@ -67,4 +62,55 @@ func TestLateHeartbeatChangesNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLateEndChangesNothing: a sign-out, a disconnect or a room removal
+// that Redis runs after its bound (sent 10 s ago, delayed in the network or
+// retried) is refused and ends nothing: the user who went on heartbeating
+// stays online.
+func TestLateEndChangesNothing(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			store, ctx := openStore(t, b)
+			room := presence.RoomRef{Org: "acme", RoomID: "r"}
+			now := time.Now()
+			res, err := store.Heartbeat(ctx, &presence.Heartbeat{Room: room, UserID: "ada", SessionID: "s1", Now: now, Deadline: now.Add(time.Minute)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			late := now.Add(-10 * time.Second)
+			if _, err := store.EndUser(ctx, room, "ada", false, late); presence.ErrorCode(err) != presence.EUNAVAILABLE {
+				t.Fatalf("late sign-out: %v, want unavailable", err)
+			}
+			if _, err := store.EndUser(ctx, room, "ada", true, late); presence.ErrorCode(err) != presence.EUNAVAILABLE {
+				t.Fatalf("late removal of the member: %v, want unavailable", err)
+			}
+			if err := store.EndSession(ctx, room, "s1", res.SessionEpoch, late); presence.ErrorCode(err) != presence.EUNAVAILABLE {
+				t.Fatalf("late disconnect: %v, want unavailable", err)
+			}
+			if err := store.RemoveRoom(ctx, room, late); presence.ErrorCode(err) != presence.EUNAVAILABLE {
+				t.Fatalf("late room removal: %v, want unavailable", err)
+			}
+			l, err := store.List(ctx, room, presence.ListQuery{Limit: 10, Now: now})
+			if err != nil || len(l.Members) != 1 || !l.Members[0].Online || l.Members[0].Sessions != 1 || l.Version != res.Version {
+				t.Fatalf("list %+v %v: want ada online at version %d", l, err, res.Version)
+			}
+			// In time, the same calls work.
+			if ok, err := store.EndUser(ctx, room, "ada", false, time.Now()); err != nil || !ok {
+				t.Fatalf("sign-out in time: %v %v", ok, err)
+			}
+		})
+	}
+}
+
+// openStore opens a store on backend b, closed when the test ends.
+func openStore(t *testing.T, b backend) (*redisstore.Store, context.Context) {
+	t.Helper()
+	store, _ := newStore(t, b, redisstore.Config{})
+	ctx := context.Background()
+	if err := store.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store, ctx
 }

@@ -357,7 +357,7 @@ func (s *Store) EndSession(ctx context.Context, room presence.RoomRef, sessionID
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	rk := s.keys.Room(room)
-	err := s.endSession.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, sessionID, epoch).Err()
+	err := s.endSession.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, sessionID, epoch, s.notAfter(now)).Err()
 	return s.wrap("end session", err)
 }
 
@@ -370,7 +370,7 @@ func (s *Store) EndUser(ctx context.Context, room presence.RoomRef, userID strin
 	if forget {
 		f = "1"
 	}
-	n, err := s.endUser.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, f).Int()
+	n, err := s.endUser.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, f, s.notAfter(now)).Int()
 	if err != nil {
 		return false, s.wrap("end user", err)
 	}
@@ -391,7 +391,7 @@ func (s *Store) RemoveRoom(ctx context.Context, room presence.RoomRef, now time.
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	rk := s.keys.Room(room)
-	err := s.removeRoom.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, nonce()).Err()
+	err := s.removeRoom.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, nonce(), s.notAfter(now)).Err()
 	return s.wrap("remove room", err)
 }
 
