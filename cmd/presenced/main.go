@@ -167,6 +167,7 @@ func (m *Main) Run(ctx context.Context) error {
 			MaxSessionTimeout: time.Duration(float64(presence.MaxInterval) * c.TimeoutFactor),
 			ReapInterval:      c.ReapInterval,
 			Reader:            m.reader(),
+			ReplicaMaxLag:     c.ReplicaMaxLag,
 		},
 		TokenSecret:  c.TokenSecret,
 		WaitForStore: true,

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/presencecluster/presence/pkg/auth"
@@ -108,7 +109,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	})
 	n.Subscriber.SetHandler(n.Realtime)
 	hc := cfg.HTTP
-	hc.Realtime, hc.Ready, hc.Registerer, hc.Logger = n.Realtime, n.Ready, cfg.Registerer, log
+	hc.Realtime, hc.Ready, hc.ReadyDetail, hc.Registerer, hc.Logger = n.Realtime, n.Ready, n.readyDetail, cfg.Registerer, log
 	n.API = httpapi.NewServer(n.Service, n.Verifier, hc)
 	if err := n.Subscriber.Open(ctx); err != nil {
 		return nil, err
@@ -145,6 +146,22 @@ func (n *Node) Ready(ctx context.Context) error {
 		return errors.New("pub/sub is not connected")
 	}
 	return nil
+}
+
+// readyDetail tells /readyz how the region's read replica is doing: "ok"
+// (lists and counts read it), "lagging" (further behind the primary than
+// the bound: they read the primary, and the node stays ready while the
+// primary answers), or nothing without a replica.
+func (n *Node) readyDetail() map[string]any {
+	lag, stale, ok := n.Store.ReplicaLag(time.Now())
+	if !ok {
+		return nil
+	}
+	state := "ok"
+	if stale {
+		state = "lagging"
+	}
+	return map[string]any{"replica": state, "replicaLagSeconds": math.Round(min(lag, time.Hour).Seconds()*1000) / 1000}
 }
 
 // Drain refuses new sockets and closes the open ones with 1012, handing

@@ -65,8 +65,14 @@ type Config struct {
 	// Reader, when set, is a region-local read replica: lists and counts
 	// (read-only scripts, EVALSHA_RO) and pub/sub subscriptions use it;
 	// every write goes to the primary. Reads then lag writes by the
-	// replication delay.
+	// replication delay, at most ReplicaMaxLag (replica.go).
 	Reader redis.UniversalClient
+	// ReplicaMaxLag: while the Reader may be further behind the primary
+	// than this, lists and counts read the primary. Zero means 2s.
+	ReplicaMaxLag time.Duration
+	// ReplicaProbe is how often the Reader's lag is measured. Zero means
+	// 250ms.
+	ReplicaProbe time.Duration
 }
 
 // Store is the presence store on Redis.
@@ -81,7 +87,7 @@ type Store struct {
 
 	heartbeat, endSession, endUser, setData, removeRoom, reap, list, count *redis.Script
 	reapNode, renewLease, declareDead, forgetNode                          *redis.Script
-	listStamp                                                              *redis.Script
+	listStamp, clock                                                       *redis.Script
 	scripts                                                                []*redis.Script
 
 	secretMu    sync.Mutex
@@ -94,6 +100,7 @@ type Store struct {
 	lower lowerLater  // deadline index entries a heartbeat could not lower
 
 	lastOutage atomic.Int64 // unix ns of the last call that found Redis unavailable
+	lag        replicaLag
 	met        *storeMetrics
 
 	cancel    context.CancelFunc
@@ -124,6 +131,12 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	}
 	if cfg.ReapGrace == 0 {
 		cfg.ReapGrace = 3 * time.Second
+	}
+	if cfg.ReplicaMaxLag == 0 {
+		cfg.ReplicaMaxLag = 2 * time.Second
+	}
+	if cfg.ReplicaProbe == 0 {
+		cfg.ReplicaProbe = 250 * time.Millisecond
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -172,6 +185,7 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	s.list = load("list")
 	s.listStamp = load("list_stamp")
 	s.count = load("count")
+	s.clock = load("clock")
 	return s
 }
 
@@ -197,6 +211,14 @@ func (s *Store) Open(ctx context.Context) error {
 		defer s.wg.Done()
 		s.runReaper(ctx)
 	}()
+	if s.read != s.rdb {
+		s.probeReplica(ctx)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.runReplicaProbe(ctx)
+		}()
+	}
 	return nil
 }
 
@@ -398,12 +420,13 @@ func (s *Store) RemoveRoom(ctx context.Context, room presence.RoomRef, now time.
 // List returns a room's members, and the stamp of what it shows (see
 // ListStamp).
 func (s *Store) List(ctx context.Context, room presence.RoomRef, q presence.ListQuery) (*presence.RoomList, error) {
-	v, err := s.runList(ctx, s.read, s.list, room, q)
+	rd := s.reader()
+	v, err := s.runList(ctx, rd, s.list, room, q)
 	if err != nil {
 		return nil, s.wrap("list", err)
 	}
 	l, err := parseList(room.RoomID, v)
-	if err != nil || l.Version >= q.MinVersion || l.Stale || s.read == s.rdb {
+	if err != nil || l.Version >= q.MinVersion || l.Stale || rd == s.rdb {
 		return l, err
 	}
 	// The replica lags behind a version the caller knows of (its own
@@ -453,7 +476,7 @@ func (s *Store) Count(ctx context.Context, room presence.RoomRef) (*presence.Roo
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	rk := s.keys.Room(room)
-	v, err := s.count.RunRO(ctx, s.read, rk.List[:]).Int64Slice()
+	v, err := s.count.RunRO(ctx, s.reader(), rk.List[:]).Int64Slice()
 	if err != nil {
 		return nil, s.wrap("count", err)
 	}
