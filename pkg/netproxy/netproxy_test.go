@@ -109,3 +109,36 @@ func TestReset(t *testing.T) {
 	defer c2.Close()
 	roundTrip(t, c2, bufio.NewReader(c2), "again")
 }
+
+// TestHeldAfterClose: bytes held in a cut reach the upstream after the heal
+// even when the sender closed its connection meanwhile, as TCP delivers
+// what was sent before a FIN.
+func TestHeldAfterClose(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		b, _ := io.ReadAll(c)
+		got <- string(b)
+	}()
+	p, c, _ := open(t, ln.Addr().String())
+	p.Cut()
+	c.Write([]byte("late"))
+	c.Close()
+	p.Heal()
+	select {
+	case s := <-got:
+		if s != "late" {
+			t.Fatalf("upstream got %q", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing delivered")
+	}
+}

@@ -195,7 +195,8 @@ type hbCall struct {
 	notAfter                 int64
 	epoch                    epochBytes
 	profile, data            string
-	args                     [6 + 17]any
+	index                    string // the deadline index key, for one Redis
+	args                     [7 + 18]any
 }
 
 var hbCalls = sync.Pool{New: func() any { return new(hbCall) }}
@@ -234,11 +235,21 @@ func (s *Store) heartbeatCall(ctx context.Context, hb *presence.Heartbeat) *hbCa
 	if s.inGrace() {
 		reap = "0"
 	}
-	c.args = [...]any{"evalsha", &c.sha, 3, &c.rk.List[0], &c.rk.List[1], &c.rk.List[2],
-		&c.now, &c.rk.Events, &s.pub, &s.ttl, &c.retention,
+	args := append(c.args[:0], "evalsha", &c.sha)
+	if s.cfg.Cluster {
+		args = append(args, 3, &c.rk.List[0], &c.rk.List[1], &c.rk.List[2])
+	} else {
+		// One Redis: the script lowers the deadline index itself.
+		c.index = s.index1
+		if c.index == "" {
+			c.index = s.keys.Deadlines(c.rk.Tag)
+		}
+		args = append(args, 4, &c.rk.List[0], &c.rk.List[1], &c.rk.List[2], &c.index)
+	}
+	args = append(args, &c.now, &c.rk.Events, &s.pub, &s.ttl, &c.retention,
 		&hb.SessionID, &hb.UserID, &c.deadline, epoch, &hb.Node,
-		setProfile, &c.profile, setData, &c.data, keepAlive, reap, &c.notAfter}
-	c.cmd = *redis.NewStringSliceCmd(ctx, c.args[:]...)
+		setProfile, &c.profile, setData, &c.data, keepAlive, reap, &c.notAfter, &c.rk.Tag)
+	c.cmd = *redis.NewStringSliceCmd(ctx, args...)
 	c.cmd.SetFirstKeyPos(3)
 	return c
 }

@@ -6,7 +6,10 @@ import (
 	"time"
 
 	"github.com/presencecluster/presence/pkg/presence"
+	"github.com/presencecluster/presence/pkg/presence/presencetest"
 	"github.com/presencecluster/presence/pkg/redisstore"
+	"github.com/presencecluster/presence/pkg/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestLateHeartbeatChangesNothing: a heartbeat (or a data update) that Redis runs later than
@@ -113,4 +116,51 @@ func openStore(t *testing.T, b backend) (*redisstore.Store, context.Context) {
 	}
 	t.Cleanup(func() { store.Close() })
 	return store, ctx
+}
+
+// TestLateHeartbeatThroughCut: a heartbeat held in a cut link (netproxy)
+// reaches Redis after the heal, when the user has gone on elsewhere (its
+// next heartbeat went through another region). Without the bound it would
+// set the session's deadline back, and the reaper would end a live session.
+func TestLateHeartbeatThroughCut(t *testing.T) {
+	primary := redistest.Start(t)
+	link := redistest.StartProxy(t, primary.Addr())
+	ctx := context.Background()
+	prefix := redistest.UniquePrefix(t)
+	near := redisstore.NewStore(primary.Client(t), redisstore.Config{Prefix: prefix})
+	if err := near.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { near.Close() })
+	// The far store is not opened (no background calls): its one
+	// connection carries only the heartbeat.
+	farClient := redis.NewClient(&redis.Options{Addr: link.Addr(), PoolSize: 1, MaxRetries: -1, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { farClient.Close() })
+	far := redisstore.NewStore(farClient, redisstore.Config{Prefix: prefix, CallTimeout: 500 * time.Millisecond})
+	room := presence.RoomRef{Org: "acme", RoomID: "r"}
+	beat := func(s *redisstore.Store, now time.Time, timeout time.Duration) error {
+		_, err := s.Heartbeat(ctx, &presence.Heartbeat{Room: room, UserID: "ada", SessionID: "s1", Now: now, Deadline: now.Add(timeout)})
+		return err
+	}
+	if err := beat(far, time.Now(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	link.Cut()
+	sent := time.Now()
+	if err := beat(far, sent, 5*time.Second); presence.ErrorCode(err) != presence.EUNAVAILABLE {
+		t.Fatalf("heartbeat in the cut: %v, want unavailable", err)
+	}
+	// The user goes on through the near region, with a longer deadline.
+	if err := beat(near, time.Now(), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	before := primary.Errors(t, "LATE")
+	// Past the held call's bound (its now + 0.5 s + 1 s), the link heals.
+	time.Sleep(time.Until(sent.Add(2 * time.Second)))
+	link.Heal()
+	presencetest.Eventually(t, "the held heartbeat refused as late", 5*time.Second, func() bool { return primary.Errors(t, "LATE") > before })
+	// 10 s after it was sent (past the deadline it carried): nothing to reap.
+	if n, err := near.Reap(ctx, sent.Add(10*time.Second)); err != nil || n != 0 {
+		t.Fatalf("reaped %d (%v): the late heartbeat set the deadline back", n, err)
+	}
 }

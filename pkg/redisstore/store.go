@@ -81,9 +81,11 @@ type Store struct {
 	read redis.UniversalClient // Reader, or rdb
 	cfg  Config
 	keys Keys
-	ttl  int64 // ms
-	pub  string
-	log  *slog.Logger
+	// index1 is the deadline index key when there is only one (else "").
+	index1 string
+	ttl    int64 // ms
+	pub    string
+	log    *slog.Logger
 
 	heartbeat, endSession, endUser, setData, removeRoom, reap, list, count *redis.Script
 	reapNode, renewLease, declareDead, forgetNode                          *redis.Script
@@ -155,6 +157,9 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	}
 	if cfg.Cluster {
 		s.pub = "SPUBLISH"
+	}
+	if s.keys.NumShards() == 1 {
+		s.index1 = s.keys.DeadlineShard(0)
 	}
 	if cfg.Reader != nil {
 		s.read = cfg.Reader
