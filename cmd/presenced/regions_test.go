@@ -220,12 +220,13 @@ func TestRegionsCut(t *testing.T) {
 	}
 }
 
-// TestRegionsEveryJoinSeen: with the replication link slow (150 ms one way,
-// so the replica is behind every join made in region B), each WebSocket
-// join in region B gets a snapshot that holds the joiner, and a watcher in
-// region B sees every join.
+// TestRegionsEveryJoinSeen: 100 ms round trip between the regions (node B
+// starts: it loads its scripts in one round trip), and the replication link
+// slower still (150 ms one way, so the replica is behind every join made in
+// region B): each WebSocket join in region B gets a snapshot that holds the
+// joiner, and a watcher in region B sees every join.
 func TestRegionsEveryJoinSeen(t *testing.T) {
-	r := startRegions(t, 20*time.Millisecond)
+	r := startRegions(t, 50*time.Millisecond)
 	r.repl.SetDelay(150 * time.Millisecond)
 	const room = "hall"
 	watcher := dialJoin(t, r.b.Addr(), "watcher", room)

@@ -75,9 +75,10 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	log := cfg.Logger
 	n = &Node{}
+	started := n // "return nil, err" sets n to nil before this runs
 	defer func() {
 		if err != nil {
-			n.Close()
+			started.Close()
 		}
 	}()
 	_, cfg.Store.Cluster = cfg.Redis.(*redis.ClusterClient)
