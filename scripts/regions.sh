@@ -10,7 +10,8 @@
 #
 # It prints the URLs, the proxies' pids (kill -USR1 <pid> cuts a link,
 # kill -USR2 <pid> heals it) and the command that cuts both, then follows the
-# nodes' logs. Ctrl-C stops everything it started, by the pids it recorded.
+# nodes' logs. Ctrl-C (or kill <the script's pid>) stops everything it
+# started, by the pids it recorded.
 #
 # Ports: base (node A), base+1 (node B), base+2 (primary), base+3 (replica),
 # base+4 (node B -> primary proxy), base+5 (replication proxy).
