@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -258,4 +259,62 @@ func TestRegionsEveryJoinSeen(t *testing.T) {
 	waitUntil(t, "the watcher in region B sees every join", 10*time.Second, func() bool {
 		return viewOnline(watcher, room) == fmt.Sprint(want)
 	})
+}
+
+// readyzBody is a node's /readyz answer.
+func readyzBody(t *testing.T, base string) (int, map[string]any) {
+	t.Helper()
+	res, err := http.Get("http://" + base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var body map[string]any
+	json.NewDecoder(res.Body).Decode(&body)
+	return res.StatusCode, body
+}
+
+// TestRegionsReplicationCut: only the replication link is cut (node B still
+// reaches the primary). Region B's replica falls behind; past the bound
+// (1 s here) region B's lists read the primary and show region A's changes,
+// /readyz stays 200 and says "lagging", and the metrics say so; after the
+// heal the replica serves again.
+func TestRegionsReplicationCut(t *testing.T) {
+	r := startRegions(t, 20*time.Millisecond)
+	const room = "lounge"
+	nodeB := &proc{name: "b", addr: r.b.Addr()}
+	dialJoin(t, r.a.Addr(), "anna", room)
+	waitUntil(t, "region B lists anna", 5*time.Second, onlineIs(r.b.Addr(), room, "anna"))
+	if code, body := readyzBody(t, r.b.Addr()); code != http.StatusOK || body["replica"] != "ok" {
+		t.Fatalf("region B's /readyz: %d %v", code, body)
+	}
+
+	r.repl.Cut()
+	cutAt := time.Now()
+	dialJoin(t, r.a.Addr(), "bert", room)
+	waitUntil(t, "region B lists bert (from the primary, once the replica is past the bound)", 5*time.Second,
+		onlineIs(r.b.Addr(), room, "anna", "bert"))
+	t.Logf("region B lists bert %v after the cut", time.Since(cutAt).Round(time.Millisecond))
+	code, body := readyzBody(t, r.b.Addr())
+	if code != http.StatusOK || body["replica"] != "lagging" {
+		t.Fatalf("region B's /readyz during the replication cut: %d %v", code, body)
+	}
+	if lag, _ := body["replicaLagSeconds"].(float64); lag < 1 {
+		t.Fatalf("replicaLagSeconds %v during the cut", body["replicaLagSeconds"])
+	}
+	if v := nodeB.metric(t, "presence_replica_stale"); v != 1 {
+		t.Fatalf("presence_replica_stale = %v during the cut", v)
+	}
+
+	r.repl.Heal()
+	waitUntil(t, "region B's replica within the bound again", 10*time.Second, func() bool {
+		_, body := readyzBody(t, r.b.Addr())
+		return body["replica"] == "ok"
+	})
+	if v := nodeB.metric(t, "presence_replica_stale"); v != 0 {
+		t.Fatalf("presence_replica_stale = %v after the heal", v)
+	}
+	if got, err := online(r.b.Addr(), room); err != nil || fmt.Sprint(got) != "[anna bert]" {
+		t.Fatalf("region B after the heal: %v %v", got, err)
+	}
 }
