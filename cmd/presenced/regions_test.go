@@ -277,14 +277,18 @@ func readyzBody(t *testing.T, base string) (int, map[string]any) {
 // TestRegionsReplicationCut: only the replication link is cut (node B still
 // reaches the primary). Region B's replica falls behind; past the bound
 // (1 s here) region B's lists read the primary and show region A's changes,
-// /readyz stays 200 and says "lagging", and the metrics say so; after the
-// heal the replica serves again.
+// region B's sockets get them too (a sync: the node compares its rooms'
+// versions with the primary's every 0.5 s while the replica lags; the
+// events themselves wait in the cut link), /readyz stays 200 and says
+// "lagging", and the metrics say so; after the heal the replica serves
+// again.
 func TestRegionsReplicationCut(t *testing.T) {
 	r := startRegions(t, 20*time.Millisecond)
 	const room = "lounge"
 	nodeB := &proc{name: "b", addr: r.b.Addr()}
 	dialJoin(t, r.a.Addr(), "anna", room)
-	waitUntil(t, "region B lists anna", 5*time.Second, onlineIs(r.b.Addr(), room, "anna"))
+	watcher := dialJoin(t, r.b.Addr(), "watcher", room)
+	waitUntil(t, "region B lists anna", 5*time.Second, onlineIs(r.b.Addr(), room, "anna", "watcher"))
 	if code, body := readyzBody(t, r.b.Addr()); code != http.StatusOK || body["replica"] != "ok" {
 		t.Fatalf("region B's /readyz: %d %v", code, body)
 	}
@@ -293,8 +297,10 @@ func TestRegionsReplicationCut(t *testing.T) {
 	cutAt := time.Now()
 	dialJoin(t, r.a.Addr(), "bert", room)
 	waitUntil(t, "region B lists bert (from the primary, once the replica is past the bound)", 5*time.Second,
-		onlineIs(r.b.Addr(), room, "anna", "bert"))
+		onlineIs(r.b.Addr(), room, "anna", "bert", "watcher"))
 	t.Logf("region B lists bert %v after the cut", time.Since(cutAt).Round(time.Millisecond))
+	waitUntil(t, "region B's socket sees bert", 5*time.Second, func() bool { return viewOnline(watcher, room) == "[anna bert watcher]" })
+	t.Logf("region B's socket sees bert %v after the cut", time.Since(cutAt).Round(time.Millisecond))
 	code, body := readyzBody(t, r.b.Addr())
 	if code != http.StatusOK || body["replica"] != "lagging" {
 		t.Fatalf("region B's /readyz during the replication cut: %d %v", code, body)
@@ -314,7 +320,7 @@ func TestRegionsReplicationCut(t *testing.T) {
 	if v := nodeB.metric(t, "presence_replica_stale"); v != 0 {
 		t.Fatalf("presence_replica_stale = %v after the heal", v)
 	}
-	if got, err := online(r.b.Addr(), room); err != nil || fmt.Sprint(got) != "[anna bert]" {
+	if got, err := online(r.b.Addr(), room); err != nil || fmt.Sprint(got) != "[anna bert watcher]" {
 		t.Fatalf("region B after the heal: %v %v", got, err)
 	}
 }

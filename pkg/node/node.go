@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/presencecluster/presence/pkg/auth"
@@ -61,6 +62,9 @@ type Node struct {
 	Realtime   *presence.Realtime
 	Verifier   *auth.Verifier
 	API        *httpapi.Server
+
+	cancel context.CancelFunc // the catch-up loop
+	wg     sync.WaitGroup
 }
 
 // New builds and opens a node: the store's scripts are loaded, its reaper
@@ -115,7 +119,51 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err := n.Subscriber.Open(ctx); err != nil {
 		return nil, err
 	}
+	if _, _, replica := n.Store.ReplicaLag(time.Now()); replica {
+		cctx, cancel := context.WithCancel(context.Background())
+		n.cancel = cancel
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.runCatchUp(cctx)
+		}()
+	}
 	return n, nil
+}
+
+// catchUpEvery is how often a node whose replica lags beyond the bound
+// compares its rooms' versions with the primary's.
+const catchUpEvery = 500 * time.Millisecond
+
+// runCatchUp bounds what sockets miss while the region's replica lags: the
+// events come through the replica, as late as it is, so every catchUpEvery
+// the node reads its rooms' versions on the primary (one round trip) and
+// syncs the rooms it is behind in. Nothing while the replica is within the
+// bound.
+func (n *Node) runCatchUp(ctx context.Context) {
+	t := time.NewTicker(catchUpEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, stale, _ := n.Store.ReplicaLag(time.Now()); !stale {
+			continue
+		}
+		rooms := n.Realtime.Rooms()
+		if len(rooms) == 0 {
+			continue
+		}
+		versions, err := n.Store.Versions(ctx, rooms)
+		if err != nil {
+			continue // the primary is out of reach too: nothing to catch up with
+		}
+		for i, room := range rooms {
+			n.Realtime.CatchUp(room, versions[i])
+		}
+	}
 }
 
 // secret gets the token secret, retrying while Redis is unreachable when
@@ -176,6 +224,10 @@ func (n *Node) Drain(ctx context.Context) {
 // Close stops the node's background work. The Redis client is the
 // caller's. Idempotent.
 func (n *Node) Close() error {
+	if n.cancel != nil {
+		n.cancel()
+		n.wg.Wait()
+	}
 	if n.API != nil {
 		n.API.Close()
 	}

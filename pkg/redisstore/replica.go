@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/presencecluster/presence/pkg/presence"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -83,6 +84,31 @@ func (s *Store) setStale(stale bool) {
 		s.met.replicaStale.Set(0)
 		s.log.Info("the replica is within PRESENCE_REPLICA_MAX_LAG again: lists and counts read it", "lag", s.lagAt(time.Now()))
 	}
+}
+
+// Versions reads the rooms' versions on the primary, in one round trip (a
+// node whose replica lags compares them with what it delivered:
+// presence.Realtime.CatchUp).
+func (s *Store) Versions(ctx context.Context, rooms []presence.RoomRef) ([]int64, error) {
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	cmds := make([]*redis.Cmd, len(rooms))
+	err := s.pipelined(ctx, func(p redis.Pipeliner) {
+		for i, room := range rooms {
+			rk := s.keys.Room(room)
+			cmds[i] = s.count.EvalShaRO(ctx, p, rk.List[:])
+		}
+	})
+	if err != nil {
+		return nil, s.wrap("versions", err)
+	}
+	out := make([]int64, len(rooms))
+	for i, c := range cmds {
+		if v, err := c.Int64Slice(); err == nil && len(v) == 3 {
+			out[i] = v[0]
+		}
+	}
+	return out, nil
 }
 
 // runReplicaProbe measures the replica's lag every ReplicaProbe.
