@@ -2,10 +2,17 @@
 -- token never ends a newer session with the same id).
 -- KEYS: the three room keys (see lib.lua)
 -- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
---       5 sessionId, 6 session epoch
+--       5 sessionId, 6 session epoch, 7 not after (unix ms, "0": no bound;
+--       lib.lua late): a disconnect that Redis runs later would end the
+--       session after its client went on with it (the same token
+--       heartbeating again)
 -- A session HELD by a node's socket that ends without a leave (the user has
 -- other sessions) gets an "ended" notice on the events channel.
--- Returns 1 when a session ended, else 0.
+-- Returns 1 when a session ended, else 0, or an error "LATE ..." (nothing
+-- changed).
+if late(ARGV[7]) then
+  return redis.error_reply('LATE the disconnect arrived after its bound')
+end
 local now = tonumber(ARGV[1])
 local sess = redis.call('HGET', K_ROOM, 's:' .. ARGV[5])
 if not sess then

@@ -2,9 +2,14 @@
 -- forget, also forget the member (remove).
 -- KEYS: the three room keys (see lib.lua)
 -- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
---       5 userId, 6 "1" to forget the member
+--       5 userId, 6 "1" to forget the member, 7 not after (unix ms, "0":
+--       no bound; lib.lua late): a sign-out that Redis runs later would end
+--       the sessions the user started after it
 -- Returns 1 when something changed (sessions ended, or the member was
--- forgotten), else 0.
+-- forgotten), else 0, or an error "LATE ..." (nothing changed).
+if late(ARGV[7]) then
+  return redis.error_reply('LATE the sign-out arrived after its bound')
+end
 local now = tonumber(ARGV[1])
 local uid = ARGV[5]
 if not redis.call('ZSCORE', K_ORDER, uid) then

@@ -1,6 +1,7 @@
 -- heartbeat.lua: create or refresh a session; optionally replace the
 -- member's profile and data in the same step.
--- KEYS: the three room keys (see lib.lua)
+-- KEYS: the three room keys (see lib.lua); 4, with one Redis (not a
+--       Cluster): the room's deadline index key
 -- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
 --       5 offline retention (ms), 6 sessionId, 7 userId, 8 deadline (ms), or
 --          HELD for a session that lives by its node's lease (node in ARGV 10),
@@ -20,6 +21,7 @@
 --          retried after its caller gave up) changes nothing and fails with
 --          LATE, so that it never sets a session's deadline back (lib.lua
 --          late)
+--       18 the room's tag (its member in the deadline index)
 -- A room's epoch is "0" until the room is removed (remove_room.lua), so the
 -- room tokens clients hold survive a Redis that lost its data.
 -- Returns {roomEpoch, sessionEpoch, version, lowered, created[, hooked]}, or an error
@@ -29,6 +31,11 @@
 -- created is 1 when the session was created (the user index is written);
 -- hooked (only in the full reply at the end) is 1 when an event went to the
 -- webhook outbox (lib.lua).
+-- KEYS: the room's three keys; KEYS[4] the webhook outbox ("" when webhooks
+-- are off and KEYS[5] follows); KEYS[5], with one Redis, the deadline index:
+-- the script lowers it itself, in the same atomic step, and lowered is 0 (a
+-- second round trip from a far region could be held in a cut, and the room
+-- would stay out of the index, never reaped, meanwhile).
 if late(ARGV[17]) then
   return redis.error_reply('LATE the heartbeat arrived after its bound')
 end
@@ -39,6 +46,16 @@ local field = 's:' .. sid
 local deadline = nil -- held
 if not is_held(ARGV[8]) then
   deadline = tonumber(ARGV[8])
+end
+
+-- index lowers the deadline index when x was lowered and the index is one
+-- of this script's keys; it returns what is left for the node to lower.
+local function index(lowered)
+  if lowered and KEYS[5] then
+    redis.call('ZADD', KEYS[5], 'LT', int(deadline), ARGV[18])
+    return 0
+  end
+  return lowered and 1 or 0
 end
 
 -- A node lets go of a session it held for a socket that was lost: the
@@ -53,7 +70,7 @@ if ARGV[15] == '2' then
   local e, node, owner, d = parse_sess(v)
   if node == ARGV[10] and d == nil and deadline then
     redis.call('HSET', K_ROOM, field, sess_value(deadline, e, node, owner))
-    return {'', e, version, lower_x(deadline) and 1 or 0, 0}
+    return {'', e, version, index(lower_x(deadline)), 0}
   end
   return {'', e, version, 0, 0}
 end
@@ -114,10 +131,7 @@ else
     event = 'join'
   end
 end
-local lowered = 0
-if deadline and lower_x(deadline, h[1]) then
-  lowered = 1
-end
+local lowered = index(deadline and lower_x(deadline, h[1]))
 
 local changed = false
 if ARGV[11] == '1' and redis.call('HGET', K_PROFILE, 'p:' .. uid) ~= ARGV[12] then

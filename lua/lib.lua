@@ -21,7 +21,8 @@
 -- its sessions when x is due, which the deadline index tells the reaper.
 -- Time is always passed in ARGV, never read here.
 --
--- Webhooks on: a fourth key and two more ARGV, after the script's own:
+-- Webhooks on: a fourth key and two more ARGV, after the script's own
+-- (a script that takes a fifth key gets "" as its fourth when they are off):
 --   KEYS[4] webhooks  stream: the room's outbox, one entry (field e: the
 --                     event JSON as published) per event to send; its
 --                     auto id's time is when the event happened
@@ -34,6 +35,9 @@
 -- for its senders).
 
 local K_ROOM, K_ORDER, K_PROFILE, K_HOOKS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+if K_HOOKS == '' then
+  K_HOOKS = nil -- webhooks off, and the script takes a fifth key
+end
 local HOOK_TTL, HOOK_EVENTS
 if K_HOOKS then
   HOOK_TTL, HOOK_EVENTS = ARGV[#ARGV - 1], ',' .. ARGV[#ARGV] .. ','

@@ -21,6 +21,7 @@ type Config struct {
 	SentinelAddrs     []string
 	SentinelMaster    string
 	RedisReplicaURL   string
+	ReplicaMaxLag     time.Duration
 	EmbeddedRedisAddr string
 	KeyPrefix         string
 	NodeID            string
@@ -103,6 +104,7 @@ var settings = []setting{
 	{"PRESENCE_REDIS_SENTINEL_ADDRS", "", "comma-separated Redis Sentinel addresses", list(func(c *Config) *[]string { return &c.SentinelAddrs })},
 	{"PRESENCE_REDIS_SENTINEL_MASTER", "", "Redis Sentinel master name", str(func(c *Config) *string { return &c.SentinelMaster })},
 	{"PRESENCE_REDIS_REPLICA_URL", "", "region-local read replica for lists and subscriptions", str(func(c *Config) *string { return &c.RedisReplicaURL })},
+	{"PRESENCE_REPLICA_MAX_LAG", "2s", "while the replica may be further behind the primary than this, lists and counts read the primary", dur(func(c *Config) *time.Duration { return &c.ReplicaMaxLag })},
 	{"PRESENCE_EMBEDDED_REDIS_ADDR", "", "embedded mode: also serve the store's RESP protocol here (for redis-cli)", str(func(c *Config) *string { return &c.EmbeddedRedisAddr })},
 	{"PRESENCE_KEY_PREFIX", "presence", "prefix of every Redis key and channel", str(func(c *Config) *string { return &c.KeyPrefix })},
 	{"PRESENCE_NODE_ID", "", "this node's id; empty: hostname + random suffix", str(func(c *Config) *string { return &c.NodeID })},
@@ -242,6 +244,9 @@ func ParseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	c.BodyTimeout = 5 * time.Second
 	if c.ReapInterval < 10*time.Millisecond {
 		return c, fmt.Errorf("PRESENCE_REAP_INTERVAL: must be at least 10ms")
+	}
+	if c.ReplicaMaxLag < 100*time.Millisecond || c.ReplicaMaxLag > time.Hour {
+		return c, fmt.Errorf("PRESENCE_REPLICA_MAX_LAG: must be from 100ms to 1h")
 	}
 	if c.NodeLease < 2*time.Second || c.NodeLease > 10*time.Minute {
 		return c, fmt.Errorf("PRESENCE_NODE_LEASE: must be from 2s to 10m")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/presencecluster/presence/pkg/client"
+	"github.com/presencecluster/presence/pkg/netproxy"
 	"github.com/presencecluster/presence/pkg/presence"
 	"github.com/presencecluster/presence/pkg/redisstore"
 	"github.com/presencecluster/presence/pkg/redistest"
@@ -33,7 +34,7 @@ type cluster struct {
 	t      *testing.T // the running (sub)test: failures go here
 	root   *testing.T // the whole suite: cleanups go here
 	redis  *redistest.Server
-	proxy  *proxy
+	proxy  *netproxy.Proxy
 	nodes  []*proc
 	rec    *recorder
 	truth  *redisstore.Store // reads Redis directly (not through a node)
@@ -64,9 +65,9 @@ type httpUser struct {
 
 func newCluster(t *testing.T, nodes int) *cluster {
 	c := &cluster{t: t, root: t, redis: redistest.Start(t), prefix: "fault", rooms: []string{"lobby", "doc-1", "doc-2", "chat"}}
-	c.proxy = startProxy(t, c.redis.Addr())
+	c.proxy = redistest.StartProxy(t, c.redis.Addr())
 	env := map[string]string{
-		"PRESENCE_REDIS_URL":        "redis://" + c.proxy.addr(),
+		"PRESENCE_REDIS_URL":        "redis://" + c.proxy.Addr(),
 		"PRESENCE_KEY_PREFIX":       c.prefix,
 		"PRESENCE_TOKEN_SECRET":     "fault-suite-token-secret-0123456789",
 		"PRESENCE_REAP_INTERVAL":    "100ms",
@@ -554,13 +555,13 @@ func TestFaults(t *testing.T) {
 		start := time.Now()
 		syncs := c.nodeSyncs()
 		defer c.wantMoreSyncs(syncs)
-		c.proxy.setDelay(20 * time.Millisecond)
+		c.proxy.SetDelay(20 * time.Millisecond)
 		c.addWS(1)
 		for i := 0; i < 3; i++ {
-			c.proxy.cut()
+			c.proxy.Reset()
 			time.Sleep(700 * time.Millisecond)
 		}
-		c.proxy.setDelay(0)
+		c.proxy.SetDelay(0)
 		c.waitConverged("after latency and cuts", 10*time.Second)
 		if l := c.leaves(start); len(l) != 0 {
 			t.Fatalf("leaves: %v", l)

@@ -174,6 +174,7 @@ func (m *Main) Run(ctx context.Context) error {
 				Events: c.WebhookEvents,
 				MaxAge: c.WebhookMaxAge,
 			},
+			ReplicaMaxLag: c.ReplicaMaxLag,
 		},
 		TokenSecret:  c.TokenSecret,
 		WaitForStore: true,
@@ -241,6 +242,14 @@ func (m *Main) Run(ctx context.Context) error {
 	return nil
 }
 
+// noRetries turns go-redis's own retries off on the clients that write:
+// after a network error or a read timeout it cannot know whether a script
+// ran, and it would send it again, later, on another connection. The node
+// answers 503 instead and the client (or the node's keep-alive) tries again
+// with a new call and a new "not after" bound. The replica client, which
+// only reads, retries once.
+const noRetries = -1
+
 // openRedis creates the Redis clients: a Redis Cluster, a Sentinel-managed
 // primary, one Redis (with an optional region-local replica for reads), or
 // the embedded store when none is configured.
@@ -250,7 +259,7 @@ func (m *Main) openRedis(ctx context.Context, c Config) error {
 	case len(c.RedisClusterAddrs) > 0:
 		m.rdb = redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: c.RedisClusterAddrs, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
-			PoolTimeout: timeout, ContextTimeoutEnabled: true, MaxRetries: 1,
+			PoolTimeout: timeout, ContextTimeoutEnabled: true, MaxRetries: noRetries,
 			ReadBufferSize: redisstore.ReadBufferSize, WriteBufferSize: redisstore.WriteBufferSize,
 			PipelineReadBufferSize: redisstore.PipelineReadBufferSize, PipelineWriteBufferSize: redisstore.PipelineWriteBufferSize,
 		})
@@ -263,7 +272,7 @@ func (m *Main) openRedis(ctx context.Context, c Config) error {
 		m.rdb = redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName: c.SentinelMaster, SentinelAddrs: c.SentinelAddrs,
 			DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
-			PoolTimeout: timeout, ContextTimeoutEnabled: true, MaxRetries: 1,
+			PoolTimeout: timeout, ContextTimeoutEnabled: true, MaxRetries: noRetries,
 			ReadBufferSize: redisstore.ReadBufferSize, WriteBufferSize: redisstore.WriteBufferSize,
 			PipelineReadBufferSize: redisstore.PipelineReadBufferSize, PipelineWriteBufferSize: redisstore.PipelineWriteBufferSize,
 		})
@@ -283,27 +292,27 @@ func (m *Main) openRedis(ctx context.Context, c Config) error {
 	} else if c.EmbeddedRedisAddr != "" {
 		m.Logger.Warn("PRESENCE_EMBEDDED_REDIS_ADDR is ignored: a Redis is configured")
 	}
-	client := func(setting, url string) (*redis.Client, error) {
+	client := func(setting, url string, retries int) (*redis.Client, error) {
 		opt, err := redis.ParseURL(url)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", setting, err)
 		}
 		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = timeout, timeout, timeout, timeout
 		opt.ContextTimeoutEnabled = true
-		opt.MaxRetries = 1
+		opt.MaxRetries = retries
 		opt.ReadBufferSize, opt.WriteBufferSize = redisstore.ReadBufferSize, redisstore.WriteBufferSize
 		opt.PipelineReadBufferSize, opt.PipelineWriteBufferSize = redisstore.PipelineReadBufferSize, redisstore.PipelineWriteBufferSize
 		return redis.NewClient(opt), nil
 	}
 	var err error
-	if m.rdb, err = client("PRESENCE_REDIS_URL", url); err != nil {
+	if m.rdb, err = client("PRESENCE_REDIS_URL", url, noRetries); err != nil {
 		return err
 	}
 	if c.RedisReplicaURL != "" {
 		if m.embedded != nil {
 			return errors.New("PRESENCE_REDIS_REPLICA_URL needs PRESENCE_REDIS_URL")
 		}
-		if m.replica, err = client("PRESENCE_REDIS_REPLICA_URL", c.RedisReplicaURL); err != nil {
+		if m.replica, err = client("PRESENCE_REDIS_REPLICA_URL", c.RedisReplicaURL, 1); err != nil {
 			return err
 		}
 		m.Logger.Info("store: lists and subscriptions read from the region-local replica")

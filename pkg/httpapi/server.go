@@ -49,6 +49,9 @@ type Config struct {
 	// Ready reports whether the node can serve (store and pub/sub up). Nil
 	// means always ready.
 	Ready func(context.Context) error
+	// ReadyDetail adds to /readyz's answer (the read replica's state). Nil:
+	// nothing.
+	ReadyDetail func() map[string]any
 	// Metrics serves /metrics. Nil means no metrics endpoint.
 	Metrics http.Handler
 	// Registerer receives the HTTP metrics. Nil means they are not exported.
@@ -613,7 +616,13 @@ func (s *Server) readyz(c echo.Context) error {
 			return presence.Errorf(presence.EUNAVAILABLE, "not ready")
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	body := map[string]any{"status": "ready"}
+	if s.cfg.ReadyDetail != nil {
+		for k, v := range s.cfg.ReadyDetail() {
+			body[k] = v
+		}
+	}
+	return c.JSON(http.StatusOK, body)
 }
 
 // listQuery reads ?onlineOnly= and ?limit= (zero: the default).

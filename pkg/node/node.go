@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"sync"
 	"time"
 
 	"github.com/presencecluster/presence/pkg/auth"
@@ -60,6 +62,9 @@ type Node struct {
 	Realtime   *presence.Realtime
 	Verifier   *auth.Verifier
 	API        *httpapi.Server
+
+	cancel context.CancelFunc // the catch-up loop
+	wg     sync.WaitGroup
 }
 
 // New builds and opens a node: the store's scripts are loaded, its reaper
@@ -74,9 +79,10 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	log := cfg.Logger
 	n = &Node{}
+	started := n // "return nil, err" sets n to nil before this runs
 	defer func() {
 		if err != nil {
-			n.Close()
+			started.Close()
 		}
 	}()
 	_, cfg.Store.Cluster = cfg.Redis.(*redis.ClusterClient)
@@ -108,12 +114,56 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	})
 	n.Subscriber.SetHandler(n.Realtime)
 	hc := cfg.HTTP
-	hc.Realtime, hc.Ready, hc.Registerer, hc.Logger = n.Realtime, n.Ready, cfg.Registerer, log
+	hc.Realtime, hc.Ready, hc.ReadyDetail, hc.Registerer, hc.Logger = n.Realtime, n.Ready, n.readyDetail, cfg.Registerer, log
 	n.API = httpapi.NewServer(n.Service, n.Verifier, hc)
 	if err := n.Subscriber.Open(ctx); err != nil {
 		return nil, err
 	}
+	if _, _, replica := n.Store.ReplicaLag(time.Now()); replica {
+		cctx, cancel := context.WithCancel(context.Background())
+		n.cancel = cancel
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.runCatchUp(cctx)
+		}()
+	}
 	return n, nil
+}
+
+// catchUpEvery is how often a node whose replica lags beyond the bound
+// compares its rooms' versions with the primary's.
+const catchUpEvery = 500 * time.Millisecond
+
+// runCatchUp bounds what sockets miss while the region's replica lags: the
+// events come through the replica, as late as it is, so every catchUpEvery
+// the node reads its rooms' versions on the primary (one round trip) and
+// syncs the rooms it is behind in. Nothing while the replica is within the
+// bound.
+func (n *Node) runCatchUp(ctx context.Context) {
+	t := time.NewTicker(catchUpEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, stale, _ := n.Store.ReplicaLag(time.Now()); !stale {
+			continue
+		}
+		rooms := n.Realtime.Rooms()
+		if len(rooms) == 0 {
+			continue
+		}
+		versions, err := n.Store.Versions(ctx, rooms)
+		if err != nil {
+			continue // the primary is out of reach too: nothing to catch up with
+		}
+		for i, room := range rooms {
+			n.Realtime.CatchUp(room, versions[i])
+		}
+	}
 }
 
 // secret gets the token secret, retrying while Redis is unreachable when
@@ -147,6 +197,22 @@ func (n *Node) Ready(ctx context.Context) error {
 	return nil
 }
 
+// readyDetail tells /readyz how the region's read replica is doing: "ok"
+// (lists and counts read it), "lagging" (further behind the primary than
+// the bound: they read the primary, and the node stays ready while the
+// primary answers), or nothing without a replica.
+func (n *Node) readyDetail() map[string]any {
+	lag, stale, ok := n.Store.ReplicaLag(time.Now())
+	if !ok {
+		return nil
+	}
+	state := "ok"
+	if stale {
+		state = "lagging"
+	}
+	return map[string]any{"replica": state, "replicaLagSeconds": math.Round(min(lag, time.Hour).Seconds()*1000) / 1000}
+}
+
 // Drain refuses new sockets and closes the open ones with 1012, handing
 // their sessions to their deadlines (the clients resume them elsewhere).
 func (n *Node) Drain(ctx context.Context) {
@@ -158,6 +224,10 @@ func (n *Node) Drain(ctx context.Context) {
 // Close stops the node's background work. The Redis client is the
 // caller's. Idempotent.
 func (n *Node) Close() error {
+	if n.cancel != nil {
+		n.cancel()
+		n.wg.Wait()
+	}
 	if n.API != nil {
 		n.API.Close()
 	}

@@ -151,6 +151,31 @@ func (rt *Realtime) OnResubscribe(room RoomRef) {
 	}
 }
 
+// Rooms returns the rooms the node follows.
+func (rt *Realtime) Rooms() []RoomRef {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	out := make([]RoomRef, 0, len(rt.rooms))
+	for room := range rt.rooms {
+		out = append(out, room)
+	}
+	return out
+}
+
+// CatchUp tells the core that room is at version (read on the primary):
+// if the node delivered less, its connections get a sync at that version at
+// least. The node calls it while its region's replica lags, since the
+// events come through the replica, as late as it is.
+func (rt *Realtime) CatchUp(room RoomRef, version int64) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	r := rt.rooms[room]
+	if r == nil || r.closing != nil || r.syncing || !r.known || version <= r.last {
+		return
+	}
+	rt.startSyncLocked(room, r, version)
+}
+
 // acquire makes sure the node follows room; release undoes it.
 func (rt *Realtime) acquire(ctx context.Context, room RoomRef) error {
 	rt.mu.Lock()

@@ -946,3 +946,26 @@ func TestSequencerForgetAndRooms(t *testing.T) {
 	q.Forget(c)
 	rooms()
 }
+
+// TestRealtimeCatchUp: a version read elsewhere (the primary, while the
+// region's replica and its events lag) that is ahead of what the node
+// delivered syncs the room's connections; one it has delivered does
+// nothing. Rooms lists the rooms the node follows.
+func TestRealtimeCatchUp(t *testing.T) {
+	x := newRoomRig(t, presence.RealtimeConfig{})
+	n, r, sa, sw := x.rtNode, x.r, x.sa, x.sw
+	if got := n.rt.Rooms(); len(got) != 1 || got[0] != r {
+		t.Fatalf("rooms %v", got)
+	}
+	n.rt.CatchUp(r, 1) // delivered already
+	n.rt.CatchUp(ref("other"), 9)
+	n.store.DropEvents(1)
+	n.beat(t, "bob", "r") // 2: its event is late (lost here)
+	n.rt.CatchUp(r, 2)
+	want := "sync@2[ada bob]"
+	waitTrace(t, sw, r, want)
+	expectTrace(t, sa, r, want)
+	if got := n.rt.Synced(); got != 2 {
+		t.Fatalf("synced %d, want 2", got)
+	}
+}

@@ -195,7 +195,8 @@ type hbCall struct {
 	notAfter                 int64
 	epoch                    epochBytes
 	profile, data            string
-	args                     [6 + 17 + 3]any // + the outbox key and its two ARGV (webhooks on)
+	index                    string // the deadline index key, for one Redis
+	args                     [3 + 5 + 18 + 2]any // evalsha, sha, 3-5; up to 5 KEYS; 18 ARGV; the webhooks' 2 ARGV
 }
 
 var hbCalls = sync.Pool{New: func() any { return new(hbCall) }}
@@ -235,13 +236,26 @@ func (s *Store) heartbeatCall(ctx context.Context, hb *presence.Heartbeat) *hbCa
 		reap = "0"
 	}
 	args := append(c.args[:0], "evalsha", &c.sha, 3, &c.rk.List[0], &c.rk.List[1], &c.rk.List[2])
-	if s.hooks != nil {
+	if !s.cfg.Cluster {
+		// One Redis: the script lowers the deadline index itself (KEYS[5]);
+		// KEYS[4] is the webhook outbox, or "" when webhooks are off.
+		c.index = s.index1
+		if c.index == "" {
+			c.index = s.keys.Deadlines(c.rk.Tag)
+		}
+		args[2] = 5
+		if s.hooks != nil {
+			args = append(args, &c.rk.Webhooks, &c.index)
+		} else {
+			args = append(args, "", &c.index)
+		}
+	} else if s.hooks != nil {
 		args[2] = 4
 		args = append(args, &c.rk.Webhooks)
 	}
 	args = append(args, &c.now, &c.rk.Events, &s.pub, &s.ttl, &c.retention,
 		&hb.SessionID, &hb.UserID, &c.deadline, epoch, &hb.Node,
-		setProfile, &c.profile, setData, &c.data, keepAlive, reap, &c.notAfter)
+		setProfile, &c.profile, setData, &c.data, keepAlive, reap, &c.notAfter, &c.rk.Tag)
 	if s.hooks != nil {
 		args = append(args, &s.hooks.outboxTTL, &s.hooks.events)
 	}

@@ -116,6 +116,11 @@ func (k Keys) Users(org, userID string) string {
 	return k.Prefix + ":users:{" + org + ":" + strconv.Itoa(int(h.Sum32()%userBuckets)) + "}"
 }
 
+// Clock returns the key where nodes that read from a replica write the
+// primary's time (unix ms) every ReplicaProbe; read on the replica, it
+// tells how far behind the replica is (replica.go).
+func (k Keys) Clock() string { return k.Prefix + ":clock" }
+
 // Secret returns the key of the shared token secret.
 func (k Keys) Secret() string { return k.Prefix + ":secret" }
 

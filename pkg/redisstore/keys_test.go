@@ -39,8 +39,15 @@ func TestHeartbeatCallAllocations(t *testing.T) {
 	}
 	c := s.heartbeatCall(ctx, hb)
 	defer c.release()
-	if args := c.cmd.Args(); len(args) != 23 || args[0] != "evalsha" || c.cmd.Name() != "evalsha" {
+	// One Redis: 4 keys (the deadline index too).
+	if args := c.cmd.Args(); len(args) != 25 || args[0] != "evalsha" || args[2] != 4 || c.cmd.Name() != "evalsha" {
 		t.Errorf("command %v", args)
+	}
+	cl := NewStore(nil, Config{Cluster: true})
+	cc := cl.heartbeatCall(ctx, hb)
+	defer cc.release()
+	if args := cc.cmd.Args(); len(args) != 24 || args[2] != 3 {
+		t.Errorf("cluster command %v", args)
 	}
 }
 

@@ -31,7 +31,7 @@ const staleStamp = "-"
 // the retention at q.Now)); lua/lib.lua's list_head says why these fix the
 // list.
 func (s *Store) ListStamp(ctx context.Context, room presence.RoomRef, q presence.ListQuery) (string, error) {
-	v, err := s.runList(ctx, s.read, s.listStamp, room, q)
+	v, err := s.runList(ctx, s.reader(), s.listStamp, room, q)
 	if err != nil {
 		return "", s.wrap("list stamp", err)
 	}

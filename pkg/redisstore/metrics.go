@@ -18,6 +18,11 @@ type storeMetrics struct {
 	// had not reached a version the node knew of.
 	replicaBehind prometheus.Counter
 	latency       *prometheus.HistogramVec
+	// replicaLag and replicaStale: how far behind the primary the read
+	// replica may be, and whether reads go to the primary because of it
+	// (replica.go). Zero without a replica.
+	replicaLag   prometheus.Gauge
+	replicaStale prometheus.Gauge
 }
 
 func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
@@ -28,6 +33,10 @@ func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_pubsub_reconnects_total", Help: "Pub/sub subscriptions restored after a lost connection (rooms)."}),
 		replicaBehind: prometheus.NewCounter(prometheus.CounterOpts{Name: "presence_replica_behind_total",
 			Help: "Snapshots and syncs read again from the primary because the replica lagged behind the version asked for."}),
+		replicaLag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "presence_replica_lag_seconds",
+			Help: "How far behind the primary the region's read replica may be (an upper bound, measured every 250 ms; 0 without a replica)."}),
+		replicaStale: prometheus.NewGauge(prometheus.GaugeOpts{Name: "presence_replica_stale",
+			Help: "1 while the replica lags more than PRESENCE_REPLICA_MAX_LAG and lists and counts read the primary."}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "presence_redis_call_duration_seconds",
 			Help:    "Redis round trips (a pipeline counts once) by command.",
@@ -35,7 +44,7 @@ func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
 		}, []string{"cmd"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.reaped, m.heartbeats, m.received, m.reconnects, m.replicaBehind, m.latency)
+		reg.MustRegister(m.reaped, m.heartbeats, m.received, m.reconnects, m.replicaBehind, m.replicaLag, m.replicaStale, m.latency)
 	}
 	return m
 }

@@ -78,12 +78,18 @@ type Config struct {
 	// Reader, when set, is a region-local read replica: lists and counts
 	// (read-only scripts, EVALSHA_RO) and pub/sub subscriptions use it;
 	// every write goes to the primary. Reads then lag writes by the
-	// replication delay.
+	// replication delay, at most ReplicaMaxLag (replica.go).
 	Reader redis.UniversalClient
 	// Webhooks: every event of the kinds it names is kept in its room's
 	// outbox in Redis and POSTed to its URL by some node (webhooks.go).
 	// An empty URL: off.
 	Webhooks WebhookConfig
+	// ReplicaMaxLag: while the Reader may be further behind the primary
+	// than this, lists and counts read the primary. Zero means 2s.
+	ReplicaMaxLag time.Duration
+	// ReplicaProbe is how often the Reader's lag is measured. Zero means
+	// 250ms.
+	ReplicaProbe time.Duration
 }
 
 // Store is the presence store on Redis.
@@ -92,14 +98,17 @@ type Store struct {
 	read redis.UniversalClient // Reader, or rdb
 	cfg  Config
 	keys Keys
-	ttl  int64 // ms
-	pub  string
-	log  *slog.Logger
+	// index1 is the deadline index key when there is only one (else "").
+	index1 string
+	ttl    int64 // ms
+	pub    string
+	log    *slog.Logger
 
 	heartbeat, endSession, endUser, setData, removeRoom, reap, list, count *redis.Script
 	reapNode, renewLease, declareDead, forgetNode                          *redis.Script
-	listStamp                                                              *redis.Script
+	listStamp, clock                                                       *redis.Script
 	scripts                                                                []*redis.Script
+	sources                                                                []string // of scripts
 
 	secretMu    sync.Mutex
 	secret      string
@@ -111,6 +120,7 @@ type Store struct {
 	lower lowerLater  // deadline index entries a heartbeat could not lower
 
 	lastOutage atomic.Int64 // unix ns of the last call that found Redis unavailable
+	lag        replicaLag
 	met        *storeMetrics
 	hooks      *webhooks // nil: webhooks off
 
@@ -143,6 +153,12 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	if cfg.ReapGrace == 0 {
 		cfg.ReapGrace = 3 * time.Second
 	}
+	if cfg.ReplicaMaxLag == 0 {
+		cfg.ReplicaMaxLag = 2 * time.Second
+	}
+	if cfg.ReplicaProbe == 0 {
+		cfg.ReplicaProbe = 250 * time.Millisecond
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -161,6 +177,9 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	if cfg.Cluster {
 		s.pub = "SPUBLISH"
 	}
+	if s.keys.NumShards() == 1 {
+		s.index1 = s.keys.DeadlineShard(0)
+	}
 	if cfg.Reader != nil {
 		s.read = cfg.Reader
 	}
@@ -176,8 +195,10 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 		s.hooks = newWebhooks(cfg.Webhooks, cfg.Registerer)
 	}
 	load := func(name string) *redis.Script {
-		sc := redis.NewScript(lua.Source(name))
+		src := lua.Source(name)
+		sc := redis.NewScript(src)
 		s.scripts = append(s.scripts, sc)
+		s.sources = append(s.sources, src)
 		return sc
 	}
 	s.heartbeat = load("heartbeat")
@@ -198,6 +219,7 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 		s.hooks.ack = load("webhook_ack")
 		s.hooks.retry = load("webhook_retry")
 	}
+	s.clock = load("clock")
 	return s
 }
 
@@ -234,6 +256,14 @@ func (s *Store) Open(ctx context.Context) error {
 			s.runWebhookUpkeep(ctx)
 		}()
 	}
+	if s.read != s.rdb {
+		s.probeReplica(ctx)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.runReplicaProbe(ctx)
+		}()
+	}
 	return nil
 }
 
@@ -248,15 +278,27 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// loadScripts loads every script, with one Redis in one round trip (a node
+// in a far region spent one per script: 15 × 100 ms overran the call
+// timeout). The Cluster client loads each script on every master itself.
 func (s *Store) loadScripts(ctx context.Context) error {
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	for _, sc := range s.scripts {
-		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
-			return err
+	if s.cfg.Cluster {
+		for _, sc := range s.scripts {
+			if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+				return err
+			}
 		}
+		return nil
 	}
-	return nil
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, src := range s.sources {
+			p.ScriptLoad(ctx, src) // not Script.Load: it would take the queued reply ("") for the hash
+		}
+		return nil
+	})
+	return err
 }
 
 // notAfter is the bound of a write sent at now (lib.lua late): the caller
@@ -407,7 +449,7 @@ func (s *Store) EndSession(ctx context.Context, room presence.RoomRef, sessionID
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	rk := s.keys.Room(room)
-	keys, args := s.roomCall(rk, now.UnixMilli(), rk.Events, s.pub, s.ttl, sessionID, epoch)
+	keys, args := s.roomCall(rk, now.UnixMilli(), rk.Events, s.pub, s.ttl, sessionID, epoch, s.notAfter(now))
 	n, err := s.endSession.Run(ctx, s.rdb, keys, args...).Int()
 	if n == 1 {
 		s.indexHooked(ctx, rk.Tag)
@@ -424,7 +466,7 @@ func (s *Store) EndUser(ctx context.Context, room presence.RoomRef, userID strin
 	if forget {
 		f = "1"
 	}
-	keys, args := s.roomCall(rk, now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, f)
+	keys, args := s.roomCall(rk, now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, f, s.notAfter(now))
 	n, err := s.endUser.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {
 		return false, s.wrap("end user", err)
@@ -453,19 +495,20 @@ func (s *Store) RemoveRoom(ctx context.Context, room presence.RoomRef, now time.
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	rk := s.keys.Room(room)
-	err := s.removeRoom.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, nonce()).Err()
+	err := s.removeRoom.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, nonce(), s.notAfter(now)).Err()
 	return s.wrap("remove room", err)
 }
 
 // List returns a room's members, and the stamp of what it shows (see
 // ListStamp).
 func (s *Store) List(ctx context.Context, room presence.RoomRef, q presence.ListQuery) (*presence.RoomList, error) {
-	v, err := s.runList(ctx, s.read, s.list, room, q)
+	rd := s.reader()
+	v, err := s.runList(ctx, rd, s.list, room, q)
 	if err != nil {
 		return nil, s.wrap("list", err)
 	}
 	l, err := parseList(room.RoomID, v)
-	if err != nil || l.Version >= q.MinVersion || l.Stale || s.read == s.rdb {
+	if err != nil || l.Version >= q.MinVersion || l.Stale || rd == s.rdb {
 		return l, err
 	}
 	// The replica lags behind a version the caller knows of (its own
@@ -515,7 +558,7 @@ func (s *Store) Count(ctx context.Context, room presence.RoomRef) (*presence.Roo
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	rk := s.keys.Room(room)
-	v, err := s.count.RunRO(ctx, s.read, rk.List[:]).Int64Slice()
+	v, err := s.count.RunRO(ctx, s.reader(), rk.List[:]).Int64Slice()
 	if err != nil {
 		return nil, s.wrap("count", err)
 	}

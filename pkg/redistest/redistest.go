@@ -120,6 +120,25 @@ func (s *Server) Client(tb testing.TB) *redis.Client {
 	return c
 }
 
+// Errors is how many error replies starting with code (LATE, NOSCRIPT,
+// ...) the server sent since it started (INFO errorstats).
+func (s *Server) Errors(tb testing.TB, code string) int {
+	tb.Helper()
+	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	defer c.Close()
+	info, err := c.Info(context.Background(), "errorstats").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "errorstat_"+code+":count="); ok {
+			n, _ := strconv.Atoi(rest)
+			return n
+		}
+	}
+	return 0
+}
+
 // FlushAll empties the server.
 func (s *Server) FlushAll(tb testing.TB) {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr()})

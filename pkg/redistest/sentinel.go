@@ -3,10 +3,10 @@ package redistest
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +18,19 @@ import (
 // until its link is up.
 func StartReplica(tb testing.TB, primary *Server) *Server {
 	tb.Helper()
-	r := Start(tb, "--replicaof", "127.0.0.1", strconv.Itoa(primary.Port))
+	return StartReplicaVia(tb, primary.Addr())
+}
+
+// StartReplicaVia starts a redis-server that replicates the primary at
+// addr (a proxy in front of it, for a slow or cut replication link), and
+// waits until its link is up.
+func StartReplicaVia(tb testing.TB, addr string) *Server {
+	tb.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := Start(tb, "--replicaof", host, port)
 	c := redis.NewClient(&redis.Options{Addr: r.Addr()})
 	defer c.Close()
 	deadline := time.Now().Add(15 * time.Second)
@@ -28,7 +40,7 @@ func StartReplica(tb testing.TB, primary *Server) *Server {
 			return r
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("replica %s never linked to %s: %s", r.Addr(), primary.Addr(), info)
+			tb.Fatalf("replica %s never linked to %s: %s", r.Addr(), addr, info)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
