@@ -4,11 +4,11 @@
 -- ARGV: 1 now (ms), 2 events channel, 3 publish command, 4 key ttl (ms),
 --       5 userId, 6 "1" to forget the member
 -- Returns 1 when something changed (sessions ended, or the member was
--- forgotten), else 0.
+-- forgotten), else 0; then the user, if it went offline (lib.lua changed).
 local now = tonumber(ARGV[1])
 local uid = ARGV[5]
 if not redis.call('ZSCORE', K_ORDER, uid) then
-  return 0
+  return {0}
 end
 local list = online_count(redis.call('ZSCORE', K_ORDER, uid)) > 0
 if list then
@@ -20,9 +20,10 @@ if list then
   end
   redis.call('HINCRBY', K_ROOM, 'n', -#mine)
   redis.call('HINCRBY', K_ROOM, 'o', -1)
+  changed(uid, now)
 end
 if not list and ARGV[6] ~= '1' then
-  return 0
+  return {0}
 end
 if ARGV[6] == '1' then
   redis.call('ZREM', K_ORDER, uid)
@@ -33,4 +34,4 @@ elseif list then
   publish(ARGV[2], ARGV[3], 'leave', uid)
 end
 touch(ARGV[4])
-return 1
+return with_changed({1})

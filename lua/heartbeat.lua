@@ -27,6 +27,8 @@
 -- when the session's deadline is now the room's earliest and earlier than
 -- the room's earliest before (then the deadline index may need lowering);
 -- created is 1 when the session was created (the user index is written).
+-- The reply goes on with the users that came online or went offline in the
+-- room (this heartbeat's join, leaves of expired sessions; lib.lua changed).
 if late(ARGV[17]) then
   return redis.error_reply('LATE the heartbeat arrived after its bound')
 end
@@ -98,9 +100,9 @@ if sess then
   end
 else
   if ARGV[15] == '1' then
-    return {epoch, '', -1, 0, 0}
+    return with_changed({epoch, '', -1, 0, 0})
   end
-  local joined = add_session(uid)
+  local joined = add_session(uid, now)
   if joined == nil then
     return redis.error_reply('CONFLICT the user has too many sessions in this room')
   end
@@ -153,4 +155,4 @@ if event or changed or now - (tonumber(h[5]) or 0) > 60000 then
   redis.call('HSET', K_ROOM, 't', now)
   touch(ARGV[4])
 end
-return {epoch, sepoch, version, lowered, created}
+return with_changed({epoch, sepoch, version, lowered, created})

@@ -150,18 +150,24 @@ func (s *Store) endNode(ctx context.Context, node string, now time.Time) (int, e
 				res[i] = s.reapNode.EvalSha(cctx, p, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, node)
 			}
 		})
+		var steps []userStep // users who went offline, or left pending
 		if err == nil {
 			members := make([]any, len(tags))
 			for i, tag := range tags {
 				members[i] = tag
 				if res[i] != nil {
-					n, _ := res[i].Int()
-					total += n
+					v, _ := res[i].Slice()
+					if len(v) > 0 {
+						total += int(toInt(v[0]))
+					}
+					r, _ := ParseTag(tag)
+					steps = append(steps, stepsOf(r, now.UnixMilli(), changedUsers(v, 1))...)
 				}
 			}
 			err = s.rdb.SRem(cctx, key, members...).Err()
 		}
 		cancel()
+		s.syncUsers(ctx, steps)
 		if err != nil {
 			return total, s.wrap("reap node", err)
 		}

@@ -81,7 +81,7 @@ type Store struct {
 
 	heartbeat, endSession, endUser, setData, removeRoom, reap, list, count *redis.Script
 	reapNode, renewLease, declareDead, forgetNode                          *redis.Script
-	listStamp                                                              *redis.Script
+	listStamp, userState, clearPending                                     *redis.Script
 	scripts                                                                []*redis.Script
 
 	secretMu    sync.Mutex
@@ -91,7 +91,8 @@ type Store struct {
 	hbQueue chan *hbRequest // nil until Open: heartbeats go out one by one
 
 	index *indexCache // user index entries written recently
-	lower lowerLater  // deadline index entries a heartbeat could not lower
+
+	lower lowerLater // deadline index entries a heartbeat could not lower
 
 	lastOutage atomic.Int64 // unix ns of the last call that found Redis unavailable
 	met        *storeMetrics
@@ -172,6 +173,8 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	s.list = load("list")
 	s.listStamp = load("list_stamp")
 	s.count = load("count")
+	s.userState = load("user_state")
+	s.clearPending = load("clear_pending")
 	return s
 }
 
@@ -265,6 +268,7 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 	res := make([]presence.HeartbeatResult, len(hbs))
 	errs := make([]error, len(hbs))
 	var lower, index []*presence.Heartbeat
+	var users []userStep
 	for i, c := range calls {
 		cmd := &c.cmd
 		e := cmd.Err()
@@ -275,10 +279,11 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 			errs[i] = s.wrap("heartbeat", e)
 			continue
 		}
-		// {roomEpoch, sessionEpoch, version, lowered, created}, read as
-		// strings: fewer allocations than a []any of them.
+		// {roomEpoch, sessionEpoch, version, lowered, created, changed
+		// users...}, read as strings: fewer allocations than a []any of
+		// them.
 		v := cmd.Val()
-		if len(v) != 5 {
+		if len(v) < 5 {
 			errs[i] = fmt.Errorf("heartbeat: unexpected reply %v", v)
 			continue
 		}
@@ -297,6 +302,15 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 		if hb := hbs[i]; !res[i].Ended && !hb.Release &&
 			(s.index.due(indexKey{hb.Room.Org, hb.UserID, hb.Room.RoomID}, hb.Now) || v[4] == "1") {
 			index = append(index, hb)
+			if v[4] != "1" && len(v) == 5 {
+				// A pair this node had not written for a while (or ever: a
+				// client that moved from a dead node): its user's state
+				// is computed again (users.go).
+				users = append(users, userStep{room: hb.Room, at: hb.Now.UnixMilli(), users: []string{hb.UserID}})
+			}
+		}
+		if len(v) > 5 {
+			users = append(users, userStep{room: hbs[i].Room, at: hbs[i].Now.UnixMilli(), users: v[5:]})
 		}
 	}
 	for _, c := range calls {
@@ -326,8 +340,20 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 			// A retry of the heartbeat would not lower the index again (the
 			// room's x is already down): the reaper does it (Reap).
 			s.lower.add(lower)
+			// The user index entries are written again by the next
+			// heartbeats (a user's state is read from the index).
+			for _, hb := range index {
+				s.index.forget(indexKey{hb.Room.Org, hb.UserID, hb.Room.RoomID})
+			}
+			// Their users' states wait for those entries: the marks the
+			// scripts left in the rooms have the reaper, or the next
+			// heartbeat's index write, run the second step.
+			users = nil
 		}
 	}
+	// The second step of the users who came online or went offline runs
+	// after the index entries are written (it reads them).
+	s.syncUsers(ctx, users)
 	return res, errs
 }
 
@@ -357,8 +383,12 @@ func (s *Store) EndSession(ctx context.Context, room presence.RoomRef, sessionID
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	rk := s.keys.Room(room)
-	err := s.endSession.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, sessionID, epoch).Err()
-	return s.wrap("end session", err)
+	v, err := s.endSession.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, sessionID, epoch).Slice()
+	if err != nil {
+		return s.wrap("end session", err)
+	}
+	s.syncUsers(ctx, stepsOf(room, now.UnixMilli(), changedUsers(v, 1)))
+	return nil
 }
 
 // EndUser ends all of a user's sessions in a room, forgetting it with forget.
@@ -370,11 +400,12 @@ func (s *Store) EndUser(ctx context.Context, room presence.RoomRef, userID strin
 	if forget {
 		f = "1"
 	}
-	n, err := s.endUser.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, f).Int()
+	v, err := s.endUser.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, f).Slice()
 	if err != nil {
 		return false, s.wrap("end user", err)
 	}
-	return n == 1, nil
+	s.syncUsers(ctx, stepsOf(room, now.UnixMilli(), changedUsers(v, 1)))
+	return len(v) > 0 && toInt(v[0]) == 1, nil
 }
 
 // SetData replaces a member's data.
@@ -391,8 +422,12 @@ func (s *Store) RemoveRoom(ctx context.Context, room presence.RoomRef, now time.
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	rk := s.keys.Room(room)
-	err := s.removeRoom.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, nonce()).Err()
-	return s.wrap("remove room", err)
+	v, err := s.removeRoom.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, nonce()).Slice()
+	if err != nil {
+		return s.wrap("remove room", err)
+	}
+	s.syncUsers(ctx, stepsOf(room, now.UnixMilli(), changedUsers(v, 1)))
+	return nil
 }
 
 // List returns a room's members, and the stamp of what it shows (see
