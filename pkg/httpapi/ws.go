@@ -62,7 +62,6 @@ type socket struct {
 	space    chan struct{}       // closed when a reply was taken (the reader may be waiting)
 	idle     chan struct{}       // closed when the writer stops (the close waits for it)
 	seq      *presence.Sequencer // the writer's (one writer at a time)
-	sentUser presence.UserFilter // the writer's: watched users' states sent
 
 	// lastRead is when the client last sent anything (unix ns): the node
 	// pings only sockets that have been quiet for a ping interval.
@@ -231,7 +230,7 @@ func (s *socket) writeLoop() {
 				}
 			}
 			for _, p := range s.rt.ResyncUsers(s.ctx) {
-				if err == nil && s.sentUser.Pass(p) {
+				if err == nil && s.rt.PassUser(p) {
 					err = s.write(encodeUser(p))
 				}
 			}
@@ -284,14 +283,14 @@ func (s *socket) writeReply(it item) error {
 	case kindLeft:
 		s.seq.Forget(it.room)
 	case kindUsers:
-		s.sentUser.Sent(it.users)
+		s.rt.SentUsers(it.users)
 	}
 	return s.write(it.data)
 }
 
 func (s *socket) writeUpdate(u *presence.Update) error {
 	if u.User != nil {
-		if !s.sentUser.Pass(*u.User) {
+		if !s.rt.PassUser(*u.User) {
 			return nil // the client has it already
 		}
 		return s.write(u.Encoded(encodeUpdate))

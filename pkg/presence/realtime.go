@@ -436,10 +436,13 @@ type Conn struct {
 	// a removed room: no event, sync or snapshot of the room's new life.
 	frozen map[RoomRef]bool
 	// org is the connection's org, once it watched users; users are the
-	// users it watches; usersPending the users whose WatchUsers answer is
-	// not out yet (true: a change arrived meanwhile, see RecheckUsers).
+	// users it watches, each with the online state last sent to the
+	// client (sentOnline, sentOffline or neither; see PassUser); their
+	// keys are the node's one copy of each id (rtUser.id). usersPending
+	// are the users whose WatchUsers answer is not out yet (true: a change
+	// arrived meanwhile, see RecheckUsers).
 	org          string
-	users        map[string]bool
+	users        map[string]uint8
 	usersPending map[string]bool
 }
 

@@ -109,8 +109,15 @@ type userKey struct{ org, user string }
 // rtUser is a user the node follows for its connections.
 type rtUser struct {
 	follow
+	id    string // the node's one copy of the id, shared by its watchers
 	conns map[*Conn]struct{}
 }
+
+// What a connection last sent of a watched user (Conn.users).
+const (
+	sentOnline  uint8 = 1
+	sentOffline uint8 = 2
+)
 
 // OnUserEvent hands a change of a user's org-wide state to the connections
 // that watch it (UserEventHandler): one Update shared by all of them.
@@ -166,7 +173,7 @@ func (rt *Realtime) acquireUser(ctx context.Context, k userKey) error {
 		return nil
 	}
 	return acquireFollow(ctx, &rt.mu, rt.users, k,
-		func() *rtUser { return &rtUser{follow: newFollow(), conns: map[*Conn]struct{}{}} },
+		func() *rtUser { return &rtUser{follow: newFollow(), id: k.user, conns: map[*Conn]struct{}{}} },
 		func(ctx context.Context) error { return us.SubscribeUser(ctx, k.org, k.user) },
 		func() { rt.releaseUser(k) })
 }
@@ -219,13 +226,21 @@ func (c *Conn) WatchUsers(ctx context.Context, userIDs []string) ([]UserPresence
 	// Follow first, then read: a change after the read reaches the
 	// connection. Changes that arrive before the answer is out are held
 	// back (pending) and read again after it (RecheckUsers).
+	rt.mu.Lock()
+	for i, u := range fresh {
+		if r := rt.users[userKey{id.Org, u}]; r != nil {
+			r.conns[c] = struct{}{}
+			fresh[i] = r.id
+		}
+	}
+	rt.mu.Unlock()
 	c.mu.Lock()
 	c.org = id.Org
 	if c.users == nil {
-		c.users = map[string]bool{}
+		c.users = map[string]uint8{}
 	}
 	for _, u := range fresh {
-		c.users[u] = true
+		c.users[u] = 0
 	}
 	for u := range seen {
 		if c.usersPending == nil {
@@ -236,13 +251,6 @@ func (c *Conn) WatchUsers(ctx context.Context, userIDs []string) ([]UserPresence
 		}
 	}
 	c.mu.Unlock()
-	rt.mu.Lock()
-	for _, u := range fresh {
-		if r := rt.users[userKey{id.Org, u}]; r != nil {
-			r.conns[c] = struct{}{}
-		}
-	}
-	rt.mu.Unlock()
 	out, err := rt.svc.usersPresence(ctx, id.Org, userIDs)
 	if err != nil {
 		c.mu.Lock()
@@ -286,7 +294,7 @@ func (c *Conn) UnwatchUsers(userIDs []string) {
 	org = c.org
 	var gone []string
 	for _, u := range userIDs {
-		if c.users[u] {
+		if _, ok := c.users[u]; ok {
 			delete(c.users, u)
 			gone = append(gone, u)
 		}
@@ -336,7 +344,8 @@ func (c *Conn) ResyncUsers(ctx context.Context) []UserPresence {
 func (c *Conn) watchingUser(u string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.users[u]
+	_, ok := c.users[u]
+	return ok
 }
 
 func (c *Conn) userCount() int {
@@ -355,39 +364,44 @@ func (c *Conn) pushUser(u *Update) {
 		c.mu.Unlock()
 		return
 	}
-	watched := c.users[u.User.UserID]
+	_, watched := c.users[u.User.UserID]
 	c.mu.Unlock()
 	if watched {
 		c.sink.Push(u)
 	}
 }
 
-// UserFilter is a connection's memory of the users' states it sent: a
-// change is sent only if it differs from the last one sent of that user,
-// so a publication seen twice (a retried step, a re-read after a lost
-// subscription) never reaches a client twice. One writer at a time.
-type UserFilter struct {
-	last map[string]bool
-}
-
-// Pass reports whether p should be sent, and records it if so.
-func (f *UserFilter) Pass(p UserPresence) bool {
-	if f.last == nil {
-		f.last = map[string]bool{}
+// PassUser reports whether p should be sent to the client: only if it
+// differs from the last state of that user sent (so a publication seen
+// twice, a retried step or a re-read never reaches a client twice), and
+// only while the user is watched; it records it if so. The connection's
+// writer calls it, in the order it writes. Any goroutine.
+func (c *Conn) PassUser(p UserPresence) bool {
+	sent := sentOffline
+	if p.Online {
+		sent = sentOnline
 	}
-	if was, ok := f.last[p.UserID]; ok && was == p.Online {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last, ok := c.users[p.UserID]
+	if !ok || last == sent {
 		return false
 	}
-	f.last[p.UserID] = p.Online
+	c.users[p.UserID] = sent
 	return true
 }
 
-// Sent records states sent in an answer to WatchUsers.
-func (f *UserFilter) Sent(ps []UserPresence) {
-	if f.last == nil {
-		f.last = map[string]bool{}
-	}
+// SentUsers records the states a WatchUsers answer sent (the writer calls
+// it when it writes the answer).
+func (c *Conn) SentUsers(ps []UserPresence) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, p := range ps {
-		f.last[p.UserID] = p.Online
+		if _, ok := c.users[p.UserID]; ok {
+			c.users[p.UserID] = sentOffline
+			if p.Online {
+				c.users[p.UserID] = sentOnline
+			}
+		}
 	}
 }
