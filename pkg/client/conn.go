@@ -749,12 +749,36 @@ func (c *Conn) Unwatch(ctx context.Context, roomID string) error {
 // returns their org-wide states, one per id. From then on each change of
 // a watched user's online state arrives as an Event of type "user", and
 // Users shows it. After a reconnect the users are watched again.
+// A long list goes in several messages (a message is at most 16 KiB).
 func (c *Conn) WatchUsers(ctx context.Context, userIDs ...string) ([]presence.UserPresence, error) {
-	m, err := c.call(ctx, 0, outMsg{Type: "watchUsers", UserIDs: userIDs}, c.usersHook())
-	if err != nil {
-		return nil, err
+	var out []presence.UserPresence
+	for _, ids := range idBatches(userIDs) {
+		m, err := c.call(ctx, 0, outMsg{Type: "watchUsers", UserIDs: ids}, c.usersHook())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m.Users...)
 	}
-	return m.Users, nil
+	return out, nil
+}
+
+// idBatches splits ids into lists of about 12 KB of JSON each.
+func idBatches(ids []string) [][]string {
+	var out [][]string
+	start, size := 0, 0
+	for i, u := range ids {
+		b, _ := json.Marshal(u)
+		n := len(b) + 1
+		if i > start && size+n > 12000 {
+			out = append(out, ids[start:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(ids) || len(ids) == 0 {
+		out = append(out, ids[start:])
+	}
+	return out
 }
 
 // usersHook records the states of a watchingUsers answer (c.mu held).
@@ -845,7 +869,11 @@ func (c *Conn) restore(gen int64) {
 	if ok && len(users) > 0 {
 		// The answer brings every watched user's state afresh: changes
 		// missed while disconnected are in it.
-		ok = send(outMsg{Type: "watchUsers", UserIDs: users}, c.usersHook())
+		for _, ids := range idBatches(users) {
+			if ok = send(outMsg{Type: "watchUsers", UserIDs: ids}, c.usersHook()); !ok {
+				break
+			}
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

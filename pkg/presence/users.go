@@ -79,8 +79,18 @@ func (s *Service) userPresence(ctx context.Context, org, userID string) (UserPre
 	return SummarizeRooms(userID, rooms), nil
 }
 
-// usersPresence reads the state of many users of an org, a few at a time.
+// UsersReader is implemented by a Store that reads many users' org-wide
+// states in a few round trips (redisstore.Store); without it they are read
+// one by one from UserRooms.
+type UsersReader interface {
+	UsersPresence(ctx context.Context, org string, userIDs []string) ([]UserPresence, error)
+}
+
+// usersPresence reads the state of many users of an org.
 func (s *Service) usersPresence(ctx context.Context, org string, userIDs []string) ([]UserPresence, error) {
+	if r, ok := s.store.(UsersReader); ok {
+		return r.UsersPresence(ctx, org, userIDs)
+	}
 	out := make([]UserPresence, len(userIDs))
 	errs := make([]error, len(userIDs))
 	var wg sync.WaitGroup

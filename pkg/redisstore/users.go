@@ -90,59 +90,15 @@ func (s *Store) runSteps(ctx context.Context, steps []userStep) error {
 	}
 	// (1) a ticket, then (in the same slot, so in this order) the user's
 	// index entries; (2) their rooms' order scores.
-	tickets := make([]*redis.IntCmd, len(users))
-	scans := make([]*redis.ScanCmd, len(users))
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range users {
-			tickets[i] = p.HIncrBy(ctx, s.keys.UserState(k.org, k.user), "t:"+k.user, 1)
-			scans[i] = p.ZScan(ctx, s.keys.Users(k.org, k.user), 0, globEscape(k.user+"\n")+"*", 1000)
-		}
-		return nil
-	}); err != nil {
-		return s.wrap("user state", err)
-	}
-	rooms := make([][]string, len(users))
-	for i, k := range users {
-		kv, cursor, _ := scans[i].Result()
-		prefix := k.user + "\n"
-		for {
-			for j := 0; j+1 < len(kv); j += 2 {
-				if strings.HasPrefix(kv[j], prefix) {
-					rooms[i] = append(rooms[i], kv[j][len(prefix):])
-				}
-			}
-			if cursor == 0 {
-				break
-			}
-			var err error // a large bucket: scan on
-			if kv, cursor, err = s.rdb.ZScan(ctx, s.keys.Users(k.org, k.user), cursor, globEscape(prefix)+"*", 1000).Result(); err != nil {
-				return s.wrap("user state", err)
-			}
-		}
-	}
-	scores := make([][]*redis.FloatCmd, len(users))
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range users {
-			for _, r := range rooms[i] {
-				scores[i] = append(scores[i], p.ZScore(ctx, s.keys.Room(presence.RoomRef{Org: k.org, RoomID: r}).Order(), k.user))
-			}
-		}
-		return nil
-	}); err != nil && !errors.Is(err, redis.Nil) {
-		return s.wrap("user state", err)
+	states, tickets, err := s.readUsers(ctx, users, true)
+	if err != nil {
+		return err
 	}
 	// (3) store each user's state, publishing a change.
 	res := make([]*redis.Cmd, len(users))
 	if err := s.pipelined(ctx, func(p redis.Pipeliner) {
 		for i, k := range users {
-			var in []presence.UserRoom
-			for _, c := range scores[i] {
-				if sc, err := c.Result(); err == nil {
-					m := presence.MemberFromScore("", int64(sc))
-					in = append(in, presence.UserRoom{Online: m.Online, LastDisconnected: m.LastDisconnected})
-				}
-			}
-			st := presence.SummarizeRooms(k.user, in)
+			st := states[i]
 			ev, _ := json.Marshal(wireUser{UserID: k.user, Online: st.Online, LastDisconnected: st.LastDisconnected, Rooms: st.Rooms})
 			online := "0"
 			if st.Online {
@@ -177,6 +133,96 @@ func (s *Store) runSteps(ctx context.Context, steps []userStep) error {
 			}
 		}
 	}))
+}
+
+// readUsers computes users' org-wide states from the truth in two round
+// trips whatever their number: their index entries (ZSCAN of the user's
+// bucket from cursor 0, which holds about 100 entries: one page; a larger
+// bucket is scanned on), then their rooms' order scores. With tickets,
+// each user's ticket is taken first, in the same pipeline (the same slot
+// as its index entries, so before they are read).
+func (s *Store) readUsers(ctx context.Context, users []orgUser, withTickets bool) ([]presence.UserPresence, []*redis.IntCmd, error) {
+	var tickets []*redis.IntCmd
+	if withTickets {
+		tickets = make([]*redis.IntCmd, len(users))
+	}
+	scans := make([]*redis.ScanCmd, len(users))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range users {
+			if withTickets {
+				tickets[i] = p.HIncrBy(ctx, s.keys.UserState(k.org, k.user), "t:"+k.user, 1)
+			}
+			scans[i] = p.ZScan(ctx, s.keys.Users(k.org, k.user), 0, globEscape(k.user+"\n")+"*", 1000)
+		}
+		return nil
+	}); err != nil {
+		return nil, nil, s.wrap("user state", err)
+	}
+	rooms := make([][]string, len(users))
+	for i, k := range users {
+		kv, cursor, _ := scans[i].Result()
+		prefix := k.user + "\n"
+		for {
+			for j := 0; j+1 < len(kv); j += 2 {
+				if strings.HasPrefix(kv[j], prefix) {
+					rooms[i] = append(rooms[i], kv[j][len(prefix):])
+				}
+			}
+			if cursor == 0 {
+				break
+			}
+			var err error // a large bucket: scan on
+			if kv, cursor, err = s.rdb.ZScan(ctx, s.keys.Users(k.org, k.user), cursor, globEscape(prefix)+"*", 1000).Result(); err != nil {
+				return nil, nil, s.wrap("user state", err)
+			}
+		}
+	}
+	scores := make([][]*redis.FloatCmd, len(users))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range users {
+			for _, r := range rooms[i] {
+				scores[i] = append(scores[i], p.ZScore(ctx, s.keys.Room(presence.RoomRef{Org: k.org, RoomID: r}).Order(), k.user))
+			}
+		}
+		return nil
+	}); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, s.wrap("user state", err)
+	}
+	states := make([]presence.UserPresence, len(users))
+	for i, k := range users {
+		var in []presence.UserRoom
+		for _, c := range scores[i] {
+			if sc, err := c.Result(); err == nil {
+				m := presence.MemberFromScore("", int64(sc))
+				in = append(in, presence.UserRoom{Online: m.Online, LastDisconnected: m.LastDisconnected})
+			}
+		}
+		states[i] = presence.SummarizeRooms(k.user, in)
+	}
+	return states, tickets, nil
+}
+
+var _ presence.UsersReader = (*Store)(nil)
+
+// UsersPresence reads many users' org-wide states in a few round trips
+// (presence.UsersReader): 1000 users at a time.
+func (s *Store) UsersPresence(ctx context.Context, org string, userIDs []string) ([]presence.UserPresence, error) {
+	out := make([]presence.UserPresence, 0, len(userIDs))
+	for start := 0; start < len(userIDs); start += 1000 {
+		batch := userIDs[start:min(start+1000, len(userIDs))]
+		users := make([]orgUser, len(batch))
+		for i, u := range batch {
+			users[i] = orgUser{org, u}
+		}
+		cctx, cancel := s.callCtx(ctx)
+		states, _, err := s.readUsers(cctx, users, false)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, states...)
+	}
+	return out, nil
 }
 
 // changedUsers reads the users a room script returned after its first n

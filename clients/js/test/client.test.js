@@ -533,6 +533,19 @@ describe('watchUsers', () => {
     expect(ws.last.sentOf('watchUsers')).toEqual([expect.objectContaining({ userIds: ['bob'] })]);
   });
 
+  it('splits a long list over messages of at most 16 KiB', async () => {
+    const { client, ws } = setup();
+    const ids = Array.from({ length: 1000 }, (_, i) => `user-with-a-longer-id-${i}`);
+    client.watchUsers(ids);
+    await tick();
+    ws.last.open();
+    await tick(1000);
+    const sent = ws.last.sentOf('watchUsers');
+    expect(sent.length).toBeGreaterThan(1);
+    expect(sent.flatMap((m) => m.userIds)).toEqual(ids);
+    for (const m of sent) expect(JSON.stringify(m).length).toBeLessThan(16384);
+  });
+
   it('refuses bad input', () => {
     const { client } = setup();
     expect(() => client.watchUsers([])).toThrow(TypeError);

@@ -1081,9 +1081,20 @@ export class PresenceClient {
       return;
     }
     if (!this._wsOpen) return;
-    for (let i = 0; i < ids.length; i += 1000) {
-      this._send({ type: 'watchUsers', userIds: ids.slice(i, i + 1000) }, { type: 'watchUsers' });
+    // A message is at most 16 KiB: about 12 KB of ids per message.
+    let batch = [];
+    let size = 0;
+    for (const u of ids) {
+      const n = JSON.stringify(u).length + 1;
+      if (batch.length && size + n > 12000) {
+        this._send({ type: 'watchUsers', userIds: batch }, { type: 'watchUsers' });
+        batch = [];
+        size = 0;
+      }
+      batch.push(u);
+      size += n;
     }
+    if (batch.length) this._send({ type: 'watchUsers', userIds: batch }, { type: 'watchUsers' });
   }
 
   /**
