@@ -400,7 +400,7 @@ func (s *Store) EndUser(ctx context.Context, room presence.RoomRef, userID strin
 	if forget {
 		f = "1"
 	}
-	v, err := s.endUser.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, f).Slice()
+	v, err := s.runWithVisit(ctx, room, now, s.endUser, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, f)
 	if err != nil {
 		return false, s.wrap("end user", err)
 	}
@@ -422,12 +422,36 @@ func (s *Store) RemoveRoom(ctx context.Context, room presence.RoomRef, now time.
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	rk := s.keys.Room(room)
-	v, err := s.removeRoom.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, nonce()).Slice()
+	v, err := s.runWithVisit(ctx, room, now, s.removeRoom, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, nonce())
 	if err != nil {
 		return s.wrap("remove room", err)
 	}
 	s.syncUsers(ctx, stepsOf(room, now.UnixMilli(), changedUsers(v, 1)))
 	return nil
+}
+
+// visitDelay is how soon after a sign-out or a removal the reaper visits
+// the room (runWithVisit): later than the marks' minimum age (lua/reap.lua).
+const visitDelay = 3 * time.Second
+
+// runWithVisit runs a room script that may end sessions held by other
+// nodes' sockets (a sign-out, a member or room removal), sending first, in
+// the same pipeline, a deadline index entry that brings a reaper to the
+// room in visitDelay. Such a room may have no deadline of its own (and its
+// sockets' nodes are alive): should this node die before the users' second
+// step, the reaper's visit runs it (users.go). Sign-outs and removals are
+// rare; the visit costs one reap.lua call.
+func (s *Store) runWithVisit(ctx context.Context, room presence.RoomRef, now time.Time, sc *redis.Script, keys []string, args ...any) ([]any, error) {
+	tag := Tag(room)
+	var cmd *redis.Cmd
+	err := s.pipelined(ctx, func(p redis.Pipeliner) {
+		p.ZAddLT(ctx, s.keys.Deadlines(tag), redis.Z{Score: float64(now.Add(visitDelay).UnixMilli()), Member: tag})
+		cmd = sc.EvalSha(ctx, p, keys, args...)
+	})
+	if err != nil && !isScriptError(err) {
+		return nil, err
+	}
+	return cmd.Slice()
 }
 
 // List returns a room's members, and the stamp of what it shows (see

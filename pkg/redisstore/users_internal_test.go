@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,5 +68,40 @@ func TestUserStepHealsAfterNodeDeath(t *testing.T) {
 	s.syncUsers(ctx, stepsOf(room, left.UnixMilli(), []string{"ada"}))
 	if m, err := ps.ReceiveTimeout(ctx, 300*time.Millisecond); err == nil {
 		t.Fatalf("published twice: %v", m)
+	}
+}
+
+// A sign-out of sessions held by another node's socket (a room with no
+// deadline, whose holder lives) through a node that dies before the second
+// step: the deadline index entry sent with the room script brings a reaper
+// to the room, which runs the step.
+func TestUserStepHealsAfterSignOutNodeDeath(t *testing.T) {
+	s, rdb := openQuietStore(t)
+	ctx := context.Background()
+	room := presence.RoomRef{Org: "o", RoomID: "r"}
+	now := time.Now()
+	hb := &presence.Heartbeat{Room: room, UserID: "ada", SessionID: "s1", Now: now, Held: true, Node: "n1@local/1"}
+	if _, err := s.Heartbeat(ctx, hb); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.UsersPresence(ctx, "o", []string{"ada"}); !p[0].Online {
+		t.Fatalf("joined: %+v", p)
+	}
+	ps := rdb.Subscribe(ctx, s.keys.UserChannel("o", "ada"))
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The sign-out's room script alone (its node died before the step).
+	rk := s.keys.Room(room)
+	if _, err := s.runWithVisit(ctx, room, now, s.endUser, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, "ada", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Reap(ctx, now.Add(visitDelay)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ps.ReceiveTimeout(ctx, 5*time.Second)
+	if err != nil || !strings.Contains(m.(interface{ String() string }).String(), `"online":false`) {
+		t.Fatalf("healed: %v, %v", m, err)
 	}
 }
