@@ -50,6 +50,9 @@ type Realtime struct {
 	mu    sync.Mutex
 	rooms map[RoomRef]*rtRoom
 	users map[userKey]*rtUser // users watched by the node's connections
+
+	resubMu sync.Mutex
+	resub   map[userKey]bool // users resubscribed, to read again (OnUserResubscribe)
 }
 
 type rtRoom struct {

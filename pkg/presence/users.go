@@ -145,8 +145,29 @@ func (rt *Realtime) OnUserEvent(org string, p UserPresence) {
 // OnUserResubscribe reads a user's state again after its subscription was
 // restored (UserEventHandler), and hands it to the connections that watch
 // it (each socket sends it only if it differs from what it sent last).
+// A reconnect restores many users at once: they are read together, 100 ms
+// after the first.
 func (rt *Realtime) OnUserResubscribe(org, userID string) {
-	go rt.refreshUsers(org, []string{userID})
+	rt.resubMu.Lock()
+	defer rt.resubMu.Unlock()
+	if rt.resub == nil {
+		rt.resub = map[userKey]bool{}
+		time.AfterFunc(100*time.Millisecond, rt.refreshResubscribed)
+	}
+	rt.resub[userKey{org, userID}] = true
+}
+
+func (rt *Realtime) refreshResubscribed() {
+	rt.resubMu.Lock()
+	byOrg := map[string][]string{}
+	for k := range rt.resub {
+		byOrg[k.org] = append(byOrg[k.org], k.user)
+	}
+	rt.resub = nil
+	rt.resubMu.Unlock()
+	for org, users := range byOrg {
+		rt.refreshUsers(org, users)
+	}
 }
 
 // refreshAllUsers reads every watched user's state again and hands it to
