@@ -8,19 +8,20 @@
 --       heartbeating again)
 -- A session HELD by a node's socket that ends without a leave (the user has
 -- other sessions) gets an "ended" notice on the events channel.
--- Returns 1 when a session ended, else 0, or an error "LATE ..." (nothing
--- changed).
+-- Returns {1, users...} when a session ended (then users is the one that
+-- went offline, if it did; lib.lua changed), else {0}, or an error
+-- "LATE ..." (nothing changed).
 if late(ARGV[7]) then
   return redis.error_reply('LATE the disconnect arrived after its bound')
 end
 local now = tonumber(ARGV[1])
 local sess = redis.call('HGET', K_ROOM, 's:' .. ARGV[5])
 if not sess then
-  return 0
+  return {0}
 end
 local epoch, _, _, d = parse_sess(sess)
 if epoch ~= ARGV[6] then
-  return 0
+  return {0}
 end
 local held = d == nil
 local uid, left = end_session(ARGV[5], now)
@@ -34,4 +35,4 @@ elseif held then
     .. cjson.encode(ARGV[5]) .. ',"epoch":' .. cjson.encode(epoch) .. '}')
 end
 touch(ARGV[4])
-return 1
+return with_changed({1})

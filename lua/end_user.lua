@@ -6,14 +6,15 @@
 --       no bound; lib.lua late): a sign-out that Redis runs later would end
 --       the sessions the user started after it
 -- Returns 1 when something changed (sessions ended, or the member was
--- forgotten), else 0, or an error "LATE ..." (nothing changed).
+-- forgotten), else 0; then the user, if it went offline (lib.lua changed);
+-- or an error "LATE ..." (nothing changed).
 if late(ARGV[7]) then
   return redis.error_reply('LATE the sign-out arrived after its bound')
 end
 local now = tonumber(ARGV[1])
 local uid = ARGV[5]
 if not redis.call('ZSCORE', K_ORDER, uid) then
-  return 0
+  return {0}
 end
 local list = online_count(redis.call('ZSCORE', K_ORDER, uid)) > 0
 if list then
@@ -25,9 +26,10 @@ if list then
   end
   redis.call('HINCRBY', K_ROOM, 'n', -#mine)
   redis.call('HINCRBY', K_ROOM, 'o', -1)
+  changed(uid, now)
 end
 if not list and ARGV[6] ~= '1' then
-  return 0
+  return {0}
 end
 if ARGV[6] == '1' then
   redis.call('ZREM', K_ORDER, uid)
@@ -38,4 +40,4 @@ elseif list then
   publish(ARGV[2], ARGV[3], 'leave', uid)
 end
 touch(ARGV[4])
-return 1
+return with_changed({1})

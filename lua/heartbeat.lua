@@ -24,13 +24,14 @@
 --       18 the room's tag (its member in the deadline index)
 -- A room's epoch is "0" until the room is removed (remove_room.lua), so the
 -- room tokens clients hold survive a Redis that lost its data.
--- Returns {roomEpoch, sessionEpoch, version, lowered, created[, hooked]}, or an error
+-- Returns {roomEpoch, sessionEpoch, version, lowered, created, hooked, users...}, or an error
 -- "CONFLICT ..." when the sessionId belongs to another user. lowered is 1
 -- when the session's deadline is now the room's earliest and earlier than
 -- the room's earliest before (then the deadline index may need lowering);
 -- created is 1 when the session was created (the user index is written);
--- hooked (only in the full reply at the end) is 1 when an event went to the
--- webhook outbox (lib.lua).
+-- hooked is 1 when an event went to the webhook outbox (lib.lua). The reply
+-- goes on with the users that came online or went offline in the room (this
+-- heartbeat's join, leaves of expired sessions; lib.lua changed).
 -- KEYS: the room's three keys; KEYS[4] the webhook outbox ("" when webhooks
 -- are off and KEYS[5] follows); KEYS[5], with one Redis, the deadline index:
 -- the script lowers it itself, in the same atomic step, and lowered is 0 (a
@@ -65,14 +66,14 @@ if ARGV[15] == '2' then
   local v = redis.call('HGET', K_ROOM, field)
   local version = tonumber(redis.call('HGET', K_ROOM, 'v')) or 0
   if not v then
-    return {'', '', -1, 0, 0}
+    return {'', '', -1, 0, 0, 0}
   end
   local e, node, owner, d = parse_sess(v)
   if node == ARGV[10] and d == nil and deadline then
     redis.call('HSET', K_ROOM, field, sess_value(deadline, e, node, owner))
-    return {'', e, version, index(lower_x(deadline)), 0}
+    return {'', e, version, index(lower_x(deadline)), 0, 0}
   end
-  return {'', e, version, 0, 0}
+  return {'', e, version, 0, 0, 0}
 end
 
 -- What a keep-alive needs of the room hash, in one read: x (earliest
@@ -117,9 +118,9 @@ if sess then
   end
 else
   if ARGV[15] == '1' then
-    return {epoch, '', -1, 0, 0}
+    return with_changed({epoch, '', -1, 0, 0, hooked})
   end
-  local joined = add_session(uid)
+  local joined = add_session(uid, now)
   if joined == nil then
     return redis.error_reply('CONFLICT the user has too many sessions in this room')
   end
@@ -169,4 +170,4 @@ if event or changed or now - (tonumber(h[5]) or 0) > 60000 then
   redis.call('HSET', K_ROOM, 't', now)
   touch(ARGV[4])
 end
-return {epoch, sepoch, version, lowered, created, hooked}
+return with_changed({epoch, sepoch, version, lowered, created, hooked})

@@ -102,10 +102,22 @@ local function online_count(sc)
   return 0
 end
 
+-- CHANGED lists the users that came online or went offline in this room
+-- during this script (changed), in order: the scripts return it so that
+-- the node updates the users' org-wide state (a second step, in the
+-- user's slot: pkg/redisstore/users.go). Each such user is also marked
+-- pending in the room (u:<userId> -> now) until a node has done that step,
+-- so that a reaper does it if the node died in between.
+local CHANGED = {}
+local function changed(uid, now)
+  CHANGED[#CHANGED + 1] = uid
+  redis.call('HSET', K_ROOM, 'u:' .. uid, int(now))
+end
+
 -- add_session counts one more live session of uid. It returns true when the
 -- user came online (a join), false otherwise, nil when the user has PER - 1
 -- sessions in the room already.
-local function add_session(uid)
+local function add_session(uid, now)
   local n = online_count(redis.call('ZSCORE', K_ORDER, uid))
   if n >= PER - 1 then
     return nil
@@ -117,6 +129,7 @@ local function add_session(uid)
   end
   redis.call('ZADD', K_ORDER, int(redis.call('HINCRBY', K_ROOM, 'q', 1) * PER + 1), uid)
   redis.call('HINCRBY', K_ROOM, 'o', 1)
+  changed(uid, now)
   return true
 end
 
@@ -134,6 +147,7 @@ local function drop_session(uid, now)
   end
   redis.call('ZADD', K_ORDER, int(OFFLINE - now), uid)
   redis.call('HINCRBY', K_ROOM, 'o', -1)
+  changed(uid, now)
   return true
 end
 
@@ -230,23 +244,29 @@ local function end_session(sid, now)
   return uid, drop_session(uid, now)
 end
 
--- sessions_where returns the ids of the room's sessions whose value
--- satisfies keep(epoch, node, uid, deadline): one pass over the room hash.
-local function sessions_where(keep)
+-- fields_where returns the names, without their 2-character prefix, of
+-- the room hash's fields that match pattern and whose value satisfies
+-- keep(value): one pass over the room hash.
+local function fields_where(pattern, keep)
   local out = {}
   local cursor = '0'
   repeat
-    local page = redis.call('HSCAN', K_ROOM, cursor, 'MATCH', 's:*', 'COUNT', 1000)
+    local page = redis.call('HSCAN', K_ROOM, cursor, 'MATCH', pattern, 'COUNT', 1000)
     cursor = page[1]
     local kv = page[2]
     for i = 1, #kv, 2 do
-      local e, node, uid, d = parse_sess(kv[i + 1])
-      if keep(e, node, uid, d) then
+      if keep(kv[i + 1]) then
         out[#out + 1] = string.sub(kv[i], 3)
       end
     end
   until cursor == '0'
   return out
+end
+
+-- sessions_where returns the ids of the room's sessions whose value
+-- satisfies keep(epoch, node, uid, deadline).
+local function sessions_where(keep)
+  return fields_where('s:*', function(v) return keep(parse_sess(v)) end)
 end
 
 -- reap_expired ends up to max sessions whose deadline is at or before now,
@@ -330,3 +350,25 @@ local function touch(ttl)
   end
 end
 
+
+-- pending_users returns the users marked pending in the room (changed) for
+-- at least min_age ms at now: their node may have died before it updated
+-- their org-wide state, so the reaper does it.
+local function pending_users(now, min_age)
+  return fields_where('u:*', function(v) return now - (tonumber(v) or 0) >= min_age end)
+end
+
+-- with_changed appends the users of CHANGED (and of extra) to reply, each
+-- once.
+local function with_changed(reply, extra)
+  local seen = {}
+  for _, list in ipairs({CHANGED, extra or {}}) do
+    for _, uid in ipairs(list) do
+      if not seen[uid] then
+        seen[uid] = true
+        reply[#reply + 1] = uid
+      end
+    end
+  end
+  return reply
+end

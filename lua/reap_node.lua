@@ -8,7 +8,8 @@
 --       5 the dead node's generation label
 -- Its leaves name the dead generation ("node"): a node that was only frozen
 -- learns from them at once that it must take its sessions over again.
--- Returns the number of sessions ended.
+-- Returns {sessions ended, users...}: the users that went offline (lib.lua
+-- changed) and those left pending in the room for a second or more.
 local now = tonumber(ARGV[1])
 local n = 0
 local held = sessions_where(function(_, node, _, d) return d == nil and node == ARGV[5] end)
@@ -22,4 +23,4 @@ end
 if n > 0 then
   touch(ARGV[4])
 end
-return n
+return with_changed({n}, pending_users(now, 1000))

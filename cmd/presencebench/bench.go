@@ -116,6 +116,14 @@ Scenarios:
                --redis-url), the receiver accepts and every room is made
                due: events/s until the last arrives. Every signature is
                checked; lost events exit 1.
+  users        users across rooms: --sessions (1000) WebSocket joins and
+               leaves one after another on --churn-url with the Redis
+               commands they cost (--redis-stats); then --sockets (1000)
+               sockets on --url each watch the same --users (1000) users
+               (node memory after a GC cycle: --settle, --gc-wait), and
+               --rooms (10) of those users join and leave one at a time:
+               every watcher must get each change once (frames, repeats,
+               delay from the change's answer to each frame).
   report       reads the results a scripts/bench.sh run left in --dir and
                prints the Markdown table (results, baselines, targets).
 
@@ -158,6 +166,8 @@ Examples:
       --sockets 40000 --source-addrs 127.0.0.2-127.0.0.9
   presencebench fanout --url http://127.0.0.1:8081 --url http://127.0.0.1:8082 --rate 1000
   presencebench list --members 10000 --concurrency 4
+  presencebench --redis-url redis://127.0.0.1:6379 users --url http://127.0.0.1:8081 \
+      --churn-url http://127.0.0.1:8082 --redis-stats --sessions 1000 --sockets 10000 --users 1000
   presencebench --redis-url redis://127.0.0.1:6379 sockchurn --url http://127.0.0.1:8080 \
       --rate 1000 --duration 60s --source-addrs 127.0.0.2-127.0.0.9
   presencebench slowbody --url http://127.0.0.1:8080 --slow 2000 --duration 10s
@@ -336,6 +346,18 @@ var scenarios = map[string]scenario{
 			def(set, "webhook-secret", &o.webhookSecret, os.Getenv("PRESENCE_WEBHOOK_SECRET"))
 		},
 		run: runWebhooks,
+	},
+	"users": {
+		flags: []string{"sessions", "sockets", "users", "rooms", "churn-url", "redis-stats", "settle", "gc-wait", "dial-concurrency"},
+		defaults: func(o *benchOpts, set map[string]bool) {
+			def(set, "sessions", &o.sessions, 1000)
+			def(set, "sockets", &o.sockets, 1000)
+			def(set, "users", &o.users, 1000)
+			def(set, "rooms", &o.rooms, 10)
+			def(set, "settle", &o.settle, 5*time.Second)
+			def(set, "dial-concurrency", &o.dialConc, 50)
+		},
+		run: runUsers,
 	},
 	"report": {
 		flags:    []string{"dir"},
@@ -540,6 +562,16 @@ func (o *benchOpts) check(name string, set map[string]bool) error {
 			if _, err := parseEndpoint(o.churnURL); err != nil {
 				add(cliutil.Usagef("--churn-url %s: %v", o.churnURL, err))
 			}
+		}
+	case "users":
+		if len(o.urls) != 1 {
+			add(cliutil.Usagef("users measures one node: give one --url (the watchers'; --churn-url the changes')"))
+		}
+		if o.sessions < 0 || o.sockets < 0 || o.sockets > 15000 || o.users < 1 || o.users > 1000 || o.rooms < 0 {
+			add(cliutil.Usagef("--sockets 0-15000, --users 1-1000, --sessions and --rooms >= 0"))
+		}
+		if o.sessions > 0 && !o.redisStats {
+			add(cliutil.Usagef("--sessions (the joins and leaves counted) needs --redis-stats"))
 		}
 	case "sockchurn":
 		add(positive("room-size", o.roomSize))

@@ -215,6 +215,9 @@ type userOutput struct {
 	Org    string              `json:"org"`
 	UserID string              `json:"userId"`
 	Rooms  []presence.UserRoom `json:"rooms"`
+	// Presence is the user's org-wide state, as GET
+	// /v1/users/{userId}/presence answers it.
+	Presence presence.UserPresence `json:"presence"`
 }
 
 func cmdUser(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error {
@@ -234,7 +237,7 @@ func cmdUser(ctx context.Context, c *cli, fs *flag.FlagSet, args []string) error
 		return err
 	}
 	if c.JSON {
-		return cliutil.WriteJSON(c.Stdout, userOutput{Org: c.Org, UserID: userID, Rooms: rooms})
+		return cliutil.WriteJSON(c.Stdout, userOutput{Org: c.Org, UserID: userID, Rooms: rooms, Presence: presence.SummarizeRooms(userID, rooms)})
 	}
 	if len(rooms) == 0 {
 		fmt.Fprintf(c.Stdout, "user %q has no rooms in org %q\n", userID, c.Org)

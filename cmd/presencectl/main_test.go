@@ -268,6 +268,9 @@ func TestUser(t *testing.T) {
 	if got.Org != "default" || got.UserID != "bob" || len(got.Rooms) != 3 {
 		t.Fatalf("user bob = %+v", got)
 	}
+	if got.Presence != (presence.UserPresence{UserID: "bob", Online: true, Rooms: 1}) {
+		t.Fatalf("org-wide presence of bob = %+v", got.Presence)
+	}
 	// Online first, then offline, most recently disconnected first.
 	if got.Rooms[0] != (presence.UserRoom{RoomID: "game", Online: true}) ||
 		got.Rooms[1].RoomID != "quiet" || got.Rooms[1].Online || got.Rooms[1].LastDisconnected == 0 ||

@@ -928,3 +928,67 @@ func TestRateLimitEndsConn(t *testing.T) {
 		t.Fatalf("stats: %+v", s)
 	}
 }
+
+// TestWatchUsers: the Go client's org-wide user presence against real
+// nodes: Client.UserPresence, Conn.WatchUsers with its "user" events and
+// Users view, kept across a reconnect, and UnwatchUsers.
+func TestWatchUsers(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	nodes := startNodes(t, srv, 2)
+	hc := &client.Client{BaseURL: nodes[1].url}
+	var mu sync.Mutex
+	var frames []presence.UserPresence
+	w := dial(t, client.ConnConfig{URLs: []string{nodes[0].url, nodes[1].url}, UserID: "watcher", Reconnect: true,
+		OnEvent: func(e client.Event) {
+			if e.User != nil {
+				mu.Lock()
+				frames = append(frames, *e.User)
+				mu.Unlock()
+			}
+		}})
+	got, err := w.WatchUsers(ctx(t), "ada", "bob")
+	if err != nil || len(got) != 2 || got[0].UserID != "ada" || got[0].Online {
+		t.Fatalf("WatchUsers = %+v, %v", got, err)
+	}
+	isOnline := func(user string, want bool) func() error {
+		return func() error {
+			if p := w.Users()[user]; p.Online != want {
+				return fmt.Errorf("%s: %+v", user, p)
+			}
+			return nil
+		}
+	}
+	ada := dial(t, client.ConnConfig{URLs: []string{nodes[1].url}, UserID: "ada"})
+	mustJoin(t, ada, "r1", "t1", time.Second, "")
+	mustJoin(t, ada, "r2", "t2", time.Second, "")
+	eventually(t, "ada online", isOnline("ada", true))
+	if p, err := hc.UserPresence(ctx(t), "ada"); err != nil || !p.Online || p.Rooms != 2 {
+		t.Fatalf("UserPresence = %+v, %v", p, err)
+	}
+	// Reconnected, the watcher gets the states afresh; a change while it
+	// was away is in them.
+	w.DropConnection()
+	if _, err := hc.Heartbeat(ctx(t), client.HeartbeatRequest{RoomID: "r", SessionID: "b", UserID: "bob", Interval: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "bob online after the reconnect", isOnline("bob", true))
+	if err := ada.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "ada offline", isOnline("ada", false))
+	if p := w.Users()["ada"]; p.LastDisconnected == 0 || p.Rooms != 0 {
+		t.Fatalf("ada offline: %+v", p)
+	}
+	if err := w.UnwatchUsers(ctx(t), "ada"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := w.Users()["ada"]; ok {
+		t.Fatal("unwatched user still in Users")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(frames) < 2 || frames[0] != (presence.UserPresence{UserID: "ada", Online: true, Rooms: 1}) {
+		t.Fatalf("user frames: %+v", frames)
+	}
+}

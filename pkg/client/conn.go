@@ -72,7 +72,8 @@ type ConnConfig struct {
 // Event is one message received on a Conn, as OnEvent sees it.
 type Event struct {
 	// Type is the message type: "presence", "sync", "joined", "watching",
-	// "left", "updated", "unwatched", "pong" or "error".
+	// "left", "updated", "unwatched", "watchingUsers", "user",
+	// "unwatchedUsers", "pong" or "error".
 	Type string
 	// RoomID is the room of the message ("" for pong and most errors).
 	RoomID string
@@ -85,6 +86,9 @@ type Event struct {
 	// Member is the member of a presence message, as a list shows it after
 	// the change; nil for other messages.
 	Member *presence.Member
+	// User is the watched user's new state of a "user" message; nil for
+	// other messages.
+	User *presence.UserPresence
 	// Raw is the message as received (JSON).
 	Raw json.RawMessage
 }
@@ -150,6 +154,7 @@ type Conn struct {
 	joined  map[string]*joinedRoom // what to rejoin after a reconnect
 	watched map[string]string      // roomID → room token, to watch again
 	views   map[string]*roomView
+	users   map[string]presence.UserPresence // watched users' last known states
 	stats   Stats
 }
 
@@ -180,6 +185,7 @@ type outMsg struct {
 	Name      string          `json:"name,omitempty"`
 	Image     string          `json:"image,omitempty"`
 	RoomToken string          `json:"roomToken,omitempty"`
+	UserIDs   []string        `json:"userIds,omitempty"`
 }
 
 // inMsg is any server message.
@@ -196,6 +202,12 @@ type inMsg struct {
 	Code         string            `json:"code"`
 	Message      string            `json:"message"`
 	Reason       string            `json:"reason"`
+	// watchingUsers, user
+	Users            []presence.UserPresence `json:"users"`
+	UserID           string                  `json:"userId"`
+	Online           bool                    `json:"online"`
+	LastDisconnected int64                   `json:"lastDisconnected"`
+	Rooms            int                     `json:"rooms"`
 }
 
 // Dial opens a Conn to the first of cfg.URLs that accepts a WebSocket, and
@@ -296,7 +308,7 @@ func (c *Conn) install(ws *websocket.Conn, raw net.Conn, idx int, reconnect bool
 	if reconnect {
 		c.stats.Reconnects++
 	}
-	if len(c.joined) == 0 && len(c.watched) == 0 {
+	if len(c.joined) == 0 && len(c.watched) == 0 && len(c.users) == 0 {
 		c.isReady = true
 		close(c.ready)
 	} else {
@@ -480,6 +492,12 @@ func (c *Conn) handle(b []byte) {
 		c.stats.Syncs++
 		if c.uses(m.RoomID) {
 			c.snapshot(m.RoomID, m.Version, m.Members)
+		}
+	case "user":
+		p := presence.UserPresence{UserID: m.UserID, Online: m.Online, LastDisconnected: m.LastDisconnected, Rooms: m.Rooms}
+		ev.User = &p
+		if _, ok := c.users[m.UserID]; ok {
+			c.users[m.UserID] = p
 		}
 	case "error":
 		c.stats.Errors++
@@ -727,13 +745,87 @@ func (c *Conn) Unwatch(ctx context.Context, roomID string) error {
 	return err
 }
 
+// WatchUsers follows users of the Conn's org (at most 1000 per socket) and
+// returns their org-wide states, one per id. From then on each change of
+// a watched user's online state arrives as an Event of type "user", and
+// Users shows it. After a reconnect the users are watched again.
+// A long list goes in several messages (a message is at most 16 KiB).
+func (c *Conn) WatchUsers(ctx context.Context, userIDs ...string) ([]presence.UserPresence, error) {
+	var out []presence.UserPresence
+	for _, ids := range idBatches(userIDs) {
+		m, err := c.call(ctx, 0, outMsg{Type: "watchUsers", UserIDs: ids}, c.usersHook())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m.Users...)
+	}
+	return out, nil
+}
+
+// idBatches splits ids into lists of about 12 KB of JSON each.
+func idBatches(ids []string) [][]string {
+	var out [][]string
+	start, size := 0, 0
+	for i, u := range ids {
+		b, _ := json.Marshal(u)
+		n := len(b) + 1
+		if i > start && size+n > 12000 {
+			out = append(out, ids[start:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(ids) || len(ids) == 0 {
+		out = append(out, ids[start:])
+	}
+	return out
+}
+
+// usersHook records the states of a watchingUsers answer (c.mu held).
+func (c *Conn) usersHook() func(*inMsg) {
+	return func(m *inMsg) {
+		if m.Type != "watchingUsers" {
+			return
+		}
+		if c.users == nil {
+			c.users = map[string]presence.UserPresence{}
+		}
+		for _, p := range m.Users {
+			c.users[p.UserID] = p
+		}
+	}
+}
+
+// UnwatchUsers stops following users.
+func (c *Conn) UnwatchUsers(ctx context.Context, userIDs ...string) error {
+	_, err := c.call(ctx, 0, outMsg{Type: "unwatchUsers", UserIDs: userIDs}, func(m *inMsg) {
+		if m.Type == "unwatchedUsers" {
+			for _, u := range userIDs {
+				delete(c.users, u)
+			}
+		}
+	})
+	return err
+}
+
+// Users returns the last known state of every watched user (a copy).
+func (c *Conn) Users() map[string]presence.UserPresence {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]presence.UserPresence, len(c.users))
+	for u, p := range c.users {
+		out[u] = p
+	}
+	return out
+}
+
 // Ping sends a "ping" message and waits for the "pong".
 func (c *Conn) Ping(ctx context.Context) error {
 	_, err := c.call(ctx, 0, outMsg{Type: "ping"}, nil)
 	return err
 }
 
-// restore rejoins and re-watches the Conn's rooms on the socket of
+// restore rejoins and re-watches the Conn's rooms (and watched users) on the socket of
 // generation gen, then makes the Conn ready. A transient failure (no reply,
 // store unavailable) closes the socket, so the Conn reconnects again.
 func (c *Conn) restore(gen int64) {
@@ -745,6 +837,10 @@ func (c *Conn) restore(gen int64) {
 	watches := map[string]string{}
 	for room, tok := range c.watched {
 		watches[room] = tok
+	}
+	users := make([]string, 0, len(c.users))
+	for u := range c.users {
+		users = append(users, u)
 	}
 	c.mu.Unlock()
 	n := 0
@@ -769,6 +865,15 @@ func (c *Conn) restore(gen int64) {
 			break
 		}
 		ok = send(outMsg{Type: "watch", RoomToken: tok}, c.watchHook(tok, room, true))
+	}
+	if ok && len(users) > 0 {
+		// The answer brings every watched user's state afresh: changes
+		// missed while disconnected are in it.
+		for _, ids := range idBatches(users) {
+			if ok = send(outMsg{Type: "watchUsers", UserIDs: ids}, c.usersHook()); !ok {
+				break
+			}
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

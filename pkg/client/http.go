@@ -195,6 +195,15 @@ func (c *Client) UserRooms(ctx context.Context, userID string, onlineOnly bool) 
 	return out.Rooms, nil
 }
 
+// UserPresence returns a user's org-wide state (GET
+// /v1/users/{userId}/presence): online while it has a live session in any
+// room of the org.
+func (c *Client) UserPresence(ctx context.Context, userID string) (presence.UserPresence, error) {
+	var out presence.UserPresence
+	err := c.do(ctx, http.MethodGet, "/v1/users/"+url.PathEscape(userID)+"/presence", nil, nil, &out)
+	return out, err
+}
+
 // do sends one request. path is already escaped. A non-2xx answer is an
 // *Error; a 2xx answer is decoded into out when out is not nil.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body []byte, out any) error {

@@ -449,8 +449,8 @@ func TestClusterSlotMoves(t *testing.T) {
 	}
 }
 
-// TestIdleSocketsCostRedisNothing: sockets joined to rooms (interval 1 s)
-// make no Redis call of their own while idle: over 3 s, 60 idle sockets
+// TestIdleSocketsCostRedisNothing: sockets joined to rooms (interval 1 s),
+// each watching 100 users, make no Redis call of their own while idle: over 3 s, 60 idle sockets
 // cost a few lease renewals and reaper reads of the node, not a keep-alive
 // per socket per interval (which would be 180 script calls).
 func TestIdleSocketsCostRedisNothing(t *testing.T) {
@@ -460,6 +460,12 @@ func TestIdleSocketsCostRedisNothing(t *testing.T) {
 	for i := 0; i < 60; i++ {
 		c := dialWS(t, n.URL)
 		c.join(1, map[string]any{"roomId": fmt.Sprint("r", i/2), "sessionId": fmt.Sprint("s", i), "userId": fmt.Sprint("u", i), "interval": 1000})
+		// Each also watches 100 users (friends online): no more cost idle.
+		var friends []string
+		for j := 0; j < 100; j++ {
+			friends = append(friends, fmt.Sprint("u", (i+j)%200))
+		}
+		watchUsers(t, c, 2, friends...)
 		socks = append(socks, c)
 	}
 	rdb := srv.Client(t)

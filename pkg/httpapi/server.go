@@ -192,6 +192,7 @@ func NewServer(svc *presence.Service, auth Authenticator, cfg Config) *Server {
 	v1.DELETE("/rooms/:roomId/members/:userId", s.removeMember, s.authenticate)
 	v1.DELETE("/rooms/:roomId", s.removeRoom, s.authenticate)
 	v1.GET("/users/:userId/rooms", s.userRooms, s.authenticate)
+	v1.GET("/users/:userId/presence", s.userPresence, s.authenticate)
 	v1.GET("/ws", s.serveWS)
 	healthz := func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) }
 	e.GET("/healthz", healthz)
@@ -602,6 +603,18 @@ func (s *Server) userRooms(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"userId": userID, "rooms": rooms})
+}
+
+func (s *Server) userPresence(c echo.Context) error {
+	userID, err := param(c, "userId")
+	if err != nil {
+		return err
+	}
+	p, err := s.svc.UserPresence(c.Request().Context(), userID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, p)
 }
 
 func (s *Server) readyz(c echo.Context) error {

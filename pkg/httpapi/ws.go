@@ -23,6 +23,7 @@ const (
 	kindReply    = iota // a reply; written as is
 	kindSnapshot        // joined/watching: sets the client's version of the room
 	kindLeft            // left/unwatched: the client forgets the room
+	kindUsers           // watchingUsers: the states the client now has
 )
 
 // item is a reply the reader queued for the writer.
@@ -31,6 +32,7 @@ type item struct {
 	room    presence.RoomRef
 	version int64
 	data    []byte
+	users   []presence.UserPresence // kindUsers
 }
 
 // maxReplies is how many replies a socket queues before its reader waits
@@ -228,6 +230,11 @@ func (s *socket) writeLoop() {
 					break
 				}
 			}
+			for _, p := range s.rt.ResyncUsers(s.ctx) {
+				if err == nil && s.rt.PassUser(p) {
+					err = s.write(encodeUser(p))
+				}
+			}
 		case u != nil:
 			err = s.writeUpdate(u)
 		default:
@@ -276,11 +283,19 @@ func (s *socket) writeReply(it item) error {
 		return s.resync(it.room, want)
 	case kindLeft:
 		s.seq.Forget(it.room)
+	case kindUsers:
+		s.rt.SentUsers(it.users)
 	}
 	return s.write(it.data)
 }
 
 func (s *socket) writeUpdate(u *presence.Update) error {
+	if u.User != nil {
+		if !s.rt.PassUser(*u.User) {
+			return nil // the client has it already
+		}
+		return s.write(u.Encoded(encodeUpdate))
+	}
 	if u.Sync != nil {
 		if !s.seq.Sync(u.Room, u.Version) {
 			return nil // not (yet) the client's room
@@ -545,6 +560,15 @@ func (s *socket) handle(ctx context.Context, m *clientMessage) error {
 		return s.watch(ctx, m)
 	case "unwatch":
 		return s.unwatch(m)
+	case "watchUsers":
+		return s.watchUsers(ctx, m)
+	case "unwatchUsers":
+		if len(m.UserIDs) == 0 {
+			return presence.Errorf(presence.EINVALID, "userIds must list at least one user")
+		}
+		s.rt.UnwatchUsers(m.UserIDs)
+		s.replyJSON(replyMsg{Type: "unwatchedUsers", ID: m.ID})
+		return nil
 	}
 	return presence.Errorf(presence.EINVALID, "unknown message type %q", m.Type)
 }
@@ -599,6 +623,18 @@ func (s *socket) watch(ctx context.Context, m *clientMessage) error {
 	}
 	b, _ := json.Marshal(snapshotMsg{Type: "watching", ID: m.ID, RoomID: room.RoomID, Version: l.Version, Members: l.Members})
 	s.reply(item{kind: kindSnapshot, room: room, version: l.Version, data: b})
+	return nil
+}
+
+func (s *socket) watchUsers(ctx context.Context, m *clientMessage) error {
+	users, err := s.rt.WatchUsers(ctx, m.UserIDs)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(usersMsg{Type: "watchingUsers", ID: m.ID, Users: users})
+	s.reply(item{kind: kindUsers, data: b, users: users})
+	// Changes that came while the answer was read follow it.
+	s.rt.RecheckUsers(ctx)
 	return nil
 }
 

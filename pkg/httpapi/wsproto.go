@@ -22,9 +22,11 @@ type clientMessage struct {
 	Name      string          `json:"name"`
 	Image     string          `json:"image"`
 	RoomToken string          `json:"roomToken"`
+	UserIDs   []string        `json:"userIds"`
 }
 
-var clientTypes = map[string]bool{"join": true, "leave": true, "update": true, "watch": true, "unwatch": true, "ping": true}
+var clientTypes = map[string]bool{"join": true, "leave": true, "update": true, "watch": true, "unwatch": true, "ping": true,
+	"watchUsers": true, "unwatchUsers": true}
 
 // decodeClientMessage parses and checks one client frame. The returned
 // message carries its id even when the error is set, when the id could be read.
@@ -120,9 +122,30 @@ type presenceMsg struct {
 	Member  *presence.Member `json:"member"`
 }
 
-// encodeUpdate encodes what the core hands a socket: a presence event or
-// a sync.
+// usersMsg answers watchUsers.
+type usersMsg struct {
+	Type  string                  `json:"type"`
+	ID    json.RawMessage         `json:"id,omitempty"`
+	Users []presence.UserPresence `json:"users"`
+}
+
+// userMsg is a watched user's change.
+type userMsg struct {
+	Type string `json:"type"`
+	presence.UserPresence
+}
+
+func encodeUser(p presence.UserPresence) []byte {
+	b, _ := json.Marshal(userMsg{Type: "user", UserPresence: p})
+	return validText(b)
+}
+
+// encodeUpdate encodes what the core hands a socket: a presence event, a
+// sync, or a watched user's change.
 func encodeUpdate(u *presence.Update) []byte {
+	if u.User != nil {
+		return encodeUser(*u.User)
+	}
 	if u.Sync != nil {
 		return encodeSync(u.Sync)
 	}

@@ -7,7 +7,9 @@
 //     connections (Conn) join rooms, watch rooms by room token and leave
 //     them; it follows the rooms they use through a Subscriber, delivers
 //     each room's typed events in version order, and resyncs a room when
-//     events were missed;
+//     events were missed; its connections also watch users across rooms
+//     (WatchUsers: a user's org-wide online state, UserPresence, followed
+//     once per node through a UserSubscriber);
 //   - Keeper, which holds the sessions of a node's connections by the node's
 //     lease (node liveness);
 //   - Sequencer, one connection's version order.

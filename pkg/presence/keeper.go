@@ -32,6 +32,11 @@ type KeeperConfig struct {
 	// disconnect, sign-out, removal, or the node's lease lapsing while the
 	// session could not be taken over again.
 	OnEnded func(*Owned)
+	// OnLostData is called when the keeper finds that the store lost its
+	// data, or registers the node again after its lease lapsed (which a
+	// store that lost its data causes too); it then puts its sessions
+	// back. It must not block. Nil: nothing.
+	OnLostData func()
 	// Now is the clock. Nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -131,6 +136,9 @@ func NewKeeper(store Store, cfg KeeperConfig) *Keeper {
 	}
 	if cfg.OnEnded == nil {
 		cfg.OnEnded = func(*Owned) {}
+	}
+	if cfg.OnLostData == nil {
+		cfg.OnLostData = func() {}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -525,6 +533,7 @@ func (k *Keeper) renew(ctx context.Context) {
 	k.lease, k.leaseFor = deadline, leaseFor
 	if lapsed {
 		k.gen, k.lapsed = gen, false
+		k.cfg.OnLostData() // perhaps: a Redis that lost its data lost the lease too
 		for _, r := range k.rooms {
 			for o := range r.sessions {
 				k.stale[o] = true
@@ -661,6 +670,7 @@ func (k *Keeper) verify(ctx context.Context) {
 // putBack marks sessions to be created again (same epochs, so their
 // tokens stay valid): the store lost them with its data.
 func (k *Keeper) putBack(list []*Owned) {
+	k.cfg.OnLostData()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for _, o := range list {

@@ -49,19 +49,16 @@ type Realtime struct {
 
 	mu    sync.Mutex
 	rooms map[RoomRef]*rtRoom
+	users map[userKey]*rtUser // users watched by the node's connections
+
+	resubMu sync.Mutex
+	resub   map[userKey]bool // users resubscribed, to read again (OnUserResubscribe)
 }
 
 type rtRoom struct {
-	refs  int
-	ready chan struct{} // closed when the first Subscribe returned
-	err   error
-	// closing is set while the last user's Unsubscribe runs; the room
-	// stays in rooms until it returned, so that a new user waits for it
-	// and subscribes afresh (its Subscribe is never undone by a late
-	// Unsubscribe).
-	closing chan struct{}
-	last    int64 // last version delivered
-	known   bool  // last is meaningful
+	follow
+	last  int64 // last version delivered
+	known bool  // last is meaningful
 	// conns maps each connection of the room to whether it follows the
 	// room only through a room token: those stop at the room's removal.
 	conns   map[*Conn]bool
@@ -81,13 +78,17 @@ func NewRealtime(svc *Service, cfg RealtimeConfig) *Realtime {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	rt := &Realtime{svc: svc, sub: cfg.Subscriber, cfg: cfg, rooms: map[RoomRef]*rtRoom{}}
+	rt := &Realtime{svc: svc, sub: cfg.Subscriber, cfg: cfg, rooms: map[RoomRef]*rtRoom{}, users: map[userKey]*rtUser{}}
 	rt.keeper = NewKeeper(svc.Store(), KeeperConfig{
 		TimeoutFactor: cfg.TimeoutFactor,
 		Node:          cfg.Node,
 		Lease:         cfg.Lease,
 		Logger:        cfg.Logger,
 		OnEnded:       func(o *Owned) { o.Owner.(*Conn).sessionEnded(o) },
+		// Users whose sessions Redis lost went offline without an event:
+		// the watched users are read again once the node's own sessions
+		// are back.
+		OnLostData: func() { time.AfterFunc(2*time.Second, rt.refreshAllUsers) },
 	})
 	rt.keeper.Open()
 	return rt
@@ -178,77 +179,118 @@ func (rt *Realtime) CatchUp(room RoomRef, version int64) {
 
 // acquire makes sure the node follows room; release undoes it.
 func (rt *Realtime) acquire(ctx context.Context, room RoomRef) error {
-	rt.mu.Lock()
-	r := rt.rooms[room]
-	for r != nil && r.closing != nil {
-		closing := r.closing
-		rt.mu.Unlock()
+	return acquireFollow(ctx, &rt.mu, rt.rooms, room,
+		func() *rtRoom { return &rtRoom{follow: newFollow(), conns: map[*Conn]bool{}} },
+		func(ctx context.Context) error { return rt.sub.Subscribe(ctx, room) },
+		func() { rt.release(room) })
+}
+
+func (rt *Realtime) release(room RoomRef) {
+	releaseFollow(&rt.mu, rt.rooms, room, func(ctx context.Context) error {
+		return rt.sub.Unsubscribe(ctx, room)
+	}, rt.cfg.Logger)
+}
+
+// follow is the node's subscription to one channel (a room's, a user's)
+// that its connections use, counted: the node subscribes once, whatever
+// the number of connections.
+type follow struct {
+	refs  int
+	ready chan struct{} // closed when the first Subscribe returned
+	err   error
+	// closing is set while the last user's Unsubscribe runs; the entry
+	// stays until it returned, so that a new user waits for it and
+	// subscribes afresh (its Subscribe is never undone by a late
+	// Unsubscribe).
+	closing chan struct{}
+}
+
+func newFollow() follow { return follow{ready: make(chan struct{})} }
+
+func (f *follow) followed() *follow { return f }
+
+type followed interface{ followed() *follow }
+
+// acquireFollow counts one more user of m[k], subscribing when it is the
+// first; release undoes it (on failure too). mu guards m.
+func acquireFollow[K comparable, V followed](ctx context.Context, mu *sync.Mutex, m map[K]V, k K,
+	create func() V, subscribe func(context.Context) error, release func()) error {
+	mu.Lock()
+	r, ok := m[k]
+	for ok && r.followed().closing != nil {
+		closing := r.followed().closing
+		mu.Unlock()
 		select {
 		case <-closing:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		rt.mu.Lock()
-		r = rt.rooms[room]
+		mu.Lock()
+		r, ok = m[k]
 	}
-	if r != nil {
-		r.refs++
-		rt.mu.Unlock()
+	if ok {
+		f := r.followed()
+		f.refs++
+		mu.Unlock()
 		select {
-		case <-r.ready:
+		case <-f.ready:
 		case <-ctx.Done():
-			rt.release(room)
+			release()
 			return ctx.Err()
 		}
-		if r.err != nil {
-			rt.release(room)
-			return r.err
+		if f.err != nil {
+			release()
+			return f.err
 		}
 		return nil
 	}
-	r = &rtRoom{refs: 1, ready: make(chan struct{}), conns: map[*Conn]bool{}}
-	rt.rooms[room] = r
-	rt.mu.Unlock()
-	err := rt.sub.Subscribe(ctx, room)
-	rt.mu.Lock()
-	r.err = err
-	close(r.ready)
-	rt.mu.Unlock()
+	r = create()
+	f := r.followed()
+	f.refs = 1
+	m[k] = r
+	mu.Unlock()
+	err := subscribe(ctx)
+	mu.Lock()
+	f.err = err
+	close(f.ready)
+	mu.Unlock()
 	if err != nil {
-		rt.release(room)
+		release()
 		return err
 	}
 	return nil
 }
 
-func (rt *Realtime) release(room RoomRef) {
-	rt.mu.Lock()
-	r := rt.rooms[room]
-	if r == nil {
-		rt.mu.Unlock()
+// releaseFollow counts one user fewer of m[k], unsubscribing after the last.
+func releaseFollow[K comparable, V followed](mu *sync.Mutex, m map[K]V, k K, unsubscribe func(context.Context) error, log *slog.Logger) {
+	mu.Lock()
+	r, ok := m[k]
+	if !ok {
+		mu.Unlock()
 		return
 	}
-	r.refs--
-	if r.refs > 0 {
-		rt.mu.Unlock()
+	f := r.followed()
+	f.refs--
+	if f.refs > 0 {
+		mu.Unlock()
 		return
 	}
-	if r.err != nil {
-		delete(rt.rooms, room) // never subscribed
-		rt.mu.Unlock()
+	if f.err != nil {
+		delete(m, k) // never subscribed
+		mu.Unlock()
 		return
 	}
-	r.closing = make(chan struct{})
-	rt.mu.Unlock()
+	f.closing = make(chan struct{})
+	mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	if err := rt.sub.Unsubscribe(ctx, room); err != nil {
-		rt.cfg.Logger.Debug("unsubscribe", "room", room.RoomID, "err", err)
+	if err := unsubscribe(ctx); err != nil {
+		log.Debug("unsubscribe", "err", err)
 	}
 	cancel()
-	rt.mu.Lock()
-	delete(rt.rooms, room)
-	close(r.closing)
-	rt.mu.Unlock()
+	mu.Lock()
+	delete(m, k)
+	close(f.closing)
+	mu.Unlock()
 }
 
 // attach hands the room's events to c; byToken marks a connection that
@@ -374,6 +416,9 @@ type Update struct {
 	Version int64
 	Event   *Event
 	Sync    *RoomList
+	// User, when set, is a watched user's org-wide change (Room, Version,
+	// Event and Sync are then unset).
+	User *UserPresence
 
 	once    sync.Once
 	encoded []byte
@@ -418,6 +463,15 @@ type Conn struct {
 	// frozen are the rooms the connection follows only through the token of
 	// a removed room: no event, sync or snapshot of the room's new life.
 	frozen map[RoomRef]bool
+	// org is the connection's org, once it watched users; users are the
+	// users it watches, each with the online state last sent to the
+	// client (sentOnline, sentOffline or neither; see PassUser); their
+	// keys are the node's one copy of each id (rtUser.id). usersPending
+	// are the users whose WatchUsers answer is not out yet (true: a change
+	// arrived meanwhile, see RecheckUsers).
+	org          string
+	users        map[string]uint8
+	usersPending map[string]bool
 }
 
 // Connect returns the core's side of a new connection.
@@ -632,6 +686,7 @@ func (c *Conn) Close(end bool) {
 			rt.release(room)
 		}
 	}
+	c.UnwatchUsers(c.WatchedUsers())
 }
 
 // endHeld ends a session the node holds for a connection (a leave, a close,

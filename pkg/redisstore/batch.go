@@ -195,7 +195,7 @@ type hbCall struct {
 	notAfter                 int64
 	epoch                    epochBytes
 	profile, data            string
-	index                    string // the deadline index key, for one Redis
+	index                    string              // the deadline index key, for one Redis
 	args                     [3 + 5 + 18 + 2]any // evalsha, sha, 3-5; up to 5 KEYS; 18 ARGV; the webhooks' 2 ARGV
 }
 

@@ -111,9 +111,27 @@ func (k Keys) shard(tag string) int {
 // set of "<userId>\n<roomId>". The tag {<org>:<bucket>} cannot be a room's
 // ({<org>::<roomId>}): an org has no ':'.
 func (k Keys) Users(org, userID string) string {
+	return k.Prefix + ":users:" + userTag(org, userID)
+}
+
+// userTag is the hash tag of a user's bucket: "{<org>:<bucket>}".
+func userTag(org, userID string) string {
 	h := fnv.New32a()
 	h.Write([]byte(userID))
-	return k.Prefix + ":users:{" + org + ":" + strconv.Itoa(int(h.Sum32()%userBuckets)) + "}"
+	return "{" + org + ":" + strconv.Itoa(int(h.Sum32()%userBuckets)) + "}"
+}
+
+// UserState returns the user state hash of a user's bucket (users.go), in
+// the slot of its index bucket: t:<userId> -> the user's last ticket,
+// o:<userId> -> "1" while it is online.
+func (k Keys) UserState(org, userID string) string {
+	return k.Prefix + ":ustate:" + userTag(org, userID)
+}
+
+// UserChannel returns the channel of a user's org-wide changes ("user"
+// events), in the slot of its index bucket.
+func (k Keys) UserChannel(org, userID string) string {
+	return k.Prefix + ":user:" + userTag(org, userID) + ":" + userID
 }
 
 // Clock returns the key where nodes that read from a replica write the

@@ -151,23 +151,30 @@ func (s *Store) endNode(ctx context.Context, node string, now time.Time) (int, e
 				res[i] = s.reapNode.EvalSha(cctx, p, keys, args...)
 			}
 		})
+		var steps []userStep // users who went offline, or left pending
 		if err == nil {
 			members := make([]any, len(tags))
 			var hooked []string
 			for i, tag := range tags {
 				members[i] = tag
 				if res[i] != nil {
-					n, _ := res[i].Int()
-					total += n
-					if n > 0 {
-						hooked = append(hooked, tag)
+					v, _ := res[i].Slice()
+					if len(v) > 0 {
+						n := int(toInt(v[0]))
+						total += n
+						if n > 0 {
+							hooked = append(hooked, tag)
+						}
 					}
+					r, _ := ParseTag(tag)
+					steps = append(steps, stepsOf(r, now.UnixMilli(), changedUsers(v, 1))...)
 				}
 			}
 			s.indexHooked(cctx, hooked...)
 			err = s.rdb.SRem(cctx, key, members...).Err()
 		}
 		cancel()
+		s.syncUsers(ctx, steps)
 		if err != nil {
 			return total, s.wrap("reap node", err)
 		}

@@ -13,13 +13,8 @@ import (
 // A heartbeat lowers the deadline index only when its script lowered the
 // room's earliest deadline; a ZADD LT that failed is sent by the next Reap.
 func TestDeadlineIndexLowering(t *testing.T) {
-	rdb := redistest.Start(t).Client(t)
-	s := NewStore(rdb, Config{Prefix: redistest.UniquePrefix(t), ReapInterval: time.Hour})
+	s, rdb := openQuietStore(t)
 	ctx := context.Background()
-	if err := s.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	room := presence.RoomRef{Org: "o", RoomID: "r"}
 	tag, idx := Tag(room), s.keys.Deadlines(Tag(room))
 	now := time.Now()
@@ -59,4 +54,17 @@ func TestDeadlineIndexLowering(t *testing.T) {
 	if s.lower.m != nil {
 		t.Fatalf("still pending: %v", s.lower.m)
 	}
+}
+
+// openQuietStore opens a Store on a Redis of its own whose reaper does not
+// run by itself (the test calls Reap); it is closed when the test ends.
+func openQuietStore(t *testing.T) (*Store, *redis.Client) {
+	t.Helper()
+	rdb := redistest.Start(t).Client(t)
+	s := NewStore(rdb, Config{Prefix: redistest.UniquePrefix(t), ReapInterval: time.Hour})
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, rdb
 }

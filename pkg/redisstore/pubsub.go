@@ -70,6 +70,10 @@ func (sub *Subscriber) SetHandler(h presence.EventHandler) { sub.cfg.Handler = h
 // deliver decodes one message of room and hands it to the handler.
 func (sub *Subscriber) deliver(room presence.RoomRef, payload string) {
 	sub.store.met.received.Inc()
+	if _, ok := userOf(room); ok {
+		sub.deliverUser(room.Org, payload)
+		return
+	}
 	ev, err := DecodeEvent(room, []byte(payload))
 	if err != nil {
 		sub.cfg.Logger.Warn("bad event payload", "err", err)
@@ -83,6 +87,12 @@ func (sub *Subscriber) deliver(room presence.RoomRef, payload string) {
 // resubscribed reports a room whose subscription was restored.
 func (sub *Subscriber) resubscribed(room presence.RoomRef) {
 	sub.store.met.reconnects.Inc()
+	if u, ok := userOf(room); ok {
+		if h, ok := sub.cfg.Handler.(presence.UserEventHandler); ok {
+			h.OnUserResubscribe(room.Org, u)
+		}
+		return
+	}
 	if sub.cfg.Handler != nil {
 		sub.cfg.Handler.OnResubscribe(room)
 	}
@@ -167,7 +177,7 @@ func (sub *Subscriber) Subscribe(ctx context.Context, room presence.RoomRef) err
 	if sub.cluster != nil {
 		return sub.cluster.subscribe(ctx, room)
 	}
-	ch := sub.store.keys.Room(room).Events
+	ch := sub.store.keys.channel(room)
 	c := sub.conn(ch)
 	done := make(chan struct{})
 	c.mu.Lock()
@@ -204,7 +214,7 @@ func (sub *Subscriber) Unsubscribe(ctx context.Context, room presence.RoomRef) e
 	if sub.cluster != nil {
 		return sub.cluster.unsubscribe(ctx, room)
 	}
-	ch := sub.store.keys.Room(room).Events
+	ch := sub.store.keys.channel(room)
 	c := sub.conn(ch)
 	c.mu.Lock()
 	delete(c.rooms, ch)

@@ -49,7 +49,7 @@ func (cs *clusterSubscriber) nodeOf(ctx context.Context, channel string) (string
 }
 
 func (cs *clusterSubscriber) subscribe(ctx context.Context, room presence.RoomRef) error {
-	ch := cs.sub.store.keys.Room(room).Events
+	ch := cs.sub.store.keys.channel(room)
 	ctx, cancel := context.WithTimeout(ctx, cs.sub.store.cfg.CallTimeout)
 	defer cancel()
 	done := make(chan struct{})
@@ -105,7 +105,7 @@ func (cs *clusterSubscriber) add(ctx context.Context, ch string, room presence.R
 }
 
 func (cs *clusterSubscriber) unsubscribe(ctx context.Context, room presence.RoomRef) error {
-	ch := cs.sub.store.keys.Room(room).Events
+	ch := cs.sub.store.keys.channel(room)
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	n := cs.where[ch]

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/presencecluster/presence/pkg/presence"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -66,20 +67,24 @@ func (s *Store) reapShard(ctx context.Context, shard int, now time.Time) (int, b
 	if err != nil || len(tags) == 0 {
 		return 0, false, err
 	}
-	rooms := make([]RoomKeys, 0, len(tags))
+	type dueRoom struct {
+		RoomKeys
+		room presence.RoomRef
+	}
+	rooms := make([]dueRoom, 0, len(tags))
 	for _, tag := range tags {
 		r, ok := ParseTag(tag)
 		if !ok {
 			s.rdb.ZRem(ctx, idx, tag)
 			continue
 		}
-		rooms = append(rooms, s.keys.Room(r))
+		rooms = append(rooms, dueRoom{s.keys.Room(r), r})
 	}
 	// (1) reap each due room.
 	res := make([]*redis.Cmd, len(rooms))
 	if err := s.pipelined(ctx, func(p redis.Pipeliner) {
 		for i, rk := range rooms {
-			keys, args := s.roomCall(rk, ms, rk.Events, s.pub, s.ttl, reapSessions)
+			keys, args := s.roomCall(rk.RoomKeys, ms, rk.Events, s.pub, s.ttl, reapSessions)
 			res[i] = s.reap.EvalSha(ctx, p, keys, args...)
 		}
 	}); err != nil {
@@ -87,13 +92,17 @@ func (s *Store) reapShard(ctx context.Context, shard int, now time.Time) (int, b
 	}
 	ended, more := 0, len(tags) == reapRooms
 	var hooked []string
+	var steps []userStep // users who went offline, or left pending
+	defer func() { s.syncUsers(ctx, steps) }()
 	// (2) set the index to each room's new earliest deadline.
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, rk := range rooms {
-			v, err := res[i].Int64Slice()
-			if err != nil || len(v) != 2 {
+			all, err := res[i].Slice()
+			if err != nil || len(all) < 2 {
 				continue
 			}
+			v := [2]int64{toInt(all[0]), toInt(all[1])}
+			steps = append(steps, stepsOf(rooms[i].room, ms, changedUsers(all, 2))...)
 			ended += int(v[0])
 			if v[0] > 0 {
 				hooked = append(hooked, rk.Tag)

@@ -106,7 +106,7 @@ type Store struct {
 
 	heartbeat, endSession, endUser, setData, removeRoom, reap, list, count *redis.Script
 	reapNode, renewLease, declareDead, forgetNode                          *redis.Script
-	listStamp, clock                                                       *redis.Script
+	listStamp, clock, userState, clearPending                              *redis.Script
 	scripts                                                                []*redis.Script
 	sources                                                                []string // of scripts
 
@@ -117,7 +117,8 @@ type Store struct {
 	hbQueue chan *hbRequest // nil until Open: heartbeats go out one by one
 
 	index *indexCache // user index entries written recently
-	lower lowerLater  // deadline index entries a heartbeat could not lower
+
+	lower lowerLater // deadline index entries a heartbeat could not lower
 
 	lastOutage atomic.Int64 // unix ns of the last call that found Redis unavailable
 	lag        replicaLag
@@ -220,6 +221,8 @@ func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 		s.hooks.retry = load("webhook_retry")
 	}
 	s.clock = load("clock")
+	s.userState = load("user_state")
+	s.clearPending = load("clear_pending")
 	return s
 }
 
@@ -345,6 +348,7 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 	errs := make([]error, len(hbs))
 	var lower, index []*presence.Heartbeat
 	var hooked []string
+	var users []userStep
 	for i, c := range calls {
 		cmd := &c.cmd
 		e := cmd.Err()
@@ -355,17 +359,18 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 			errs[i] = s.wrap("heartbeat", e)
 			continue
 		}
-		// {roomEpoch, sessionEpoch, version, lowered, created}, read as
-		// strings: fewer allocations than a []any of them.
+		// {roomEpoch, sessionEpoch, version, lowered, created, hooked,
+		// changed users...}, read as strings: fewer allocations than a []any of
+		// them.
 		v := cmd.Val()
-		if len(v) != 5 && len(v) != 6 {
+		if len(v) < 6 {
 			errs[i] = fmt.Errorf("heartbeat: unexpected reply %v", v)
 			continue
 		}
 		if v[3] == "1" {
 			lower = append(lower, hbs[i])
 		}
-		if len(v) == 6 && v[5] == "1" {
+		if v[5] == "1" {
 			hooked = append(hooked, Tag(hbs[i].Room))
 		}
 		version, _ := strconv.ParseInt(v[2], 10, 64)
@@ -384,6 +389,15 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 		if hb := hbs[i]; !res[i].Ended && !hb.Release &&
 			(created && hb.Held || s.index.due(indexKey{hb.Room.Org, hb.UserID, hb.Room.RoomID}, hb.Now) || created) {
 			index = append(index, hb)
+			if v[4] != "1" && len(v) == 6 {
+				// A pair this node had not written for a while (or ever: a
+				// client that moved from a dead node): its user's state
+				// is computed again (users.go).
+				users = append(users, userStep{room: hb.Room, at: hb.Now.UnixMilli(), users: []string{hb.UserID}})
+			}
+		}
+		if len(v) > 6 {
+			users = append(users, userStep{room: hbs[i].Room, at: hbs[i].Now.UnixMilli(), users: v[6:]})
 		}
 	}
 	for _, c := range calls {
@@ -415,11 +429,23 @@ func (s *Store) HeartbeatMany(ctx context.Context, hbs []*presence.Heartbeat) ([
 			// A retry of the heartbeat would not lower the index again (the
 			// room's x is already down): the reaper does it (Reap).
 			s.lower.add(lower)
+			// The user index entries are written again by the next
+			// heartbeats (a user's state is read from the index).
+			for _, hb := range index {
+				s.index.forget(indexKey{hb.Room.Org, hb.UserID, hb.Room.RoomID})
+			}
+			// Their users' states wait for those entries: the marks the
+			// scripts left in the rooms have the reaper, or the next
+			// heartbeat's index write, run the second step.
+			users = nil
 		}
 		if len(hooked) > 0 {
 			s.hooks.signal()
 		}
 	}
+	// The second step of the users who came online or went offline runs
+	// after the index entries are written (it reads them).
+	s.syncUsers(ctx, users)
 	return res, errs
 }
 
@@ -450,11 +476,15 @@ func (s *Store) EndSession(ctx context.Context, room presence.RoomRef, sessionID
 	defer cancel()
 	rk := s.keys.Room(room)
 	keys, args := s.roomCall(rk, now.UnixMilli(), rk.Events, s.pub, s.ttl, sessionID, epoch, s.notAfter(now))
-	n, err := s.endSession.Run(ctx, s.rdb, keys, args...).Int()
-	if n == 1 {
+	v, err := s.endSession.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
+		return s.wrap("end session", err)
+	}
+	if len(v) > 0 && toInt(v[0]) == 1 {
 		s.indexHooked(ctx, rk.Tag)
 	}
-	return s.wrap("end session", err)
+	s.syncUsers(ctx, stepsOf(room, now.UnixMilli(), changedUsers(v, 1)))
+	return nil
 }
 
 // EndUser ends all of a user's sessions in a room, forgetting it with forget.
@@ -467,14 +497,16 @@ func (s *Store) EndUser(ctx context.Context, room presence.RoomRef, userID strin
 		f = "1"
 	}
 	keys, args := s.roomCall(rk, now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, f, s.notAfter(now))
-	n, err := s.endUser.Run(ctx, s.rdb, keys, args...).Int()
+	v, err := s.runWithVisit(ctx, room, now, s.endUser, keys, args...)
 	if err != nil {
 		return false, s.wrap("end user", err)
 	}
-	if n == 1 {
+	changed := len(v) > 0 && toInt(v[0]) == 1
+	if changed {
 		s.indexHooked(ctx, rk.Tag)
 	}
-	return n == 1, nil
+	s.syncUsers(ctx, stepsOf(room, now.UnixMilli(), changedUsers(v, 1)))
+	return changed, nil
 }
 
 // SetData replaces a member's data.
@@ -495,8 +527,36 @@ func (s *Store) RemoveRoom(ctx context.Context, room presence.RoomRef, now time.
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	rk := s.keys.Room(room)
-	err := s.removeRoom.Run(ctx, s.rdb, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, nonce(), s.notAfter(now)).Err()
-	return s.wrap("remove room", err)
+	v, err := s.runWithVisit(ctx, room, now, s.removeRoom, rk.List[:], now.UnixMilli(), rk.Events, s.pub, s.ttl, nonce(), s.notAfter(now))
+	if err != nil {
+		return s.wrap("remove room", err)
+	}
+	s.syncUsers(ctx, stepsOf(room, now.UnixMilli(), changedUsers(v, 1)))
+	return nil
+}
+
+// visitDelay is how soon after a sign-out or a removal the reaper visits
+// the room (runWithVisit): later than the marks' minimum age (lua/reap.lua).
+const visitDelay = 3 * time.Second
+
+// runWithVisit runs a room script that may end sessions held by other
+// nodes' sockets (a sign-out, a member or room removal), sending first, in
+// the same pipeline, a deadline index entry that brings a reaper to the
+// room in visitDelay. Such a room may have no deadline of its own (and its
+// sockets' nodes are alive): should this node die before the users' second
+// step, the reaper's visit runs it (users.go). Sign-outs and removals are
+// rare; the visit costs one reap.lua call.
+func (s *Store) runWithVisit(ctx context.Context, room presence.RoomRef, now time.Time, sc *redis.Script, keys []string, args ...any) ([]any, error) {
+	tag := Tag(room)
+	var cmd *redis.Cmd
+	err := s.pipelined(ctx, func(p redis.Pipeliner) {
+		p.ZAddLT(ctx, s.keys.Deadlines(tag), redis.Z{Score: float64(now.Add(visitDelay).UnixMilli()), Member: tag})
+		cmd = sc.EvalSha(ctx, p, keys, args...)
+	})
+	if err != nil && !isScriptError(err) {
+		return nil, err
+	}
+	return cmd.Slice()
 }
 
 // List returns a room's members, and the stamp of what it shows (see

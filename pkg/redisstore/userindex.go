@@ -75,6 +75,15 @@ func (c *indexCache) due(key indexKey, now time.Time) bool {
 	return true
 }
 
+// forget lets the entry be written again at once (its write failed).
+func (c *indexCache) forget(key indexKey) {
+	h := maphash.Comparable(c.seed, key)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.cur, h)
+	delete(c.old, h)
+}
+
 func indexMember(userID, roomID string) string { return userID + "\n" + roomID }
 
 // queueIndex queues the user index entries of heartbeats (created sessions,

@@ -23,6 +23,7 @@
 /** @typedef {import("./index").LifecycleAdapter} LifecycleAdapter */
 /** @typedef {import("./index").LifecycleState} LifecycleState */
 /** @typedef {import("./index").ConnectionStatus} ConnectionStatus */
+/** @typedef {import("./index").UserPresence} UserPresence */
 
 /** The room useGlobalPresence joins unless told otherwise (as in the apps we replace). */
 export const GLOBAL_ROOM = 'app-global-room';
@@ -464,6 +465,10 @@ export class PresenceClient {
     this._rooms = new Map();
     /** @type {Array<{token: string, refs: number, room: Room | null, waiters: Array<{resolve: (id: string) => void, reject: (e: Error) => void}>}>} */
     this._watchList = [];
+    /** @type {Map<string, {refs: number, state: UserPresence | undefined}>} watched users */
+    this._users = new Map();
+    /** @type {Set<() => void>} */
+    this._userListeners = new Set();
     /** @type {Set<(s: ConnectionStatus) => void>} */
     this._statusListeners = new Set();
     /** @type {ConnectionStatus} */
@@ -688,6 +693,85 @@ export class PresenceClient {
   }
 
   /**
+   * Follows users of the org across all its rooms ("friends online"): each
+   * user is online while it has a live session in any room. onChange, when
+   * given, is called with the states of these users (in the order given)
+   * whenever one of them changes. Returns a handle whose unwatch() stops
+   * (a user watched by several handles is followed until the last one
+   * stops). At most 1000 users per client (the server's limit per socket).
+   * Needs the WebSocket: in the HTTP fallback the states are read with
+   * each poll.
+   * @param {string[]} userIds
+   * @param {(users: UserPresence[]) => void} [onChange]
+   */
+  watchUsers(userIds, onChange) {
+    if (!Array.isArray(userIds) || userIds.length === 0 || userIds.some((u) => typeof u !== 'string' || u === '')) {
+      throw new TypeError('watchUsers: userIds must be a non-empty array of non-empty strings');
+    }
+    const ids = [...new Set(userIds)];
+    const fresh = [];
+    for (const u of ids) {
+      const e = this._users.get(u);
+      if (e) e.refs++;
+      else {
+        this._users.set(u, { refs: 1, state: undefined });
+        fresh.push(u);
+      }
+    }
+    let last = '';
+    const listener = () => {
+      if (!onChange) return;
+      const states = this.getUsers(userIds);
+      const key = JSON.stringify(states);
+      if (key !== last) {
+        last = key;
+        onChange(states);
+      }
+    };
+    this._userListeners.add(listener);
+    this._activate();
+    if (fresh.length) this._sendWatchUsers(fresh);
+    let released = false;
+    return {
+      unwatch: () => {
+        if (released) return;
+        released = true;
+        this._userListeners.delete(listener);
+        const gone = [];
+        for (const u of ids) {
+          const e = this._users.get(u);
+          if (e && --e.refs === 0) {
+            this._users.delete(u);
+            gone.push(u);
+          }
+        }
+        if (gone.length && this._mode === 'ws' && this._wsOpen) this._send({ type: 'unwatchUsers', userIds: gone }, { type: 'unwatchUsers' });
+        this._maybeIdle();
+      },
+    };
+  }
+
+  /**
+   * The last known state of each of these users (undefined for a user not
+   * watched or not known yet).
+   * @param {string[]} userIds
+   * @returns {Array<UserPresence | undefined>}
+   */
+  getUsers(userIds) {
+    return userIds.map((u) => this._users.get(u)?.state);
+  }
+
+  /**
+   * Calls listener whenever a watched user's state changes; returns the
+   * unsubscribe function (for useSyncExternalStore).
+   * @param {() => void} listener
+   */
+  subscribeUsers(listener) {
+    this._userListeners.add(listener);
+    return () => this._userListeners.delete(listener);
+  }
+
+  /**
    * Calls listener with the room's members whenever they change (not on
    * heartbeats, nor on events that change nothing). Returns the
    * unsubscribe function.
@@ -836,6 +920,8 @@ export class PresenceClient {
       /** POST /v1/signout */
       signOut: (/** @type {{forget?: boolean, userId?: string}} */ o = {}) =>
         c._request('POST', `/v1/signout${qs({ forget: o.forget ? 'true' : undefined, userId: o.userId })}`),
+      /** GET /v1/users/{userId}/presence */
+      userPresence: (/** @type {string} */ userId) => c._request('GET', `/v1/users/${seg(userId)}/presence`),
       /** GET /v1/users/{userId}/rooms */
       listUser: (/** @type {string} */ userId, /** @type {{onlineOnly?: boolean, limit?: number}} */ o = {}) =>
         c._request('GET', `/v1/users/${seg(userId)}/rooms${qs({ onlineOnly: o.onlineOnly, limit: o.limit })}`),
@@ -984,7 +1070,59 @@ export class PresenceClient {
 
   _inUse() {
     for (const r of this._rooms.values()) if (r.inUse) return true;
-    return this._watchList.length > 0;
+    return this._watchList.length > 0 || this._users.size > 0;
+  }
+
+  /** @param {string[]} ids users to watch on the socket (or poll) */
+  _sendWatchUsers(ids) {
+    if (this._suspended) return;
+    if (this._mode === 'http') {
+      if (this._status === 'http') this._httpPollSoon();
+      return;
+    }
+    if (!this._wsOpen) return;
+    // A message is at most 16 KiB: about 12 KB of ids per message.
+    let batch = [];
+    let size = 0;
+    for (const u of ids) {
+      const n = JSON.stringify(u).length + 1;
+      if (batch.length && size + n > 12000) {
+        this._send({ type: 'watchUsers', userIds: batch }, { type: 'watchUsers' });
+        batch = [];
+        size = 0;
+      }
+      batch.push(u);
+      size += n;
+    }
+    if (batch.length) this._send({ type: 'watchUsers', userIds: batch }, { type: 'watchUsers' });
+  }
+
+  /**
+   * Records users' states (a watchingUsers answer, a user frame, an HTTP
+   * read) and tells the listeners if any changed.
+   * @param {any[]} list
+   */
+  _setUsers(list) {
+    let changed = false;
+    for (const s of list) {
+      if (!s || typeof s.userId !== 'string') continue;
+      const e = this._users.get(s.userId);
+      if (!e) continue;
+      const next = { userId: s.userId, online: !!s.online, lastDisconnected: Number(s.lastDisconnected) || 0, rooms: Number(s.rooms) || 0 };
+      if (!e.state || e.state.online !== next.online || e.state.rooms !== next.rooms || e.state.lastDisconnected !== next.lastDisconnected) {
+        e.state = next;
+        changed = true;
+      }
+    }
+    if (changed) {
+      for (const l of [...this._userListeners]) {
+        try {
+          l();
+        } catch (err) {
+          this._error(err);
+        }
+      }
+    }
   }
 
   // -------------------------------------------------------- lifecycle
@@ -1248,6 +1386,9 @@ export class PresenceClient {
       if (room.held && !room.leaveTimer) this._sendJoin(room);
     }
     for (const w of this._watchList) this._sendWatch(w);
+    // Watched users again: the answer brings their states afresh (what
+    // changed while the socket was away).
+    if (this._users.size) this._sendWatchUsers([...this._users.keys()]);
   }
 
   /**
@@ -1482,6 +1623,12 @@ export class PresenceClient {
         this._notify(room);
         return;
       }
+      case 'watchingUsers':
+        if (Array.isArray(m.users)) this._setUsers(m.users);
+        return;
+      case 'user':
+        this._setUsers([m]);
+        return;
       case 'left': {
         if (p) return; // the answer to our leave: already done
         // The server ended the session (sign-out, removal, expiry): it is
@@ -1655,6 +1802,16 @@ export class PresenceClient {
       if (room.held && room.joined && room.roomToken) polls.push(this._httpList(room, room.roomToken));
     }
     for (const w of this._watchList) polls.push(this._httpList(w.room, w.token, w));
+    for (const u of this._users.keys()) {
+      polls.push(
+        this.api.userPresence(u).then(
+          (s) => {
+            if (this._mode === 'http') this._setUsers([s]);
+          },
+          (e) => this._error(e),
+        ),
+      );
+    }
     await Promise.all(polls);
     if (this._suspended || this._mode !== 'http' || this._pollTimer) return;
     this._pollTimer = setTimeout(() => this._httpPoll(), this._opts.pollInterval);

@@ -12,6 +12,21 @@ export interface Member {
   image?: string;
 }
 
+/** A user's org-wide state (README: GET /v1/users/{userId}/presence). */
+export interface UserPresence {
+  userId: string;
+  /** online while the user has a live session in any room of the org */
+  online: boolean;
+  /** unix ms when it went offline everywhere; 0 while online or if never seen */
+  lastDisconnected: number;
+  /** the rooms where it is online */
+  rooms: number;
+}
+
+export interface WatchUsersHandle {
+  unwatch(): void;
+}
+
 export type ConnectionStatus = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'http' | 'suspended';
 
 /** "terminate" is pagehide: the page is going away (or into the back/forward cache). */
@@ -137,6 +152,7 @@ export interface PresenceApi {
     userId: string,
     opts?: { onlineOnly?: boolean; limit?: number },
   ): Promise<{ userId: string; rooms: Array<{ roomId: string; online: boolean; lastDisconnected: number }> }>;
+  userPresence(userId: string): Promise<UserPresence>;
   listRoom(roomId: string, opts?: { onlineOnly?: boolean; limit?: number }): Promise<RoomList>;
   count(roomId: string): Promise<{ roomId: string; version: number; online: number; sessions: number }>;
   updateRoomUser(roomId: string, userId: string, data: unknown): Promise<null>;
@@ -169,6 +185,10 @@ export class PresenceClient {
   watch(roomToken: string): WatchHandle;
   subscribe(roomId: string, listener: (members: readonly Member[] | undefined) => void): () => void;
   getMembers(roomId: string): readonly Member[] | undefined;
+  /** follows users across all rooms of the org (at most 1000 per client) */
+  watchUsers(userIds: string[], onChange?: (users: Array<UserPresence | undefined>) => void): WatchUsersHandle;
+  getUsers(userIds: string[]): Array<UserPresence | undefined>;
+  subscribeUsers(listener: () => void): () => void;
   getRoom(roomId: string): RoomInfo | undefined;
   selfId(roomId?: string): string | undefined;
   close(): Promise<void>;

@@ -1,5 +1,5 @@
 import type * as React from 'react';
-import type { Member, PresenceClient, PresenceClientOptions } from './index';
+import type { Member, PresenceClient, PresenceClientOptions, UserPresence } from './index';
 
 export { GLOBAL_ROOM, PresenceClient, lastSeen, ownFirst } from './index';
 
@@ -55,6 +55,15 @@ export function useSignOutWithPresence<A extends any[] = any[], R = unknown>(
   appSignOut?: (...args: A) => R | Promise<R>,
   options?: { client?: PresenceClient; forget?: boolean },
 ): { signOut: (...args: A) => Promise<R | undefined> };
+
+/**
+ * The org-wide state of these users ("friends online"), in the order
+ * given; an entry is undefined until its state is known.
+ */
+export function useUsersPresence(
+  userIds: readonly string[] | null | undefined,
+  options?: { client?: PresenceClient },
+): Array<UserPresence | undefined>;
 
 export interface FacePileProps {
   members: readonly Member[] | undefined;

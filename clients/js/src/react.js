@@ -129,6 +129,34 @@ export function usePresence(roomId, options = {}) {
 }
 
 /**
+ * Follows these users across all rooms of the org for as long as the
+ * component is mounted ("friends online") and returns their states, in the
+ * order given (an entry is undefined until known). It re-renders only when
+ * one of them changes.
+ * @param {readonly string[] | null | undefined} userIds
+ * @param {{ client?: PresenceClient }} [options]
+ * @returns {Array<import('./index').UserPresence | undefined>}
+ */
+export function useUsersPresence(userIds, options = {}) {
+  const client = usePresenceClient(options.client);
+  const key = userIds && userIds.length ? JSON.stringify(userIds) : '';
+  React.useEffect(() => {
+    if (!key) return undefined;
+    const h = client.watchUsers(JSON.parse(key));
+    return () => h.unwatch();
+  }, [client, key]);
+  const last = React.useRef(/** @type {{ json: string, value: Array<import('./index').UserPresence | undefined> }} */ ({ json: '', value: [] }));
+  const getSnapshot = React.useCallback(() => {
+    const value = key ? client.getUsers(JSON.parse(key)) : [];
+    const json = JSON.stringify(value);
+    if (json !== last.current.json) last.current = { json, value };
+    return last.current.value;
+  }, [client, key]);
+  const subscribe = React.useCallback((/** @type {() => void} */ onChange) => client.subscribeUsers(onChange), [client]);
+  return React.useSyncExternalStore(subscribe, getSnapshot, getSnapshot);
+}
+
+/**
  * The user id a hook joins as: the option, the client's, or, with auth off
  * and no user configured, the user name (as the Convex hooks did).
  * @param {PresenceClient} client

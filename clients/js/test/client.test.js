@@ -495,6 +495,65 @@ describe('PresenceClient over WebSocket', () => {
   });
 });
 
+describe('watchUsers', () => {
+  const u = (userId, online, rooms = online ? 1 : 0, lastDisconnected = online ? 0 : 5) => ({ userId, online, rooms, lastDisconnected });
+
+  it('watches users on the socket, applies user frames, and unwatches the last handle only', async () => {
+    const { client, ws } = setup();
+    const seen = [];
+    const a = client.watchUsers(['bob', 'cat'], (users) => seen.push(users));
+    const b = client.watchUsers(['bob']);
+    await tick();
+    ws.last.open();
+    expect(ws.last.sentOf('watchUsers')).toEqual([expect.objectContaining({ userIds: ['bob', 'cat'] })]);
+    ws.last.receive({ type: 'watchingUsers', id: ws.last.sentOf('watchUsers')[0].id, users: [u('bob', false), u('cat', true)] });
+    expect(seen.at(-1)).toEqual([u('bob', false), u('cat', true)]);
+    ws.last.receive({ type: 'user', ...u('bob', true, 2) });
+    expect(client.getUsers(['bob'])).toEqual([u('bob', true, 2)]);
+    expect(seen).toHaveLength(2);
+    ws.last.receive({ type: 'user', ...u('zed', true) }); // not watched: ignored
+    expect(seen).toHaveLength(2);
+    a.unwatch();
+    expect(ws.last.sentOf('unwatchUsers')).toEqual([expect.objectContaining({ userIds: ['cat'] })]);
+    b.unwatch();
+    expect(ws.last.sentOf('unwatchUsers')[1]).toMatchObject({ userIds: ['bob'] });
+    expect(client.getUsers(['bob'])).toEqual([undefined]);
+    await tick();
+    expect(ws.last.closedWith).toEqual({ code: 1000, reason: 'idle' });
+  });
+
+  it('watches the users again after a reconnect', async () => {
+    const { client, ws } = setup();
+    client.watchUsers(['bob']);
+    await tick();
+    ws.last.open();
+    ws.last.drop();
+    await tick(5000);
+    ws.last.open();
+    expect(ws.last.sentOf('watchUsers')).toEqual([expect.objectContaining({ userIds: ['bob'] })]);
+  });
+
+  it('splits a long list over messages of at most 16 KiB', async () => {
+    const { client, ws } = setup();
+    const ids = Array.from({ length: 1000 }, (_, i) => `user-with-a-longer-id-${i}`);
+    client.watchUsers(ids);
+    await tick();
+    ws.last.open();
+    await tick(1000);
+    const sent = ws.last.sentOf('watchUsers');
+    expect(sent.length).toBeGreaterThan(1);
+    expect(sent.flatMap((m) => m.userIds)).toEqual(ids);
+    for (const m of sent) expect(JSON.stringify(m).length).toBeLessThan(16384);
+  });
+
+  it('refuses bad input', () => {
+    const { client } = setup();
+    expect(() => client.watchUsers([])).toThrow(TypeError);
+    expect(() => client.watchUsers([''])).toThrow(TypeError);
+    expect(() => client.watchUsers(/** @type {any} */ ('bob'))).toThrow(TypeError);
+  });
+});
+
 describe('lifecycle', () => {
   it('leaves after the grace period when hidden, rejoins with the same sessionId when visible', async () => {
     const { client, ws, life } = setup({ options: { hiddenGrace: 1000 } });

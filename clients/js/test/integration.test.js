@@ -69,6 +69,22 @@ describe('against presenced', () => {
     expect(ada.getMembers('lobby')[1].lastDisconnected).toBeGreaterThan(0);
   });
 
+  it('watchUsers follows a user across rooms (friends online)', async () => {
+    const w = client('watcher');
+    const seen = [];
+    w.watchUsers(['erin'], (users) => seen.push(users[0]));
+    await waitFor(() => seen.length === 1 && seen[0].online === false, 5000, 'erin offline at first');
+    const erin = client('erin');
+    erin.join('room-a');
+    erin.join('room-b');
+    await waitFor(() => w.getUsers(['erin'])[0]?.online === true, 5000, 'erin online');
+    await waitFor(async () => (await w.api.userPresence('erin')).rooms === 2, 5000, 'erin in 2 rooms');
+    await erin.close();
+    await waitFor(() => w.getUsers(['erin'])[0]?.online === false, 5000, 'erin offline');
+    expect(w.getUsers(['erin'])[0].lastDisconnected).toBeGreaterThan(0);
+    expect(seen.map((x) => x.online)).toEqual([false, true, false]);
+  });
+
   it('the HTTP fallback heartbeats and polls with ETags', async () => {
     const statuses = [];
     const f = /** @type {typeof fetch} */ (

@@ -11,6 +11,7 @@ import {
   usePresence,
   useRoomPresence,
   useSignOutWithPresence,
+  useUsersPresence,
 } from '../src/react.js';
 import { fakeFetch, fakeLifecycle, fakeWebSockets, member } from './fakes.js';
 
@@ -295,6 +296,43 @@ describe('the hooks of the apps we replace', () => {
     r.unmount();
     await settle(20);
     expect(ws.last.closedWith).toMatchObject({ code: 1000 });
+  });
+});
+
+describe('useUsersPresence', () => {
+  it('watches the users while mounted and re-renders when one changes', async () => {
+    const { client, ws } = makeClient({ options: { userId: 'ada' } });
+    /** @type {any[]} */
+    const renders = [];
+    function Friends() {
+      const users = useUsersPresence(['bob', 'cat'], { client });
+      renders.push(users);
+      return h('span', null, users.map((x) => (x ? `${x.userId}:${x.online}` : '?')).join(' '));
+    }
+    const r = render(h(Friends));
+    await settle();
+    ws.last.open();
+    await settle();
+    const sent = ws.last.sentOf('watchUsers');
+    expect(sent).toEqual([expect.objectContaining({ userIds: ['bob', 'cat'] })]);
+    expect(r.container.textContent).toBe('? ?');
+    act(() =>
+      ws.last.receive({
+        type: 'watchingUsers',
+        id: sent[0].id,
+        users: [
+          { userId: 'bob', online: true, rooms: 1, lastDisconnected: 0 },
+          { userId: 'cat', online: false, rooms: 0, lastDisconnected: 0 },
+        ],
+      }),
+    );
+    expect(r.container.textContent).toBe('bob:true cat:false');
+    const n = renders.length;
+    act(() => ws.last.receive({ type: 'user', userId: 'cat', online: true, rooms: 1, lastDisconnected: 0 }));
+    expect(r.container.textContent).toBe('bob:true cat:true');
+    expect(renders.length).toBe(n + 1);
+    r.unmount();
+    expect(ws.last.sentOf('unwatchUsers')).toEqual([expect.objectContaining({ userIds: ['bob', 'cat'] })]);
   });
 });
 

@@ -310,6 +310,45 @@ var contract = append(append([]testCase{
 			t.Fatalf("after removal from b: %+v", rooms)
 		}
 	}},
+	{"UserPresence", func(t *testing.T, h *Harness) {
+		// Org-wide: online while a session lives in any room; rooms counts
+		// the rooms where it does; a user of another org is never seen.
+		get := func(ctx context.Context, user string) presence.UserPresence {
+			t.Helper()
+			p, err := h.Svc.UserPresence(ctx, user)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+		if p := get(h.As("u2"), "u1"); p != (presence.UserPresence{UserID: "u1"}) {
+			t.Fatalf("never seen: %+v", p)
+		}
+		a := h.Beat("u1", "a", "s1", 0)
+		b := h.Beat("u1", "b", "s2", 0)
+		h.Beat("u1", "b", "s3", 0)
+		if p := get(h.As("u2"), "u1"); !p.Online || p.Rooms != 2 || p.LastDisconnected != 0 {
+			t.Fatalf("online in 2 rooms: %+v", p)
+		}
+		other := presence.NewContextWithIdentity(context.Background(), &presence.Identity{Org: h.Org + "-other", UserID: "u2", Verified: true})
+		if p := get(other, "u1"); p != (presence.UserPresence{UserID: "u1"}) {
+			t.Fatalf("another org: %+v", p)
+		}
+		h.Svc.Disconnect(context.Background(), a.SessionToken)
+		h.Svc.Disconnect(context.Background(), b.SessionToken)
+		if p := get(h.Admin(), "u1"); !p.Online || p.Rooms != 1 {
+			t.Fatalf("online in 1 room: %+v", p)
+		}
+		h.Advance(time.Second)
+		h.Svc.SignOut(h.As("u1"), "", false)
+		if p := get(h.As("u1"), "u1"); p.Online || p.Rooms != 0 || p.LastDisconnected != h.Clock().UnixMilli() {
+			t.Fatalf("offline: %+v (now %d)", p, h.Clock().UnixMilli())
+		}
+		_, err := h.Svc.UserPresence(context.Background(), "u1")
+		WantCode(t, err, presence.EUNAUTHORIZED)
+		_, err = h.Svc.UserPresence(h.As("u2"), "")
+		WantCode(t, err, presence.EINVALID)
+	}},
 	{"SignOut", func(t *testing.T, h *Harness) {
 		a := h.Beat("u1", "a", "s1", 0)
 		b := h.Beat("u1", "b", "s2", 0)
