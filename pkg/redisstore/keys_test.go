@@ -39,8 +39,9 @@ func TestHeartbeatCallAllocations(t *testing.T) {
 	}
 	c := s.heartbeatCall(ctx, hb)
 	defer c.release()
-	// One Redis: 4 keys (the deadline index too).
-	if args := c.cmd.Args(); len(args) != 25 || args[0] != "evalsha" || args[2] != 4 || c.cmd.Name() != "evalsha" {
+	// One Redis: 5 keys (the webhook outbox, "" when webhooks are off, and
+	// the deadline index too).
+	if args := c.cmd.Args(); len(args) != 26 || args[0] != "evalsha" || args[2] != 5 || args[6] != "" || c.cmd.Name() != "evalsha" {
 		t.Errorf("command %v", args)
 	}
 	cl := NewStore(nil, Config{Cluster: true})
