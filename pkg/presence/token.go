@@ -146,7 +146,7 @@ func (t *Tokens) ParseCursor(s string, room RoomRef, onlineOnly bool) (epoch str
 		return "", ListPosition{}, Errorf(EINVALID, "the cursor is of another list")
 	}
 	sc, err := strconv.ParseInt(f[4], 10, 64)
-	if err != nil || sc < 0 {
+	if err != nil || sc < 0 || strconv.FormatInt(sc, 10) != f[4] {
 		return "", ListPosition{}, errCursor
 	}
 	return f[2], ListPosition{Score: sc, UserID: f[5]}, nil
