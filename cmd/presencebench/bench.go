@@ -88,7 +88,9 @@ Scenarios:
                --duration (5s), without and then with If-None-Match; p50/p99.
                With --pages N (0), then N times the whole room page by page
                (--limit a page, following next): each read's time, p50/p99
-               per page, and every member once in the same order.
+               per page, and every member once in the same order. With
+               --offline every member disconnects after its creation
+               (an offline room, many members per ms of lastDisconnected).
   slowbody     slow request bodies against the first --url: a baseline of
                HTTP heartbeats and lists (--concurrency (8) clients each)
                for --duration (10s), then the same load again while --slow
@@ -204,7 +206,8 @@ type benchOpts struct {
 
 	members int
 	limit   int
-	pages   int // list: whole reads page by page
+	pages   int  // list: whole reads page by page
+	offline bool // list: members disconnect after their creation
 
 	presencedBin  string
 	timeoutFactor float64
@@ -281,7 +284,7 @@ var scenarios = map[string]scenario{
 		run: runFanout,
 	},
 	"list": {
-		flags: []string{"duration", "concurrency", "members", "limit", "pages"},
+		flags: []string{"duration", "concurrency", "members", "limit", "pages", "offline"},
 		defaults: func(o *benchOpts, set map[string]bool) {
 			def(set, "duration", &o.duration, 5*time.Second)
 			def(set, "concurrency", &o.concurrency, 4)
@@ -423,6 +426,7 @@ func parseBench(c *cliutil.Env, fs *flag.FlagSet, args []string) (string, benchO
 	fs.IntVar(&o.members, "members", 0, "members of the listed room")
 	fs.IntVar(&o.limit, "limit", 0, "list limit")
 	fs.IntVar(&o.pages, "pages", 0, "list: read the whole room page by page this many times")
+	fs.BoolVar(&o.offline, "offline", false, "list: the members disconnect after their creation")
 	fs.StringVar(&o.presencedBin, "presenced-bin", "", "presenced binary (expiry)")
 	fs.Float64Var(&o.timeoutFactor, "timeout-factor", 0, "the nodes' PRESENCE_TIMEOUT_FACTOR")
 	fs.DurationVar(&o.grace, "grace", 0, "how long to wait past the bound for missing leaves")

@@ -27,6 +27,8 @@ type listResult struct {
 	Limit       int         `json:"limit"`
 	Concurrency int         `json:"concurrency"`
 	Create      phaseResult `json:"create"`
+	// Offline: with --offline, every member disconnected after its creation.
+	Offline *phaseResult `json:"offline,omitempty"`
 	// Plain lists without If-None-Match (200 with the body).
 	Plain phaseResult `json:"plain"`
 	// ETag lists with the body's ETag in If-None-Match (304, no body).
@@ -55,6 +57,9 @@ func (r *listResult) writeTable(w io.Writer) {
 	tw := cliutil.Table(w)
 	fmt.Fprintln(tw, phaseHeader)
 	fmt.Fprintln(tw, r.Create.row("create members"))
+	if r.Offline != nil {
+		fmt.Fprintln(tw, r.Offline.row("disconnect members"))
+	}
 	fmt.Fprintln(tw, r.Plain.row("list (200)"))
 	fmt.Fprintln(tw, r.ETag.row("list If-None-Match (304)"))
 	tw.Flush()
@@ -87,6 +92,7 @@ func runList(ctx context.Context, b *bench) (benchResult, error) {
 	}
 	var tokMu sync.Mutex
 	roomToken := ""
+	sessions := make([]string, o.members) // session tokens, for --offline
 	b.logf("creating a room of %d members", o.members)
 	res.Create = b.runPhase("create", create, time.Time{}, ctx.Done(), func(w, i int) error {
 		m := w + i*create
@@ -106,8 +112,30 @@ func runList(ctx context.Context, b *bench) (benchResult, error) {
 			roomToken = jsonString(r.body, "roomToken")
 			tokMu.Unlock()
 		}
+		sessions[m] = jsonString(r.body, "sessionToken")
 		return nil
 	})
+	if o.offline && res.Create.Errors == 0 {
+		// Each member's one session ends: the room is all offline, most
+		// recent first, with many members per millisecond of
+		// lastDisconnected (ties, ordered by userId).
+		b.logf("disconnecting the %d members", o.members)
+		p := b.runPhase("offline", create, time.Time{}, ctx.Done(), func(w, i int) error {
+			m := w + i*create
+			if m >= o.members {
+				return errStop
+			}
+			r, err := clients[w].do(buildRequest(clients[w].ep, o.token, "POST", "/v1/disconnect", []byte(sessions[m])))
+			if err != nil {
+				return err
+			}
+			return r.expect(204)
+		})
+		res.Offline = &p
+		if err := b.checkErrors("disconnects", p.Errors, p.FirstError); err != nil {
+			return res, err
+		}
+	}
 	for _, c := range clients {
 		c.close()
 	}
@@ -131,8 +159,8 @@ func runList(ctx context.Context, b *bench) (benchResult, error) {
 		return res, fmt.Errorf("count of the room: %w", err)
 	}
 	res.OnlineSeen, _ = strconv.ParseInt(jsonNumber(cr.body, "online"), 10, 64)
-	if res.OnlineSeen != int64(o.members) {
-		return res, fmt.Errorf("the room has %d members online, want %d", res.OnlineSeen, o.members)
+	if want := int64(o.members); res.OnlineSeen != want && !o.offline || o.offline && res.OnlineSeen != 0 {
+		return res, fmt.Errorf("the room has %d members online, want %d (--offline %v)", res.OnlineSeen, want, o.offline)
 	}
 
 	path := "/v1/list?roomToken=" + url.QueryEscape(roomToken) + "&limit=" + strconv.Itoa(o.limit)
