@@ -341,6 +341,62 @@ local function list_head(epoch, online_only, now, retention)
   return {tonumber(m[1]) or 0, e, tonumber(m[3]) or 0, tonumber(m[4]) or 0, tonumber(m[5]) or 0}, '(' .. int(max)
 end
 
+-- bytes_le tells whether a <= b in byte order (Lua's own comparison follows
+-- the locale).
+local function bytes_le(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then
+      return x < y
+    end
+  end
+  return #a <= #b
+end
+
+-- list_start returns the rank in the order set of the first member after
+-- the position (order score, userId) of a cursor (list.lua, list_stamp.lua;
+-- 0 when score is ""). Equal scores are ordered by member, so (score,
+-- member) is a total order. An online score is join sequence × PER +
+-- sessions and each member has a sequence of its own: the next member is
+-- the first of a later sequence, whatever the sessions do meanwhile. An
+-- offline one follows the member itself when it is still there with that
+-- score, else the last of its ties that sorts before (or is) userId.
+local function list_start(sc, uid)
+  if sc == '' then
+    return 0
+  end
+  sc = tonumber(sc)
+  if sc < ONLINE_MAX then
+    return redis.call('ZCOUNT', K_ORDER, '-inf', '(' .. int((math.floor(sc / PER) + 1) * PER))
+  end
+  local cur = redis.call('ZSCORE', K_ORDER, uid)
+  if cur and tonumber(cur) == sc then
+    return redis.call('ZRANK', K_ORDER, uid) + 1
+  end
+  -- A binary search of the ties by byte order (as Redis orders them).
+  local lo = redis.call('ZCOUNT', K_ORDER, '-inf', '(' .. int(sc))
+  local hi = redis.call('ZCOUNT', K_ORDER, '-inf', int(sc))
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if bytes_le(redis.call('ZRANGE', K_ORDER, mid, mid)[1], uid) then
+      lo = mid + 1
+    else
+      hi = mid
+    end
+  end
+  return lo
+end
+
+-- list_page returns the rank of a page's first member and the page's size
+-- field of the stamp: the members from that rank on that the list shows,
+-- up to limit + 1 (more than limit: more follow, and the page has limit).
+-- max is list_head's bound.
+local function list_page(sc, uid, limit, max)
+  local start = list_start(sc, uid)
+  local shown = redis.call('ZCOUNT', K_ORDER, '-inf', max) - start
+  return start, math.max(0, math.min(shown, limit + 1))
+end
+
 -- touch gives every key of the room the same time to live, so that an
 -- abandoned room disappears after the offline retention. (The outbox has
 -- its own, shorter one: publish sets it.)

@@ -1,23 +1,30 @@
 -- list.lua: a room's members, online first (join order), then offline, most
--- recently disconnected first. Read-only.
+-- recently disconnected first: one page. Read-only.
 -- KEYS: the three room keys (see lib.lua)
 -- ARGV: 1 room epoch ("" for any), 2 limit, 3 "1" for online members only,
 --       4 now (ms), 5 offline retention (ms): members offline for longer
---       are not shown (they are forgotten at the room's next change)
--- Returns {version, epoch, c, n, t, members shown, then per member: userId,
+--       are not shown (they are forgotten at the room's next change),
+--       6 the order score of the position after which the page starts
+--       ("" for the first page), 7 that position's userId (see lib.lua
+--       list_start)
+-- Returns {version, epoch, c, n, t, page size, then per member: userId,
 -- order score, sessions, data, profile}; just {-1} when the epoch is not the
 -- room's (the room was removed). The first six are the list's stamp, as
--- list_stamp.lua reads it: the members follow from them.
+-- list_stamp.lua reads it: the members follow from them. The page size is
+-- the members shown from the page's start, up to limit + 1: above limit,
+-- more members follow the page (which holds limit).
 local head, max = list_head(ARGV[1], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
 if not head then
   return {-1}
 end
-local uids = redis.call('ZRANGEBYSCORE', K_ORDER, '-inf', max, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+local limit = tonumber(ARGV[2])
+local start, size = list_page(ARGV[6] or '', ARGV[7] or '', limit, max)
 local out = head
-out[6] = #uids / 2
-if #uids == 0 then
+out[6] = size
+if size == 0 then
   return out
 end
+local uids = redis.call('ZRANGE', K_ORDER, start, start + math.min(size, limit) - 1, 'WITHSCORES')
 -- One call for the whole page's profiles; session counts are in the scores.
 local fields = {}
 for i = 1, #uids, 2 do

@@ -86,6 +86,11 @@ Scenarios:
   list         a room of --members (10000) members (HTTP heartbeats, 10 min
                interval) listed with --limit (104) at --concurrency (4) for
                --duration (5s), without and then with If-None-Match; p50/p99.
+               With --pages N (0), then N times the whole room page by page
+               (--limit a page, following next): each read's time, p50/p99
+               per page, and every member once in the same order. With
+               --offline every member disconnects after its creation
+               (an offline room, many members per ms of lastDisconnected).
   slowbody     slow request bodies against the first --url: a baseline of
                HTTP heartbeats and lists (--concurrency (8) clients each)
                for --duration (10s), then the same load again while --slow
@@ -168,6 +173,7 @@ Examples:
   presencebench list --members 10000 --concurrency 4
   presencebench --redis-url redis://127.0.0.1:6379 users --url http://127.0.0.1:8081 \
       --churn-url http://127.0.0.1:8082 --redis-stats --sessions 1000 --sockets 10000 --users 1000
+  presencebench list --members 100000 --limit 1000 --pages 20
   presencebench --redis-url redis://127.0.0.1:6379 sockchurn --url http://127.0.0.1:8080 \
       --rate 1000 --duration 60s --source-addrs 127.0.0.2-127.0.0.9
   presencebench slowbody --url http://127.0.0.1:8080 --slow 2000 --duration 10s
@@ -210,6 +216,8 @@ type benchOpts struct {
 
 	members int
 	limit   int
+	pages   int  // list: whole reads page by page
+	offline bool // list: members disconnect after their creation
 
 	presencedBin  string
 	timeoutFactor float64
@@ -286,7 +294,7 @@ var scenarios = map[string]scenario{
 		run: runFanout,
 	},
 	"list": {
-		flags: []string{"duration", "concurrency", "members", "limit"},
+		flags: []string{"duration", "concurrency", "members", "limit", "pages", "offline"},
 		defaults: func(o *benchOpts, set map[string]bool) {
 			def(set, "duration", &o.duration, 5*time.Second)
 			def(set, "concurrency", &o.concurrency, 4)
@@ -439,6 +447,8 @@ func parseBench(c *cliutil.Env, fs *flag.FlagSet, args []string) (string, benchO
 	fs.DurationVar(&o.life, "life", 0, "how long a socket stays open after its join (sockchurn)")
 	fs.IntVar(&o.members, "members", 0, "members of the listed room")
 	fs.IntVar(&o.limit, "limit", 0, "list limit")
+	fs.IntVar(&o.pages, "pages", 0, "list: read the whole room page by page this many times")
+	fs.BoolVar(&o.offline, "offline", false, "list: the members disconnect after their creation")
 	fs.StringVar(&o.presencedBin, "presenced-bin", "", "presenced binary (expiry)")
 	fs.Float64Var(&o.timeoutFactor, "timeout-factor", 0, "the nodes' PRESENCE_TIMEOUT_FACTOR")
 	fs.DurationVar(&o.grace, "grace", 0, "how long to wait past the bound for missing leaves")
@@ -613,6 +623,9 @@ func (o *benchOpts) check(name string, set map[string]bool) error {
 		}
 		if o.duration <= 0 {
 			add(cliutil.Usagef("--duration must be positive"))
+		}
+		if o.pages < 0 {
+			add(cliutil.Usagef("--pages must be 0 or more"))
 		}
 	case "expiry":
 		if o.presencedBin == "" {

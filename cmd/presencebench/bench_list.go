@@ -4,11 +4,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +27,8 @@ type listResult struct {
 	Limit       int         `json:"limit"`
 	Concurrency int         `json:"concurrency"`
 	Create      phaseResult `json:"create"`
+	// Offline: with --offline, every member disconnected after its creation.
+	Offline *phaseResult `json:"offline,omitempty"`
 	// Plain lists without If-None-Match (200 with the body).
 	Plain phaseResult `json:"plain"`
 	// ETag lists with the body's ETag in If-None-Match (304, no body).
@@ -33,6 +38,17 @@ type listResult struct {
 	Changed    int64       `json:"changed"` // 200 answers in the If-None-Match phase
 	RoomID     string      `json:"roomId"`
 	OnlineSeen int64       `json:"online"` // the room's online count after the creation
+	// Pages: --pages whole reads of the room page by page.
+	Pages *pagesResult `json:"pages,omitempty"`
+}
+
+// pagesResult is the room read page by page (limit a page, following next),
+// Reads times in a row, one request at a time.
+type pagesResult struct {
+	Reads        int       `json:"reads"`
+	PagesPerRead int       `json:"pagesPerRead"`
+	ReadMs       []float64 `json:"readMs"` // each whole read, in order
+	Page         latency   `json:"page"`   // each page's request
 }
 
 func (r *listResult) writeTable(w io.Writer) {
@@ -41,9 +57,16 @@ func (r *listResult) writeTable(w io.Writer) {
 	tw := cliutil.Table(w)
 	fmt.Fprintln(tw, phaseHeader)
 	fmt.Fprintln(tw, r.Create.row("create members"))
+	if r.Offline != nil {
+		fmt.Fprintln(tw, r.Offline.row("disconnect members"))
+	}
 	fmt.Fprintln(tw, r.Plain.row("list (200)"))
 	fmt.Fprintln(tw, r.ETag.row("list If-None-Match (304)"))
 	tw.Flush()
+	if p := r.Pages; p != nil {
+		fmt.Fprintf(w, "\nthe room page by page (limit %d, %d pages), %d reads: %s ms each\n", r.Limit, p.PagesPerRead, p.Reads, fmtFloats(p.ReadMs))
+		fmt.Fprintf(w, "a page: p50 %s  p90 %s  p99 %s  max %s\n", fmtMs(p.Page.P50Ms), fmtMs(p.Page.P90Ms), fmtMs(p.Page.P99Ms), fmtMs(p.Page.MaxMs))
+	}
 	for _, p := range []phaseResult{r.Create, r.Plain, r.ETag} {
 		if p.Errors > 0 {
 			fmt.Fprintf(w, "errors: %v (first: %s)\n", p.ErrorKinds, p.FirstError)
@@ -69,6 +92,7 @@ func runList(ctx context.Context, b *bench) (benchResult, error) {
 	}
 	var tokMu sync.Mutex
 	roomToken := ""
+	sessions := make([]string, o.members) // session tokens, for --offline
 	b.logf("creating a room of %d members", o.members)
 	res.Create = b.runPhase("create", create, time.Time{}, ctx.Done(), func(w, i int) error {
 		m := w + i*create
@@ -88,8 +112,30 @@ func runList(ctx context.Context, b *bench) (benchResult, error) {
 			roomToken = jsonString(r.body, "roomToken")
 			tokMu.Unlock()
 		}
+		sessions[m] = jsonString(r.body, "sessionToken")
 		return nil
 	})
+	if o.offline && res.Create.Errors == 0 {
+		// Each member's one session ends: the room is all offline, most
+		// recent first, with many members per millisecond of
+		// lastDisconnected (ties, ordered by userId).
+		b.logf("disconnecting the %d members", o.members)
+		p := b.runPhase("offline", create, time.Time{}, ctx.Done(), func(w, i int) error {
+			m := w + i*create
+			if m >= o.members {
+				return errStop
+			}
+			r, err := clients[w].do(buildRequest(clients[w].ep, o.token, "POST", "/v1/disconnect", []byte(sessions[m])))
+			if err != nil {
+				return err
+			}
+			return r.expect(204)
+		})
+		res.Offline = &p
+		if err := b.checkErrors("disconnects", p.Errors, p.FirstError); err != nil {
+			return res, err
+		}
+	}
 	for _, c := range clients {
 		c.close()
 	}
@@ -113,8 +159,8 @@ func runList(ctx context.Context, b *bench) (benchResult, error) {
 		return res, fmt.Errorf("count of the room: %w", err)
 	}
 	res.OnlineSeen, _ = strconv.ParseInt(jsonNumber(cr.body, "online"), 10, 64)
-	if res.OnlineSeen != int64(o.members) {
-		return res, fmt.Errorf("the room has %d members online, want %d", res.OnlineSeen, o.members)
+	if want := int64(o.members); res.OnlineSeen != want && !o.offline || o.offline && res.OnlineSeen != 0 {
+		return res, fmt.Errorf("the room has %d members online, want %d (--offline %v)", res.OnlineSeen, want, o.offline)
 	}
 
 	path := "/v1/list?roomToken=" + url.QueryEscape(roomToken) + "&limit=" + strconv.Itoa(o.limit)
@@ -186,7 +232,91 @@ func runList(ctx context.Context, b *bench) (benchResult, error) {
 	if err := b.checkErrors("lists", res.Plain.Errors+res.ETag.Errors, firstErr); err != nil {
 		return res, err
 	}
+	if o.pages > 0 {
+		b.logf("reading the room page by page %d times", o.pages)
+		res.Pages, err = readPages(ctx, cc, o.token, roomToken, o.limit, o.members, o.pages)
+	}
+	return res, err
+}
+
+// readPages reads the room of roomToken page by page, reads times, one
+// request at a time, and checks that each read gives every one of members
+// once, all at one version and in the same order as the first read.
+func readPages(ctx context.Context, c *hclient, token, roomToken string, limit, members, reads int) (*pagesResult, error) {
+	res := &pagesResult{Reads: reads}
+	var h hist
+	var first []string
+	for n := range reads {
+		var ids []string
+		version := int64(-1)
+		cursor := ""
+		pages := 0
+		t0 := time.Now()
+		for {
+			if err := ctx.Err(); err != nil {
+				return res, err
+			}
+			path := "/v1/list?roomToken=" + url.QueryEscape(roomToken) + "&limit=" + strconv.Itoa(limit)
+			if cursor != "" {
+				path += "&cursor=" + url.QueryEscape(cursor)
+			}
+			p0 := time.Now()
+			r, err := c.do(buildRequest(c.ep, token, "GET", path, nil))
+			if err == nil {
+				err = r.expect(200)
+			}
+			if err != nil {
+				return res, fmt.Errorf("read %d, page %d: %w", n, pages, err)
+			}
+			h.add(time.Since(p0))
+			pages++
+			var page struct {
+				Version int64 `json:"version"`
+				Members []struct {
+					UserID string `json:"userId"`
+				} `json:"members"`
+				Next string `json:"next"`
+			}
+			if err := json.Unmarshal(r.body, &page); err != nil {
+				return res, fmt.Errorf("read %d, page %d: %w", n, pages, err)
+			}
+			if version >= 0 && page.Version != version {
+				return res, fmt.Errorf("read %d, page %d: version %d, the first page's %d (the room changed)", n, pages, page.Version, version)
+			}
+			version = page.Version
+			for _, m := range page.Members {
+				ids = append(ids, m.UserID)
+			}
+			if page.Next == "" {
+				break
+			}
+			cursor = page.Next
+		}
+		res.ReadMs = append(res.ReadMs, round3(float64(time.Since(t0).Microseconds())/1000))
+		res.PagesPerRead = pages
+		seen := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			seen[id] = true
+		}
+		if len(ids) != members || len(seen) != members {
+			return res, fmt.Errorf("read %d: %d members, %d different, want %d", n, len(ids), len(seen), members)
+		}
+		if first == nil {
+			first = ids
+		} else if !slices.Equal(first, ids) {
+			return res, fmt.Errorf("read %d: another order than the first read", n)
+		}
+	}
+	res.Page = h.summary()
 	return res, nil
+}
+
+func fmtFloats(v []float64) string {
+	s := make([]string, len(v))
+	for i, f := range v {
+		s[i] = strconv.FormatFloat(f, 'f', 1, 64)
+	}
+	return strings.Join(s, " ")
 }
 
 // jsonNumber extracts the number value of "key" from a small JSON object.

@@ -9,7 +9,9 @@ package httpapi
 // only when the stamp read for this request is the one the page was listed
 // with: the stamp fixes the page (room, limit and onlineOnly being the same),
 // so a cached page is never stale, whichever Redis (primary, replica,
-// cluster node) the stamp came from.
+// cluster node) the stamp came from. Pages asked with a cursor (the pages
+// after the first) have ETags of their own (the cursor is part of them) but
+// are not cached: a room read page by page would push every first page out.
 
 import (
 	"container/list"
@@ -30,6 +32,7 @@ type pageKey struct {
 	org, room string
 	limit     int
 	online    bool
+	cursor    string // "" for a first page; never cached otherwise
 }
 
 // listPage is a cached page; never changed once made.
@@ -164,8 +167,12 @@ func (c *listCache) finish(k pageKey, f *listing, p *listPage) {
 func (s *Server) serveList(c echo.Context, r presence.ListRequest) error {
 	ctx := c.Request().Context()
 	inm := c.Request().Header.Get("If-None-Match")
-	key := pageKey{org: r.Room.Org, room: r.Room.RoomID, limit: r.Query.Limit, online: r.Query.OnlineOnly}
-	if cached := s.lists.get(key); inm != "" || cached != nil {
+	key := pageKey{org: r.Room.Org, room: r.Room.RoomID, limit: r.Query.Limit, online: r.Query.OnlineOnly, cursor: r.Cursor}
+	var cached *listPage
+	if key.cursor == "" {
+		cached = s.lists.get(key)
+	}
+	if inm != "" || cached != nil {
 		stamp, ok, err := s.svc.ListStamp(ctx, r)
 		if err != nil {
 			return err
@@ -179,6 +186,9 @@ func (s *Server) serveList(c echo.Context, r presence.ListRequest) error {
 			if cached != nil && cached.stamp == stamp {
 				s.lists.fromCache.Inc()
 				return writeListBody(c, cached.etag, cached.body)
+			}
+			if key.cursor != "" {
+				return s.listAndServe(c, r, key, inm, new(*listPage))
 			}
 			f, mine := s.lists.listing(key, stamp)
 			if !mine {
@@ -215,7 +225,7 @@ func (s *Server) listAndServe(c echo.Context, r presence.ListRequest, key pageKe
 	} else {
 		etag = listETag(key, l.Stamp)
 		*page = &listPage{key: key, stamp: l.Stamp, etag: etag, body: b}
-		if !l.Stale {
+		if !l.Stale && key.cursor == "" {
 			s.lists.put(*page)
 		}
 	}
@@ -238,13 +248,16 @@ func writeListBody(c echo.Context, etag string, body []byte) error {
 }
 
 // listETag is the ETag of a list: FNV-1a (64 bits, base 36) of the page key
-// and the stamp.
+// (with the cursor, if any) and the stamp.
 func listETag(k pageKey, stamp string) string {
 	h := fnv1a(fnvOffset, k.org)
 	h = fnv1a(h, "\x00"+k.room+"\x00")
 	h = fnv1a(h, strconv.Itoa(k.limit))
 	if k.online {
 		h = fnv1a(h, "\x00online")
+	}
+	if k.cursor != "" {
+		h = fnv1a(h, "\x00cursor\x00"+k.cursor)
 	}
 	return quoted(fnv1a(h, "\x00"+stamp))
 }

@@ -445,7 +445,7 @@ func (s *Server) list(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := s.svc.PrepareList(c.QueryParam("roomToken"), limit)
+	r, err := s.svc.PrepareList(c.QueryParam("roomToken"), limit, c.QueryParam("cursor"))
 	if err != nil {
 		return err
 	}
@@ -522,7 +522,7 @@ func (s *Server) members(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := s.svc.PrepareMembers(c.Request().Context(), roomID, onlineOnly, limit)
+	r, err := s.svc.PrepareMembers(c.Request().Context(), roomID, onlineOnly, limit, c.QueryParam("cursor"))
 	if err != nil {
 		return err
 	}

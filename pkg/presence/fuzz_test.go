@@ -293,3 +293,43 @@ func TestOneSpellingPerRoomToken(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseCursor: a cursor parses only when it is ours, of the room and
+// query asked, and then it signs again to the same place; anything else is
+// EINVALID. Room and session tokens are never cursors.
+func FuzzParseCursor(f *testing.F) {
+	tk, other := mustTokens(f, fuzzSecret), mustTokens(f, otherSecret)
+	room := presence.RoomRef{Org: "default", RoomID: "lobby"}
+	f.Add(tk.Cursor(room, "0", false, presence.ListPosition{Score: 8998204548287129, UserID: "ada"}), false)
+	f.Add(tk.Cursor(room, "0", true, presence.ListPosition{Score: 1025, UserID: "grace"}), true)
+	f.Add(tk.RoomToken(room, "0"), false)
+	f.Add("p\x07default\x05lobby\x010\x010\x041025\x03ada", false)
+	f.Fuzz(func(t *testing.T, s string, online bool) {
+		epoch, pos, err := tk.ParseCursor(s, room, online)
+		if err != nil {
+			if code := presence.ErrorCode(err); code != presence.EINVALID {
+				t.Fatalf("cursor %q: error code %q, want %q", s, code, presence.EINVALID)
+			}
+		} else {
+			if re := tk.Cursor(room, epoch, online, pos); !sameToken(s, re) {
+				t.Fatalf("cursor %q parses to %q %+v but re-signs to %q", s, epoch, pos, re)
+			}
+			if _, _, err := tk.ParseCursor(s, room, !online); err == nil {
+				t.Fatalf("cursor %q parses for onlineOnly %v and %v", s, online, !online)
+			}
+			if _, _, err := tk.ParseCursor(s, presence.RoomRef{Org: "default", RoomID: "lobby2"}, online); err == nil {
+				t.Fatalf("cursor %q parses for another room", s)
+			}
+			if _, _, err := other.ParseCursor(s, room, online); err == nil {
+				t.Fatalf("cursor %q parses under two secrets", s)
+			}
+			if _, _, err := tk.ParseRoomToken(s); err == nil {
+				t.Fatalf("cursor %q parses as a room token", s)
+			}
+		}
+		// s as a payload signed with another secret never parses.
+		if _, _, err := tk.ParseCursor(signRaw(otherSecret, []byte(s)), room, online); err == nil {
+			t.Fatalf("payload %q signed with another secret parses", s)
+		}
+	})
+}

@@ -27,9 +27,26 @@ type RoomList struct {
 	// Stale is set when the list was asked with the epoch of a room token
 	// and the room was removed since: the list is empty, version 0.
 	Stale bool `json:"-"`
+	// Next, set by the Service when more members follow the page, is the
+	// cursor of the next page.
+	Next string `json:"next,omitempty"`
 	// Stamp, when the store has stamps (ListStamper), is the stamp of the
 	// state the list shows, read in the same atomic step as the list.
 	Stamp string `json:"-"`
+	// Epoch is the room epoch the list was read in ("" when Stale).
+	Epoch string `json:"-"`
+	// More, set by the store when more members follow the page, is the
+	// position of the page's last member: the next page starts after it.
+	More *ListPosition `json:"-"`
+}
+
+// ListPosition is a place in a room's order: a member and its order score
+// (OrderScore). Equal scores are ordered by userId, so positions are
+// totally ordered; a page after a position starts with the first member
+// that follows it in the room order now.
+type ListPosition struct {
+	Score  int64
+	UserID string
 }
 
 // RoomCount is the O(1) summary of a room.

@@ -140,7 +140,7 @@ func (s *Service) Heartbeat(ctx context.Context, in HeartbeatInput) (*HeartbeatO
 
 // List returns the members of the room that roomToken names.
 func (s *Service) List(ctx context.Context, roomToken string, limit int) (*RoomList, error) {
-	r, err := s.PrepareList(roomToken, limit)
+	r, err := s.PrepareList(roomToken, limit, "")
 	if err != nil {
 		return nil, err
 	}
@@ -152,10 +152,13 @@ func (s *Service) List(ctx context.Context, roomToken string, limit int) (*RoomL
 type ListRequest struct {
 	Room  RoomRef
 	Query ListQuery
+	// Cursor is the cursor the page was asked with ("" for the first).
+	Cursor string
 }
 
-// PrepareList checks a list request by room token (List).
-func (s *Service) PrepareList(roomToken string, limit int) (ListRequest, error) {
+// PrepareList checks a list request by room token (List); a cursor (a
+// page's Next) asks for the page after it.
+func (s *Service) PrepareList(roomToken string, limit int, cursor string) (ListRequest, error) {
 	room, epoch, err := s.tokens.ParseRoomToken(roomToken)
 	if err != nil {
 		return ListRequest{}, err
@@ -163,12 +166,40 @@ func (s *Service) PrepareList(roomToken string, limit int) (ListRequest, error) 
 	if limit, err = ValidateLimit(limit); err != nil {
 		return ListRequest{}, err
 	}
-	return ListRequest{Room: room, Query: ListQuery{Epoch: epoch, Limit: limit, Now: s.cfg.Now()}}, nil
+	r := ListRequest{Room: room, Query: ListQuery{Epoch: epoch, Limit: limit, Now: s.cfg.Now()}}
+	if err := s.withCursor(&r, cursor, epoch); err != nil {
+		return ListRequest{}, err
+	}
+	return r, nil
 }
 
-// ListPage returns the list that a checked request asks for.
+// withCursor adds a cursor to a checked request: it must be of the same
+// room and query, and of the room's life that the room token names (epoch;
+// "" for a list by room id: the cursor's own, so that its pages stay in the
+// life of the first, and are empty at version 0 once the room is removed).
+func (s *Service) withCursor(r *ListRequest, cursor, epoch string) error {
+	if cursor == "" {
+		return nil
+	}
+	e, pos, err := s.tokens.ParseCursor(cursor, r.Room, r.Query.OnlineOnly)
+	if err != nil {
+		return err
+	}
+	if epoch != "" && e != epoch {
+		return Errorf(EINVALID, "the cursor is of another list")
+	}
+	r.Query.Epoch, r.Query.After, r.Cursor = e, &pos, cursor
+	return nil
+}
+
+// ListPage returns the list that a checked request asks for, with the
+// cursor of the next page when more members follow.
 func (s *Service) ListPage(ctx context.Context, r ListRequest) (*RoomList, error) {
-	return s.store.List(ctx, r.Room, r.Query)
+	l, err := s.store.List(ctx, r.Room, r.Query)
+	if err == nil && l.More != nil {
+		l.Next = s.tokens.Cursor(r.Room, l.Epoch, r.Query.OnlineOnly, *l.More)
+	}
+	return l, err
 }
 
 // ListStamp returns the stamp of the list that ListPage(r) would return now
@@ -256,7 +287,7 @@ func (s *Service) SignOut(ctx context.Context, userID string, forget bool) (int,
 
 // Members lists a room by id for a user of its org or an admin.
 func (s *Service) Members(ctx context.Context, roomID string, onlineOnly bool, limit int) (*RoomList, error) {
-	r, err := s.PrepareMembers(ctx, roomID, onlineOnly, limit)
+	r, err := s.PrepareMembers(ctx, roomID, onlineOnly, limit, "")
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +295,7 @@ func (s *Service) Members(ctx context.Context, roomID string, onlineOnly bool, l
 }
 
 // PrepareMembers checks a list request by room id (Members).
-func (s *Service) PrepareMembers(ctx context.Context, roomID string, onlineOnly bool, limit int) (ListRequest, error) {
+func (s *Service) PrepareMembers(ctx context.Context, roomID string, onlineOnly bool, limit int, cursor string) (ListRequest, error) {
 	room, err := s.room(ctx, roomID)
 	if err != nil {
 		return ListRequest{}, err
@@ -272,7 +303,11 @@ func (s *Service) PrepareMembers(ctx context.Context, roomID string, onlineOnly 
 	if limit, err = ValidateLimit(limit); err != nil {
 		return ListRequest{}, err
 	}
-	return ListRequest{Room: room, Query: ListQuery{Limit: limit, OnlineOnly: onlineOnly, Now: s.cfg.Now()}}, nil
+	r := ListRequest{Room: room, Query: ListQuery{Limit: limit, OnlineOnly: onlineOnly, Now: s.cfg.Now()}}
+	if err := s.withCursor(&r, cursor, ""); err != nil {
+		return ListRequest{}, err
+	}
+	return r, nil
 }
 
 // Count summarises a room in O(1).

@@ -99,8 +99,8 @@ type HeartbeatResult struct {
 // list is answered without listing it (HTTP 304, a node's cached page).
 type ListStamper interface {
 	// ListStamp returns the stamp of the list that List(ctx, room, q) would
-	// return now. Two lists of one room with the same Limit and OnlineOnly
-	// and the same stamp are identical (whatever their Epoch and Now); any
+	// return now. Two lists of one room with the same Limit, OnlineOnly and
+	// After and the same stamp are identical (whatever their Epoch and Now); any
 	// change to what such a list shows, or to which members the retention
 	// hides at q.Now, changes the stamp. Stamps are opaque; List fills
 	// RoomList.Stamp.
@@ -119,4 +119,7 @@ type ListQuery struct {
 	// replica, is read again from the primary (a joiner must see its own
 	// join, a sync must reach the event that asked for it). Zero: any.
 	MinVersion int64
+	// After, when set, asks for the page that follows this position (a
+	// cursor's): the members after it in the room order.
+	After *ListPosition
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"hash"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -47,6 +48,7 @@ const roomTokenCache = 4096
 const (
 	tokenRoom     byte = 'r'
 	tokenSession  byte = 's'
+	tokenCursor   byte = 'p'
 	macLen             = 16
 	maxTokenChars      = 2048
 )
@@ -116,6 +118,38 @@ func (t *Tokens) ParseSessionToken(s string) (room RoomRef, sessionID, epoch str
 		return RoomRef{}, "", "", err
 	}
 	return RoomRef{Org: f[0], RoomID: f[1]}, f[2], f[3], nil
+}
+
+// Cursor returns the cursor of the page after position pos of the list of
+// room in the life named by epoch, with members online only or not. It is
+// signed like the tokens and bound to all of these: a cursor of another
+// room, life or query is refused (ParseCursor).
+func (t *Tokens) Cursor(room RoomRef, epoch string, onlineOnly bool, pos ListPosition) string {
+	online := "0"
+	if onlineOnly {
+		online = "1"
+	}
+	return t.sign(tokenCursor, room.Org, room.RoomID, epoch, online, strconv.FormatInt(pos.Score, 10), pos.UserID)
+}
+
+var errCursor = Errorf(EINVALID, "invalid cursor")
+
+// ParseCursor verifies a cursor of a list of room with members online only
+// or not, and returns the room epoch and the position it holds. A malformed
+// or forged cursor, or one of another room or query, is EINVALID.
+func (t *Tokens) ParseCursor(s string, room RoomRef, onlineOnly bool) (epoch string, pos ListPosition, err error) {
+	f, err := t.parse(tokenCursor, s, 6)
+	if err != nil {
+		return "", ListPosition{}, errCursor
+	}
+	if f[0] != room.Org || f[1] != room.RoomID || f[3] != map[bool]string{false: "0", true: "1"}[onlineOnly] {
+		return "", ListPosition{}, Errorf(EINVALID, "the cursor is of another list")
+	}
+	sc, err := strconv.ParseInt(f[4], 10, 64)
+	if err != nil || sc < 0 || strconv.FormatInt(sc, 10) != f[4] {
+		return "", ListPosition{}, errCursor
+	}
+	return f[2], ListPosition{Score: sc, UserID: f[5]}, nil
 }
 
 func (t *Tokens) sign(kind byte, fields ...string) string {

@@ -16,7 +16,7 @@ import (
 var _ presence.ListStamper = (*Store)(nil)
 
 // listHead is the number of elements of a list.lua or list_stamp.lua reply
-// that make the stamp: {version, epoch, c, n, t, members shown}.
+// that make the stamp: {version, epoch, c, n, t, page size}.
 const listHead = 6
 
 // staleStamp is the stamp of a list asked with the epoch of a removed room
@@ -27,9 +27,9 @@ const staleStamp = "-"
 // same query now: list_stamp.lua, one HMGET and one ZCOUNT in Redis, on the
 // reader (replica) like List. The stamp is the room's epoch, version (v),
 // session-count changes (c), live sessions (n), last-change time (t) and
-// the number of members the list shows (min(limit, members not hidden by
-// the retention at q.Now)); lua/lib.lua's list_head says why these fix the
-// list.
+// the page size (min(limit + 1, members not hidden by the retention at
+// q.Now from the page's start on)); lua/lib.lua's list_head says why these
+// fix the list.
 func (s *Store) ListStamp(ctx context.Context, room presence.RoomRef, q presence.ListQuery) (string, error) {
 	v, err := s.runList(ctx, s.reader(), s.listStamp, room, q)
 	if err != nil {
@@ -58,8 +58,12 @@ func (s *Store) runList(ctx context.Context, rdb redis.Scripter, sc *redis.Scrip
 	if now.IsZero() {
 		now = time.Now()
 	}
+	after, afterUser := "", ""
+	if q.After != nil {
+		after, afterUser = strconv.FormatInt(q.After.Score, 10), q.After.UserID
+	}
 	return sc.RunRO(ctx, rdb, rk.List[:], q.Epoch, q.Limit, online,
-		now.UnixMilli(), s.cfg.Retention.Milliseconds()).Slice()
+		now.UnixMilli(), s.cfg.Retention.Milliseconds(), after, afterUser).Slice()
 }
 
 // listStamp makes the stamp of a reply's first listHead elements.

@@ -594,16 +594,22 @@ func parseList(roomID string, v []any) (*presence.RoomList, error) {
 		return nil, fmt.Errorf("list: unexpected reply of %d elements", len(v))
 	}
 	l := &presence.RoomList{RoomID: roomID, Version: toInt(v[0]), Members: make([]presence.Member, 0, (len(v)-listHead)/5),
-		Stamp: listStamp(v)}
+		Stamp: listStamp(v), Epoch: toString(v[1])}
+	var last presence.ListPosition
 	for i := listHead; i < len(v); i += 5 {
 		score, _ := strconv.ParseFloat(toString(v[i+1]), 64)
-		m := presence.MemberFromScore(toString(v[i]), int64(score))
+		last = presence.ListPosition{Score: int64(score), UserID: toString(v[i])}
+		m := presence.MemberFromScore(last.UserID, last.Score)
 		m.Sessions = int(toInt(v[i+2]))
 		if d := toString(v[i+3]); d != "" {
 			m.Data = validUTF8([]byte(d))
 		}
 		m.Name, m.Image = splitProfile(toString(v[i+4]))
 		l.Members = append(l.Members, m)
+	}
+	// The page size is above the members when more follow (list.lua).
+	if toInt(v[5]) > int64(len(l.Members)) && len(l.Members) > 0 {
+		l.More = &last
 	}
 	return l, nil
 }

@@ -431,6 +431,44 @@ class Room {
  * A client of the presence service. Creating one opens nothing: the socket
  * opens with the first join or watch and closes when no room is in use.
  */
+/**
+ * The pages of a list, from the first to the last, following `next`.
+ * @param {(cursor: string | undefined) => Promise<any>} page
+ */
+async function* pagesOf(page) {
+  let cursor;
+  for (;;) {
+    const l = await page(cursor);
+    yield l;
+    if (!l.next) return;
+    cursor = l.next;
+  }
+}
+
+/**
+ * A whole list read page by page at one version: started again when a
+ * page's version is not the first's, at most 5 times.
+ * @param {() => AsyncGenerator<any>} read
+ */
+async function allOf(read) {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    let out = null;
+    let changed = false;
+    for await (const l of read()) {
+      if (!out) {
+        out = { roomId: l.roomId, version: l.version, members: [...l.members] };
+      } else if (l.version !== out.version) {
+        changed = true;
+        break;
+      } else {
+        out.members.push(...l.members);
+      }
+    }
+    if (!changed) return out;
+  }
+  throw new PresenceError('unavailable', 'the room changed while it was read page by page');
+}
+
 export class PresenceClient {
   /** @param {PresenceClientOptions} [options] */
   constructor(options = {}) {
@@ -912,9 +950,26 @@ export class PresenceClient {
     return {
       /** POST /v1/heartbeat */
       heartbeat: (/** @type {any} */ body) => c._request('POST', '/v1/heartbeat', body),
-      /** GET /v1/list (no token needed: the room token is the capability) */
-      list: (/** @type {string} */ roomToken, /** @type {{limit?: number}} */ o = {}) =>
-        c._request('GET', `/v1/list${qs({ roomToken, limit: o.limit })}`, undefined, { auth: false }),
+      /**
+       * GET /v1/list (no token needed: the room token is the capability);
+       * `cursor`: a page's `next`, for the page after it
+       */
+      list: (/** @type {string} */ roomToken, /** @type {{limit?: number, cursor?: string}} */ o = {}) =>
+        c._request('GET', `/v1/list${qs({ roomToken, limit: o.limit, cursor: o.cursor })}`, undefined, { auth: false }),
+      /**
+       * GET /v1/list page by page, from the first page to the last (an async
+       * iterator of pages). A page's `version` differs from the first's when
+       * the room changed in between.
+       */
+      pages: (/** @type {string} */ roomToken, /** @type {{limit?: number}} */ o = {}) =>
+        pagesOf((cursor) => c.api.list(roomToken, { limit: o.limit, cursor })),
+      /**
+       * The whole list of a room, read page by page (`limit` a page, default
+       * 1000) at one version: started again when the room changed, at most 5
+       * times (then it rejects).
+       */
+      listAll: (/** @type {string} */ roomToken, /** @type {{limit?: number}} */ o = {}) =>
+        allOf(() => c.api.pages(roomToken, { limit: o.limit ?? 1000 })),
       /** POST /v1/disconnect */
       disconnect: (/** @type {string} */ sessionToken) => c._disconnectHttp(sessionToken),
       /** POST /v1/signout */
@@ -925,9 +980,21 @@ export class PresenceClient {
       /** GET /v1/users/{userId}/rooms */
       listUser: (/** @type {string} */ userId, /** @type {{onlineOnly?: boolean, limit?: number}} */ o = {}) =>
         c._request('GET', `/v1/users/${seg(userId)}/rooms${qs({ onlineOnly: o.onlineOnly, limit: o.limit })}`),
-      /** GET /v1/rooms/{roomId}/members */
-      listRoom: (/** @type {string} */ roomId, /** @type {{onlineOnly?: boolean, limit?: number}} */ o = {}) =>
-        c._request('GET', `/v1/rooms/${seg(roomId)}/members${qs({ onlineOnly: o.onlineOnly, limit: o.limit })}`),
+      /** GET /v1/rooms/{roomId}/members; `cursor`: a page's `next` */
+      listRoom: (
+        /** @type {string} */ roomId,
+        /** @type {{onlineOnly?: boolean, limit?: number, cursor?: string}} */ o = {},
+      ) =>
+        c._request(
+          'GET',
+          `/v1/rooms/${seg(roomId)}/members${qs({ onlineOnly: o.onlineOnly, limit: o.limit, cursor: o.cursor })}`,
+        ),
+      /** GET /v1/rooms/{roomId}/members page by page (as `pages`) */
+      roomPages: (/** @type {string} */ roomId, /** @type {{onlineOnly?: boolean, limit?: number}} */ o = {}) =>
+        pagesOf((cursor) => c.api.listRoom(roomId, { onlineOnly: o.onlineOnly, limit: o.limit, cursor })),
+      /** All members of a room by id, page by page (as `listAll`) */
+      listRoomAll: (/** @type {string} */ roomId, /** @type {{onlineOnly?: boolean, limit?: number}} */ o = {}) =>
+        allOf(() => c.api.roomPages(roomId, { onlineOnly: o.onlineOnly, limit: o.limit ?? 1000 })),
       /** GET /v1/rooms/{roomId}/count */
       count: (/** @type {string} */ roomId) => c._request('GET', `/v1/rooms/${seg(roomId)}/count`),
       /** PUT /v1/rooms/{roomId}/members/{userId}/data */

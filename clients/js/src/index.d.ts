@@ -133,6 +133,8 @@ export interface RoomList {
   roomId: string;
   version: number;
   members: Member[];
+  /** the cursor of the next page, while more members follow */
+  next?: string;
 }
 
 export interface PresenceApi {
@@ -145,7 +147,11 @@ export interface PresenceApi {
     name?: string;
     image?: string;
   }): Promise<{ roomToken: string; sessionToken: string; interval: number }>;
-  list(roomToken: string, opts?: { limit?: number }): Promise<RoomList>;
+  list(roomToken: string, opts?: { limit?: number; cursor?: string }): Promise<RoomList>;
+  /** the pages of a list, first to last; a page's version differs from the first's if the room changed */
+  pages(roomToken: string, opts?: { limit?: number }): AsyncGenerator<RoomList, void, undefined>;
+  /** the whole list at one version, read page by page (limit default 1000); started again when the room changed */
+  listAll(roomToken: string, opts?: { limit?: number }): Promise<RoomList>;
   disconnect(sessionToken: string): Promise<void>;
   signOut(opts?: { forget?: boolean; userId?: string }): Promise<{ rooms: number }>;
   listUser(
@@ -153,7 +159,9 @@ export interface PresenceApi {
     opts?: { onlineOnly?: boolean; limit?: number },
   ): Promise<{ userId: string; rooms: Array<{ roomId: string; online: boolean; lastDisconnected: number }> }>;
   userPresence(userId: string): Promise<UserPresence>;
-  listRoom(roomId: string, opts?: { onlineOnly?: boolean; limit?: number }): Promise<RoomList>;
+  listRoom(roomId: string, opts?: { onlineOnly?: boolean; limit?: number; cursor?: string }): Promise<RoomList>;
+  roomPages(roomId: string, opts?: { onlineOnly?: boolean; limit?: number }): AsyncGenerator<RoomList, void, undefined>;
+  listRoomAll(roomId: string, opts?: { onlineOnly?: boolean; limit?: number }): Promise<RoomList>;
   count(roomId: string): Promise<{ roomId: string; version: number; online: number; sessions: number }>;
   updateRoomUser(roomId: string, userId: string, data: unknown): Promise<null>;
   removeRoomUser(roomId: string, userId: string): Promise<null>;

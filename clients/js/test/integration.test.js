@@ -151,4 +151,42 @@ describe('against presenced', () => {
     await waitFor(() => hal.getRoom('conflict-room')?.error, 5000, 'hal refused');
     expect(hal.getRoom('conflict-room').error.code).toBe('conflict');
   });
+  it('reads a room page by page: every member once, in list order', async () => {
+    const c = client('pager');
+    let roomToken = '';
+    for (let i = 0; i < 30; i++) {
+      const r = await c.api.heartbeat({ roomId: 'pages', sessionId: `s${i}`, userId: `u${String((i * 7) % 30).padStart(2, '0')}` });
+      roomToken = r.roomToken;
+      if (i % 4 === 0) await c.api.disconnect(r.sessionToken);
+    }
+    const full = await c.api.list(roomToken, { limit: 1000 });
+    expect(full.members).toHaveLength(30);
+    expect(full.next).toBeUndefined();
+    const want = full.members.map((m) => m.userId);
+
+    const got = [];
+    let pages = 0;
+    for await (const page of c.api.pages(roomToken, { limit: 7 })) {
+      expect(page.version).toBe(full.version);
+      got.push(...page.members.map((m) => m.userId));
+      pages++;
+    }
+    expect(pages).toBe(5);
+    expect(got).toEqual(want);
+    const all = await c.api.listAll(roomToken, { limit: 4 });
+    expect(all.members.map((m) => m.userId)).toEqual(want);
+    expect(all.version).toBe(full.version);
+
+    const online = (await c.api.listRoom('pages', { onlineOnly: true, limit: 1000 })).members.map((m) => m.userId);
+    const allOnline = await c.api.listRoomAll('pages', { onlineOnly: true, limit: 5 });
+    expect(allOnline.members.map((m) => m.userId)).toEqual(online);
+
+    // A change between two pages shows in the later page's version.
+    const first = await c.api.listRoom('pages', { limit: 10 });
+    await c.api.heartbeat({ roomId: 'pages', sessionId: 'late', userId: 'late' });
+    const second = await c.api.listRoom('pages', { limit: 10, cursor: first.next });
+    expect(second.version).not.toBe(first.version);
+
+    await expect(c.api.list(roomToken, { cursor: 'forged' })).rejects.toMatchObject({ status: 400, code: 'invalid_argument' });
+  });
 });

@@ -418,7 +418,7 @@ func (s *MemStore) List(ctx context.Context, ref presence.RoomRef, q presence.Li
 			l.Stale = true
 			return nil
 		}
-		l.Version = r.v
+		l.Version, l.Epoch = r.v, r.roomEpoch()
 		now := q.Now
 		if now.IsZero() {
 			now = time.Now()
@@ -428,8 +428,21 @@ func (s *MemStore) List(ctx context.Context, ref presence.RoomRef, q presence.Li
 			max = presence.OrderScoreOnlineMax
 		}
 		uids := r.ordered(func(score int64) bool { return score < max })
+		if a := q.After; a != nil {
+			// As lua/lib.lua list_start: an online position is its join
+			// sequence, an offline one (score, userId).
+			uids = slices.DeleteFunc(uids, func(uid string) bool {
+				sc := r.members[uid].score()
+				if a.Score < presence.OrderScoreOnlineMax {
+					return sc < (a.Score/perUser+1)*perUser
+				}
+				return sc < a.Score || sc == a.Score && uid <= a.UserID
+			})
+		}
 		if q.Limit >= 0 && len(uids) > q.Limit {
 			uids = uids[:q.Limit]
+			last := uids[len(uids)-1]
+			l.More = &presence.ListPosition{Score: r.members[last].score(), UserID: last}
 		}
 		for _, uid := range uids {
 			l.Members = append(l.Members, *r.member(uid))

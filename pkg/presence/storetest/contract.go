@@ -16,8 +16,9 @@ type testCase struct {
 	run  func(t *testing.T, h *Harness)
 }
 
-// contract is every case of the suite (leaseCases and ruleCases join it).
-var contract = append(append([]testCase{
+// contract is every case of the suite (leaseCases, ruleCases and pageCases
+// join it).
+var contract = append(append(append([]testCase{
 	{"JoinAndList", func(t *testing.T, h *Harness) {
 		out := h.Beat("u1", "lobby", "s1", 0)
 		if out.Interval != 10000 || out.RoomToken == "" || out.SessionToken == "" {
@@ -505,7 +506,7 @@ var contract = append(append([]testCase{
 			t.Fatalf("after retention: %v", got)
 		}
 	}},
-}, ruleCases...), leaseCases...)
+}, ruleCases...), leaseCases...), pageCases...)
 
 // kinds renders events as "kind:userId ...".
 func kinds(evs []presence.Event) string {
