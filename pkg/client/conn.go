@@ -62,7 +62,8 @@ type ConnConfig struct {
 	// its views and before the call it answers returns. It must be fast and
 	// must not block: the socket is not read while it runs. It must not call
 	// the Conn's methods that wait for a reply (Join, Leave, Update, Watch,
-	// Unwatch, Ping, Close, Abandon); View and Stats are fine.
+	// WatchCount, Unwatch, Ping, Close, Abandon); View, Count and Stats are
+	// fine.
 	OnEvent func(Event)
 	// Dialer, when set, opens the TCP connections (to bind a source
 	// address, or to wrap the net.Conn). Nil means a net.Dialer.
