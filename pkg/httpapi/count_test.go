@@ -89,3 +89,40 @@ func TestWatchCountAcrossNodes(t *testing.T) {
 		t.Errorf("%d count frames after unwatch", n-len(cs))
 	}
 }
+
+// "members" is the ordinary watch; a count-mode watch of the same room
+// replaces it, and a watch in members mode replaces a count-mode one.
+func TestWatchCountModes(t *testing.T) {
+	t.Parallel()
+	nodes := startNodes(t, redistest.Start(t), 2, nodeOpts{})
+	first := httpBeat(t, nodes[0].url, map[string]any{"roomId": "r", "sessionId": "s0", "userId": "u0"})
+	w := dialWS(t, nodes[1].url)
+	w.send(map[string]any{"type": "watch", "id": 1, "roomToken": first["roomToken"], "mode": "members"})
+	if r := w.reply(1.0); r["type"] != "watching" || r["members"] == nil {
+		t.Fatalf("watch in members mode: %v", r)
+	}
+	w.send(map[string]any{"type": "watch", "id": 2, "roomToken": first["roomToken"], "mode": "count"})
+	if r := w.reply(2.0); r["type"] != "watching" || r["online"] != 1.0 || r["members"] != nil {
+		t.Fatalf("watch in count mode: %v", r)
+	}
+	after := len(w.messages())
+	httpBeat(t, nodes[0].url, map[string]any{"roomId": "r", "sessionId": "s1", "userId": "u1"})
+	w.waitFor("a count of 2", func(m map[string]any) bool { return m["type"] == "count" && m["online"] == 2.0 })
+	for _, m := range w.messages()[after:] {
+		if m["type"] == "presence" || m["type"] == "sync" {
+			t.Errorf("after switching to count mode: %v", m)
+		}
+	}
+	w.send(map[string]any{"type": "watch", "id": 3, "roomToken": first["roomToken"]})
+	if r := w.reply(3.0); r["type"] != "watching" || r["members"] == nil {
+		t.Fatalf("watch again in members mode: %v", r)
+	}
+	httpBeat(t, nodes[0].url, map[string]any{"roomId": "r", "sessionId": "s2", "userId": "u2"})
+	w.waitFor("u2's join", func(m map[string]any) bool { return m["type"] == "presence" && m["version"] == 3.0 })
+	time.Sleep(1200 * time.Millisecond)
+	for _, m := range w.messages() {
+		if m["type"] == "count" && m["online"] == 3.0 {
+			t.Errorf("a count after switching back to members mode: %v", m)
+		}
+	}
+}
