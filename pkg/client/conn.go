@@ -62,7 +62,8 @@ type ConnConfig struct {
 	// its views and before the call it answers returns. It must be fast and
 	// must not block: the socket is not read while it runs. It must not call
 	// the Conn's methods that wait for a reply (Join, Leave, Update, Watch,
-	// Unwatch, Ping, Close, Abandon); View and Stats are fine.
+	// WatchCount, Unwatch, Ping, Close, Abandon); View, Count and Stats are
+	// fine.
 	OnEvent func(Event)
 	// Dialer, when set, opens the TCP connections (to bind a source
 	// address, or to wrap the net.Conn). Nil means a net.Dialer.
@@ -72,7 +73,7 @@ type ConnConfig struct {
 // Event is one message received on a Conn, as OnEvent sees it.
 type Event struct {
 	// Type is the message type: "presence", "sync", "joined", "watching",
-	// "left", "updated", "unwatched", "watchingUsers", "user",
+	// "count", "left", "updated", "unwatched", "watchingUsers", "user",
 	// "unwatchedUsers", "pong" or "error".
 	Type string
 	// RoomID is the room of the message ("" for pong and most errors).
@@ -89,6 +90,9 @@ type Event struct {
 	// User is the watched user's new state of a "user" message; nil for
 	// other messages.
 	User *presence.UserPresence
+	// Count is the room's counts of a "count" message, or of the
+	// "watching" answer of WatchCount; nil for other messages.
+	Count *presence.RoomCount
 	// Raw is the message as received (JSON).
 	Raw json.RawMessage
 }
@@ -153,6 +157,8 @@ type Conn struct {
 	pending map[int64]*pendingCall
 	joined  map[string]*joinedRoom // what to rejoin after a reconnect
 	watched map[string]string      // roomID → room token, to watch again
+	counted map[string]string      // the same, for rooms watched in count mode
+	counts  map[string]presence.RoomCount
 	views   map[string]*roomView
 	users   map[string]presence.UserPresence // watched users' last known states
 	stats   Stats
@@ -185,6 +191,7 @@ type outMsg struct {
 	Name      string          `json:"name,omitempty"`
 	Image     string          `json:"image,omitempty"`
 	RoomToken string          `json:"roomToken,omitempty"`
+	Mode      string          `json:"mode,omitempty"`
 	UserIDs   []string        `json:"userIds,omitempty"`
 }
 
@@ -203,11 +210,20 @@ type inMsg struct {
 	Message      string            `json:"message"`
 	Reason       string            `json:"reason"`
 	// watchingUsers, user
-	Users            []presence.UserPresence `json:"users"`
-	UserID           string                  `json:"userId"`
-	Online           bool                    `json:"online"`
-	LastDisconnected int64                   `json:"lastDisconnected"`
-	Rooms            int                     `json:"rooms"`
+	Users  []presence.UserPresence `json:"users"`
+	UserID string                  `json:"userId"`
+	// Online is a boolean in user, a number in count and in the watching
+	// answer of a count-mode watch.
+	Online           json.RawMessage `json:"online"`
+	LastDisconnected int64           `json:"lastDisconnected"`
+	Rooms            int             `json:"rooms"`
+	Sessions         int64           `json:"sessions"`
+}
+
+// count returns the counts of a count or count-mode watching message.
+func (m *inMsg) count() presence.RoomCount {
+	n, _ := strconv.ParseInt(string(m.Online), 10, 64)
+	return presence.RoomCount{RoomID: m.RoomID, Version: m.Version, Online: n, Sessions: m.Sessions}
 }
 
 // Dial opens a Conn to the first of cfg.URLs that accepts a WebSocket, and
@@ -225,6 +241,8 @@ func Dial(ctx context.Context, cfg ConnConfig) (*Conn, error) {
 		pending: map[int64]*pendingCall{},
 		joined:  map[string]*joinedRoom{},
 		watched: map[string]string{},
+		counted: map[string]string{},
+		counts:  map[string]presence.RoomCount{},
 		views:   map[string]*roomView{},
 	}
 	c.life, c.cancel = context.WithCancel(context.Background())
@@ -308,7 +326,7 @@ func (c *Conn) install(ws *websocket.Conn, raw net.Conn, idx int, reconnect bool
 	if reconnect {
 		c.stats.Reconnects++
 	}
-	if len(c.joined) == 0 && len(c.watched) == 0 && len(c.users) == 0 {
+	if len(c.joined) == 0 && len(c.watched) == 0 && len(c.counted) == 0 && len(c.users) == 0 {
 		c.isReady = true
 		close(c.ready)
 	} else {
@@ -494,10 +512,21 @@ func (c *Conn) handle(b []byte) {
 			c.snapshot(m.RoomID, m.Version, m.Members)
 		}
 	case "user":
-		p := presence.UserPresence{UserID: m.UserID, Online: m.Online, LastDisconnected: m.LastDisconnected, Rooms: m.Rooms}
+		p := presence.UserPresence{UserID: m.UserID, Online: string(m.Online) == "true", LastDisconnected: m.LastDisconnected, Rooms: m.Rooms}
 		ev.User = &p
 		if _, ok := c.users[m.UserID]; ok {
 			c.users[m.UserID] = p
+		}
+	case "count":
+		n := m.count()
+		ev.Count = &n
+		if _, ok := c.counted[m.RoomID]; ok {
+			c.counts[m.RoomID] = n
+		}
+	case "watching":
+		if m.Members == nil {
+			n := m.count()
+			ev.Count = &n
 		}
 	case "error":
 		c.stats.Errors++
@@ -670,12 +699,34 @@ func (c *Conn) watchHook(roomToken string, roomID string, rewatch bool) func(*in
 	return func(m *inMsg) {
 		switch {
 		case m.Type == "watching":
+			c.forgetCounted(m.RoomID) // a watch replaces a count-mode watch
 			c.watched[m.RoomID] = roomToken
 			c.snapshot(m.RoomID, m.Version, m.Members)
 		case rewatch && m.Type == "error" && !transientCode(m.Code):
 			c.forgetWatched(roomID)
 		}
 	}
+}
+
+// countHook records a successful count-mode watch, which replaces a watch
+// of the room; a refused re-watch forgets it.
+func (c *Conn) countHook(roomToken string, roomID string, rewatch bool) func(*inMsg) {
+	return func(m *inMsg) {
+		switch {
+		case m.Type == "watching":
+			c.forgetWatched(m.RoomID)
+			c.counted[m.RoomID] = roomToken
+			c.counts[m.RoomID] = m.count()
+		case rewatch && m.Type == "error" && !transientCode(m.Code):
+			c.forgetCounted(roomID)
+		}
+	}
+}
+
+// forgetCounted drops a room watched in count mode. c.mu is held.
+func (c *Conn) forgetCounted(roomID string) {
+	delete(c.counted, roomID)
+	delete(c.counts, roomID)
 }
 
 func transientCode(code string) bool {
@@ -734,12 +785,38 @@ func (c *Conn) Watch(ctx context.Context, roomToken string) (*Joined, error) {
 	return &Joined{RoomID: m.RoomID, RoomToken: roomToken, Version: m.Version, Members: m.Members}, nil
 }
 
-// Unwatch stops watching a room. The room's view is dropped unless the room
-// is joined.
+// WatchCount follows, in count mode, the room named by a room token: the
+// Conn gets the room's counts (online members, live sessions) instead of
+// its members and events, at most once per second while the room changes,
+// the last within a second of its last change. It returns the counts now;
+// later ones arrive as Events of type "count", and Count shows the last.
+// Watching a room in one mode replaces a watch of it in the other. After a
+// reconnect the room is watched in count mode again.
+func (c *Conn) WatchCount(ctx context.Context, roomToken string) (*presence.RoomCount, error) {
+	m, err := c.call(ctx, 0, outMsg{Type: "watch", RoomToken: roomToken, Mode: "count"}, c.countHook(roomToken, "", false))
+	if err != nil {
+		return nil, err
+	}
+	n := m.count()
+	return &n, nil
+}
+
+// Count returns the last counts of a room watched in count mode; false if
+// the room is not watched in count mode.
+func (c *Conn) Count(roomID string) (presence.RoomCount, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.counts[roomID]
+	return n, ok
+}
+
+// Unwatch stops watching a room, in either mode. The room's view is dropped
+// unless the room is joined.
 func (c *Conn) Unwatch(ctx context.Context, roomID string) error {
 	_, err := c.call(ctx, 0, outMsg{Type: "unwatch", RoomID: roomID}, func(m *inMsg) {
 		if m.Type == "unwatched" || m.Code == presence.ENOTFOUND {
 			c.forgetWatched(roomID)
+			c.forgetCounted(roomID)
 		}
 	})
 	return err
@@ -838,6 +915,10 @@ func (c *Conn) restore(gen int64) {
 	for room, tok := range c.watched {
 		watches[room] = tok
 	}
+	countWatches := map[string]string{}
+	for room, tok := range c.counted {
+		countWatches[room] = tok
+	}
 	users := make([]string, 0, len(c.users))
 	for u := range c.users {
 		users = append(users, u)
@@ -865,6 +946,12 @@ func (c *Conn) restore(gen int64) {
 			break
 		}
 		ok = send(outMsg{Type: "watch", RoomToken: tok}, c.watchHook(tok, room, true))
+	}
+	for room, tok := range countWatches {
+		if !ok {
+			break
+		}
+		ok = send(outMsg{Type: "watch", RoomToken: tok, Mode: "count"}, c.countHook(tok, room, true))
 	}
 	if ok && len(users) > 0 {
 		// The answer brings every watched user's state afresh: changes

@@ -10,7 +10,7 @@
 //	list, err := c.List(ctx, hb.RoomToken, 0)
 //
 // Conn is one socket that joins and watches many rooms. Requests (Join,
-// Leave, Update, Watch, Unwatch, Ping) wait for their reply, matched by id;
+// Leave, Update, Watch, WatchCount, Unwatch, Ping) wait for their reply, matched by id;
 // an "error" reply is an *Error with its Code. For every joined or watched
 // room the Conn keeps a view (View): the last snapshot with the server's
 // events applied in version order, replaced by each sync. With

@@ -24,6 +24,7 @@ const (
 	kindSnapshot        // joined/watching: sets the client's version of the room
 	kindLeft            // left/unwatched: the client forgets the room
 	kindUsers           // watchingUsers: the states the client now has
+	kindCount           // watching in count mode: sets the client's counts of the room
 )
 
 // item is a reply the reader queued for the writer.
@@ -33,6 +34,9 @@ type item struct {
 	version int64
 	data    []byte
 	users   []presence.UserPresence // kindUsers
+	// joined (kindCount): the client also joined the room, whose events go
+	// on; uncount: the client no longer watches the room in count mode.
+	joined, uncount bool
 }
 
 // maxReplies is how many replies a socket queues before its reader waits
@@ -62,6 +66,9 @@ type socket struct {
 	space    chan struct{}       // closed when a reply was taken (the reader may be waiting)
 	idle     chan struct{}       // closed when the writer stops (the close waits for it)
 	seq      *presence.Sequencer // the writer's (one writer at a time)
+	// counts holds the version of the counts the client has of each room it
+	// watches in count mode (the writer's).
+	counts map[presence.RoomRef]int64
 
 	// lastRead is when the client last sent anything (unix ns): the node
 	// pings only sockets that have been quiet for a ping interval.
@@ -230,6 +237,12 @@ func (s *socket) writeLoop() {
 					break
 				}
 			}
+			for room := range s.counts {
+				if n, ok := s.rt.Recount(s.ctx, room); ok && err == nil {
+					s.counts[room] = n.Version
+					err = s.write(encodeCount("count", nil, n))
+				}
+			}
 			for _, p := range s.rt.ResyncUsers(s.ctx) {
 				if err == nil && s.rt.PassUser(p) {
 					err = s.write(encodeUser(p))
@@ -274,7 +287,18 @@ func (s *socket) resync(room presence.RoomRef, want int64) error {
 }
 
 func (s *socket) writeReply(it item) error {
+	if it.uncount {
+		delete(s.counts, it.room)
+	}
 	switch it.kind {
+	case kindCount:
+		if !it.joined {
+			s.seq.Forget(it.room) // no events of the room any more
+		}
+		if s.counts == nil {
+			s.counts = map[presence.RoomRef]int64{}
+		}
+		s.counts[it.room] = it.version
 	case kindSnapshot:
 		want := s.seq.Snapshot(it.room, it.version)
 		if err := s.write(it.data); err != nil || want == 0 {
@@ -294,6 +318,15 @@ func (s *socket) writeUpdate(u *presence.Update) error {
 		if !s.rt.PassUser(*u.User) {
 			return nil // the client has it already
 		}
+		return s.write(u.Encoded(encodeUpdate))
+	}
+	if u.Count != nil {
+		// Counts are not sequenced: the newest is all the client needs.
+		v, ok := s.counts[u.Room]
+		if !ok || (u.Version <= v && !u.CountReset) {
+			return nil // not (yet) counted, or the client has it already
+		}
+		s.counts[u.Room] = u.Version
 		return s.write(u.Encoded(encodeUpdate))
 	}
 	if u.Sync != nil {
@@ -557,7 +590,13 @@ func (s *socket) handle(ctx context.Context, m *clientMessage) error {
 	case "update":
 		return s.update(ctx, m)
 	case "watch":
-		return s.watch(ctx, m)
+		switch m.Mode {
+		case "", "members":
+			return s.watch(ctx, m)
+		case "count":
+			return s.watchCount(ctx, m)
+		}
+		return presence.Errorf(presence.EINVALID, `mode must be "members" or "count"`)
 	case "unwatch":
 		return s.unwatch(m)
 	case "watchUsers":
@@ -605,7 +644,7 @@ func (s *socket) replyLeft(left *presence.Left, id json.RawMessage, typ string) 
 		kind = kindLeft
 	}
 	b, _ := json.Marshal(replyMsg{Type: typ, ID: id, RoomID: left.Room.RoomID})
-	s.reply(item{kind: kind, room: left.Room, data: b})
+	s.reply(item{kind: kind, room: left.Room, data: b, uncount: typ == "unwatched"})
 }
 
 func (s *socket) update(ctx context.Context, m *clientMessage) error {
@@ -622,7 +661,17 @@ func (s *socket) watch(ctx context.Context, m *clientMessage) error {
 		return err
 	}
 	b, _ := json.Marshal(snapshotMsg{Type: "watching", ID: m.ID, RoomID: room.RoomID, Version: l.Version, Members: l.Members})
-	s.reply(item{kind: kindSnapshot, room: room, version: l.Version, data: b})
+	s.reply(item{kind: kindSnapshot, room: room, version: l.Version, data: b, uncount: true})
+	return nil
+}
+
+// watchCount watches a room in count mode: its counts instead of its events.
+func (s *socket) watchCount(ctx context.Context, m *clientMessage) error {
+	room, n, joined, err := s.rt.WatchCount(ctx, m.RoomToken)
+	if err != nil {
+		return err
+	}
+	s.reply(item{kind: kindCount, room: room, version: n.Version, data: encodeCount("watching", m.ID, n), joined: joined})
 	return nil
 }
 

@@ -22,6 +22,7 @@ type clientMessage struct {
 	Name      string          `json:"name"`
 	Image     string          `json:"image"`
 	RoomToken string          `json:"roomToken"`
+	Mode      string          `json:"mode"`
 	UserIDs   []string        `json:"userIds"`
 }
 
@@ -122,6 +123,22 @@ type presenceMsg struct {
 	Member  *presence.Member `json:"member"`
 }
 
+// countMsg answers a watch in count mode ("watching", with the request's
+// id) and carries a count-mode room's later counts ("count").
+type countMsg struct {
+	Type     string          `json:"type"`
+	ID       json.RawMessage `json:"id,omitempty"`
+	RoomID   string          `json:"roomId"`
+	Version  int64           `json:"version"`
+	Online   int64           `json:"online"`
+	Sessions int64           `json:"sessions"`
+}
+
+func encodeCount(typ string, id json.RawMessage, n *presence.RoomCount) []byte {
+	b, _ := json.Marshal(countMsg{Type: typ, ID: id, RoomID: n.RoomID, Version: n.Version, Online: n.Online, Sessions: n.Sessions})
+	return validText(b)
+}
+
 // usersMsg answers watchUsers.
 type usersMsg struct {
 	Type  string                  `json:"type"`
@@ -141,10 +158,13 @@ func encodeUser(p presence.UserPresence) []byte {
 }
 
 // encodeUpdate encodes what the core hands a socket: a presence event, a
-// sync, or a watched user's change.
+// sync, a count-mode room's counts, or a watched user's change.
 func encodeUpdate(u *presence.Update) []byte {
 	if u.User != nil {
 		return encodeUser(*u.User)
+	}
+	if u.Count != nil {
+		return encodeCount("count", nil, u.Count)
 	}
 	if u.Sync != nil {
 		return encodeSync(u.Sync)

@@ -66,7 +66,23 @@ type rtRoom struct {
 	pending []Event
 	// want is the version the sync under way must reach at least: the
 	// event that asked for it (a lagging replica is read past).
-	want int64
+	want  int64
+	count roomCounts
+}
+
+// roomCounts are a room's count watchers (WatchCount): they get the room's
+// counts, read at most once per second while the room changes and shared
+// by all of them, instead of its events.
+type roomCounts struct {
+	conns    map[*Conn]struct{}
+	pending  bool // a refresh is scheduled
+	running  bool // a refresh reads the counts
+	again    bool // the room changed while the counts were read
+	lastRead time.Time
+	last     int64 // version last pushed
+	// force pushes the next read even at the version last pushed: the
+	// subscription was lost (and the store may have lost its data).
+	force bool
 }
 
 // NewRealtime returns the real-time core of a node over svc's store. It
@@ -128,6 +144,13 @@ func (rt *Realtime) OnEvent(ev Event) {
 	if r == nil {
 		return
 	}
+	if len(r.count.conns) > 0 {
+		if ev.Kind == EventReset {
+			rt.endTokenCountsLocked(r, ev)
+		} else {
+			rt.refreshCountLocked(ev.Room, r)
+		}
+	}
 	if r.syncing {
 		r.pending = append(r.pending, ev)
 		return
@@ -147,7 +170,15 @@ func (rt *Realtime) OnResubscribe(room RoomRef) {
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	if r := rt.rooms[room]; r != nil && !r.syncing {
+	r := rt.rooms[room]
+	if r == nil {
+		return
+	}
+	if len(r.count.conns) > 0 {
+		r.count.force = true
+		rt.refreshCountLocked(room, r)
+	}
+	if !r.syncing {
 		rt.startSyncLocked(room, r, 0)
 	}
 }
@@ -180,7 +211,9 @@ func (rt *Realtime) CatchUp(room RoomRef, version int64) {
 // acquire makes sure the node follows room; release undoes it.
 func (rt *Realtime) acquire(ctx context.Context, room RoomRef) error {
 	return acquireFollow(ctx, &rt.mu, rt.rooms, room,
-		func() *rtRoom { return &rtRoom{follow: newFollow(), conns: map[*Conn]bool{}} },
+		func() *rtRoom {
+			return &rtRoom{follow: newFollow(), conns: map[*Conn]bool{}, count: roomCounts{conns: map[*Conn]struct{}{}}}
+		},
 		func(ctx context.Context) error { return rt.sub.Subscribe(ctx, room) },
 		func() { rt.release(room) })
 }
@@ -315,6 +348,93 @@ func (rt *Realtime) detach(room RoomRef, c *Conn) {
 	rt.mu.Unlock()
 }
 
+// attachCount hands the room's counts to c instead of its events, unless
+// the room was removed meanwhile (the token no longer grants it).
+func (rt *Realtime) attachCount(room RoomRef, c *Conn) {
+	rt.mu.Lock()
+	if r := rt.rooms[room]; r != nil && !c.isCountEnded(room) {
+		r.count.conns[c] = struct{}{}
+	}
+	rt.mu.Unlock()
+}
+
+func (rt *Realtime) detachCount(room RoomRef, c *Conn) {
+	rt.mu.Lock()
+	if r := rt.rooms[room]; r != nil {
+		delete(r.count.conns, c)
+	}
+	rt.mu.Unlock()
+}
+
+// refreshCountLocked makes sure the room's count watchers get its counts
+// read after now: a read is scheduled at most once per second (one read
+// for all of the node's count watchers of the room).
+func (rt *Realtime) refreshCountLocked(room RoomRef, r *rtRoom) {
+	switch {
+	case r.count.pending:
+		return // the scheduled read comes after this change
+	case r.count.running:
+		r.count.again = true // the read under way may have missed it
+		return
+	}
+	r.count.pending = true
+	delay := max(0, time.Until(r.count.lastRead.Add(time.Second)))
+	time.AfterFunc(delay, func() { rt.refreshCount(room, r) })
+}
+
+// refreshCount reads a room's counts once and pushes them, as one shared
+// Update, to its count watchers if they are newer than the last pushed.
+func (rt *Realtime) refreshCount(room RoomRef, r *rtRoom) {
+	rt.mu.Lock()
+	r.count.pending = false
+	if rt.rooms[room] != r || r.closing != nil || len(r.count.conns) == 0 {
+		rt.mu.Unlock()
+		return
+	}
+	r.count.running, r.count.again = true, false
+	r.count.lastRead = time.Now()
+	rt.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	n, err := rt.svc.Store().Count(ctx, room)
+	cancel()
+
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	r.count.running = false
+	if rt.rooms[room] != r || r.closing != nil {
+		return
+	}
+	if err != nil {
+		rt.cfg.Logger.Debug("count failed", "room", room.RoomID, "err", err)
+		r.count.again = true // retried a second later
+	} else if n.Version != r.count.last || r.count.force {
+		// An older version than the last pushed: the store lost its data
+		// (one node's reads of a room are one at a time).
+		u := &Update{Room: room, Version: n.Version, Count: n, CountReset: r.count.force || n.Version < r.count.last}
+		r.count.last, r.count.force = n.Version, false
+		for c := range r.count.conns {
+			c.sink.Push(u)
+		}
+	}
+	if r.count.again && len(r.count.conns) > 0 {
+		r.count.again = false
+		rt.refreshCountLocked(room, r)
+	}
+}
+
+// endTokenCountsLocked handles a room's removal for its count watchers:
+// their room tokens no longer grant the room, so each gets the room as it
+// was removed (empty, at the removal's version) and nothing after it.
+func (rt *Realtime) endTokenCountsLocked(r *rtRoom, ev Event) {
+	u := &Update{Room: ev.Room, Version: ev.Version, Count: &RoomCount{RoomID: ev.Room.RoomID, Version: ev.Version}, CountReset: true}
+	for c := range r.count.conns {
+		c.setCountEnded(ev.Room, true)
+		c.sink.Push(u)
+		delete(r.count.conns, c)
+	}
+}
+
 func (rt *Realtime) deliverLocked(r *rtRoom, ev Event) {
 	switch {
 	case ev.Kind == EventReset:
@@ -356,6 +476,13 @@ func (rt *Realtime) endTokenWatchesLocked(r *rtRoom, ev Event) {
 }
 
 func (rt *Realtime) startSyncLocked(room RoomRef, r *rtRoom, want int64) {
+	if len(r.conns) == 0 {
+		// Nobody gets the room's events (its count watchers read counts):
+		// no list to read. A connection that follows it later reads its
+		// own snapshot, and the next event is taken as it comes.
+		r.known, r.syncing, r.pending = false, false, nil
+		return
+	}
 	r.syncing = true
 	r.pending = nil
 	r.want = want
@@ -419,6 +546,12 @@ type Update struct {
 	// User, when set, is a watched user's org-wide change (Room, Version,
 	// Event and Sync are then unset).
 	User *UserPresence
+	// Count, when set, is the room's counts for its count watchers (Event
+	// and Sync are then unset). CountReset marks counts to show even if
+	// their version is not newer than the connection's (the store lost its
+	// data, the room was removed).
+	Count      *RoomCount
+	CountReset bool
 
 	once    sync.Once
 	encoded []byte
@@ -455,14 +588,20 @@ type Conn struct {
 	joined map[RoomRef]*Owned
 	// watched holds the rooms watched with a room token: true while the
 	// token's epoch is the room's, false once the room was removed (the
-	// token sees nothing of the room's new life).
+	// token sees nothing of the room's new life). counted holds the rooms
+	// watched in count mode (WatchCount), likewise; a room is in one of
+	// the two at most.
 	watched map[RoomRef]bool
+	counted map[RoomRef]bool
 
 	mu    sync.Mutex
 	ended []*Owned // sessions ended by someone else, to clean up
 	// frozen are the rooms the connection follows only through the token of
 	// a removed room: no event, sync or snapshot of the room's new life.
 	frozen map[RoomRef]bool
+	// countEnded are the rooms watched in count mode through the token of
+	// a removed room: no counts of the room's new life.
+	countEnded map[RoomRef]bool
 	// org is the connection's org, once it watched users; users are the
 	// users it watches, each with the online state last sent to the
 	// client (sentOnline, sentOffline or neither; see PassUser); their
@@ -623,12 +762,62 @@ func (c *Conn) Watch(ctx context.Context, roomToken string) (RoomRef, *RoomList,
 		c.watched = map[RoomRef]bool{}
 	}
 	c.watched[room] = !l.Stale
+	delete(c.counted, room)  // watching in members mode replaces count mode
 	c.setFrozen(room, false) // a live token may follow the room again
 	c.reattach(room)
 	return room, l, nil
 }
 
-// Unwatch stops watching a room by id.
+// WatchCount follows, in count mode, the room a room token names: the
+// connection gets the room's counts (at most once per second while the
+// room changes) instead of its events. It returns the room, its counts
+// now, and whether the connection also joined the room (its events go on). The
+// token of a removed room counts an empty room that never changes.
+// Watching in count mode a room watched in members mode replaces that
+// watch.
+func (c *Conn) WatchCount(ctx context.Context, roomToken string) (RoomRef, *RoomCount, bool, error) {
+	c.cleanupEnded()
+	rt := c.rt
+	room, epoch, err := rt.svc.WatchRoom(ctx, roomToken)
+	if err != nil {
+		return room, nil, false, err
+	}
+	used := c.uses(room)
+	if !used {
+		if c.roomCount() >= rt.cfg.MaxRooms {
+			return room, nil, false, Errorf(ELIMIT, "at most %d rooms per socket", rt.cfg.MaxRooms)
+		}
+		if err := rt.acquire(ctx, room); err != nil {
+			return room, nil, false, err
+		}
+	}
+	// Follow the counts before reading them, so that no change falls
+	// between the two.
+	c.setCountEnded(room, false)
+	rt.attachCount(room, c)
+	n, live, err := rt.svc.RoomCount(ctx, room, epoch)
+	if err != nil {
+		if !used {
+			rt.detachCount(room, c)
+			rt.release(room)
+		} else if !c.counted[room] {
+			rt.detachCount(room, c)
+		}
+		return room, nil, false, err
+	}
+	if c.counted == nil {
+		c.counted = map[RoomRef]bool{}
+	}
+	c.counted[room] = live
+	delete(c.watched, room) // count mode replaces a watch in members mode
+	if !live {
+		c.setCountEnded(room, true)
+	}
+	c.reattach(room)
+	return room, n, c.joined[room] != nil, nil
+}
+
+// Unwatch stops watching a room by id, in either mode.
 func (c *Conn) Unwatch(roomID string) (*Left, error) {
 	c.cleanupEnded()
 	for room := range c.watched {
@@ -637,7 +826,25 @@ func (c *Conn) Unwatch(roomID string) (*Left, error) {
 			return c.dropRoom(room), nil
 		}
 	}
+	for room := range c.counted {
+		if room.RoomID == roomID {
+			delete(c.counted, room)
+			return c.dropRoom(room), nil
+		}
+	}
 	return nil, Errorf(ENOTFOUND, "not watching room %q", roomID)
+}
+
+// Recount reads the counts of a room the connection watches in count mode,
+// after the connection dropped what was queued. It reports false when
+// there is nothing to send (the room was removed, or the store is away).
+// Any goroutine.
+func (c *Conn) Recount(ctx context.Context, room RoomRef) (*RoomCount, bool) {
+	if c.isCountEnded(room) {
+		return nil, false
+	}
+	n, err := c.rt.svc.Store().Count(ctx, room)
+	return n, err == nil
 }
 
 // Resync reads the state of a room the connection follows, at least at
@@ -686,6 +893,12 @@ func (c *Conn) Close(end bool) {
 			rt.release(room)
 		}
 	}
+	for room := range c.counted {
+		rt.detachCount(room, c)
+		if c.joined[room] == nil {
+			rt.release(room)
+		}
+	}
 	c.UnwatchUsers(c.WatchedUsers())
 }
 
@@ -706,12 +919,18 @@ func (rt *Realtime) endHeld(ctx context.Context, o *Owned) error {
 
 func (c *Conn) uses(room RoomRef) bool {
 	_, watched := c.watched[room]
-	return c.joined[room] != nil || watched
+	_, counted := c.counted[room]
+	return c.joined[room] != nil || watched || counted
 }
 
 func (c *Conn) roomCount() int {
 	n := len(c.joined)
 	for r := range c.watched {
+		if c.joined[r] == nil {
+			n++
+		}
+	}
+	for r := range c.counted {
 		if c.joined[r] == nil {
 			n++
 		}
@@ -727,8 +946,10 @@ func (c *Conn) dropRoom(room RoomRef) *Left {
 		return &Left{Room: room}
 	}
 	c.rt.detach(room, c)
+	c.rt.detachCount(room, c)
 	c.rt.release(room)
 	c.setFrozen(room, false)
+	c.setCountEnded(room, false)
 	return &Left{Room: room, Dropped: true}
 }
 
@@ -746,25 +967,40 @@ func (c *Conn) reattach(room RoomRef) {
 		c.setFrozen(room, true)
 		c.rt.detach(room, c)
 	}
+	if c.counted[room] {
+		c.rt.attachCount(room, c)
+	} else {
+		c.rt.detachCount(room, c)
+	}
 }
 
-func (c *Conn) setFrozen(room RoomRef, frozen bool) {
+func (c *Conn) setFrozen(room RoomRef, frozen bool) { c.setFlag(&c.frozen, room, frozen) }
+
+func (c *Conn) isFrozen(room RoomRef) bool { return c.flag(&c.frozen, room) }
+
+func (c *Conn) setCountEnded(room RoomRef, ended bool) { c.setFlag(&c.countEnded, room, ended) }
+
+func (c *Conn) isCountEnded(room RoomRef) bool { return c.flag(&c.countEnded, room) }
+
+// setFlag sets or clears room in one of the connection's room sets that
+// c.mu guards (frozen, countEnded).
+func (c *Conn) setFlag(set *map[RoomRef]bool, room RoomRef, on bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !frozen {
-		delete(c.frozen, room)
+	if !on {
+		delete(*set, room)
 		return
 	}
-	if c.frozen == nil {
-		c.frozen = map[RoomRef]bool{}
+	if *set == nil {
+		*set = map[RoomRef]bool{}
 	}
-	c.frozen[room] = true
+	(*set)[room] = true
 }
 
-func (c *Conn) isFrozen(room RoomRef) bool {
+func (c *Conn) flag(set *map[RoomRef]bool, room RoomRef) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.frozen[room]
+	return (*set)[room]
 }
 
 // sessionEnded is called by the keeper when one of the connection's

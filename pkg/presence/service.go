@@ -319,6 +319,25 @@ func (s *Service) Count(ctx context.Context, roomID string) (*RoomCount, error) 
 	return s.store.Count(ctx, room)
 }
 
+// RoomCount returns the counts of a room a connection watches in count
+// mode (WatchRoom's room and epoch). A non-empty epoch that is not the
+// room's any more (the room was removed) yields zeros and live false, as
+// Snapshot yields an empty list.
+func (s *Service) RoomCount(ctx context.Context, room RoomRef, epoch string) (n *RoomCount, live bool, err error) {
+	if epoch != "" {
+		// One member read only: the epoch check, as a list does it.
+		l, err := s.store.List(ctx, room, ListQuery{Epoch: epoch, Limit: 1, Now: s.cfg.Now()})
+		if err != nil {
+			return nil, false, err
+		}
+		if l.Stale {
+			return &RoomCount{RoomID: room.RoomID, Version: l.Version}, false, nil
+		}
+	}
+	n, err = s.store.Count(ctx, room)
+	return n, err == nil, err
+}
+
 // SetData replaces a member's data. Only that user or an admin may.
 func (s *Service) SetData(ctx context.Context, roomID, userID string, data json.RawMessage) error {
 	room, err := s.room(ctx, roomID)
