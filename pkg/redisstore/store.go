@@ -515,9 +515,9 @@ func (s *Store) SetData(ctx context.Context, room presence.RoomRef, userID strin
 	defer cancel()
 	rk := s.keys.Room(room)
 	keys, args := s.roomCall(rk, now.UnixMilli(), rk.Events, s.pub, s.ttl, userID, string(data), s.notAfter(now))
-	err := s.setData.Run(ctx, s.rdb, keys, args...).Err()
-	if err == nil {
-		s.indexHooked(ctx, rk.Tag) // the room's outbox may hold nothing new: the sender sees it
+	v, err := s.setData.Run(ctx, s.rdb, keys, args...).Int64Slice()
+	if err == nil && len(v) == 2 && v[1] == 1 {
+		s.indexHooked(ctx, rk.Tag) // the update went to the room's outbox
 	}
 	return s.wrap("set data", err)
 }
