@@ -85,6 +85,7 @@ type Main struct {
 	node     *node.Node
 	http     *http.Server
 	ln       net.Listener
+	lane     *httpapi.Lane
 	serveErr chan error
 }
 
@@ -229,8 +230,13 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	// Heartbeat-only keep-alive connections are served by the API's lane,
+	// the others by m.http (httpapi.Lane).
+	m.lane = api.NewLane(m.ln, httpapi.LaneConfig{
+		HeaderTimeout: m.http.ReadHeaderTimeout, IdleTimeout: m.http.IdleTimeout, WriteTimeout: m.http.WriteTimeout,
+	})
 	m.serveErr = make(chan error, 1)
-	go func() { m.serveErr <- m.http.Serve(m.ln) }()
+	go func() { m.serveErr <- m.http.Serve(m.lane) }()
 	log.Info("listening", "addr", m.ln.Addr().String())
 	if demoOn {
 		host, port, _ := net.SplitHostPort(m.ln.Addr().String())
@@ -348,6 +354,9 @@ func (m *Main) Shutdown(ctx context.Context) error {
 	if m.http != nil {
 		err = m.http.Shutdown(ctx)
 	}
+	if m.lane != nil {
+		err = errors.Join(err, m.lane.Shutdown(ctx))
+	}
 	return errors.Join(err, m.Close())
 }
 
@@ -355,6 +364,9 @@ func (m *Main) Shutdown(ctx context.Context) error {
 func (m *Main) Close() error {
 	if m.http != nil {
 		m.http.Close()
+	}
+	if m.lane != nil {
+		m.lane.CloseAll()
 	}
 	if m.node != nil {
 		m.node.Close()

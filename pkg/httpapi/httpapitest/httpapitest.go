@@ -67,6 +67,7 @@ type Node struct {
 	Tokens *presence.Tokens
 	Prefix string
 	Srv    *redistest.Server // the Redis, when not a cluster
+	Lane   *httpapi.Lane     // the API's heartbeat lane, in front of net/http
 }
 
 // Start starts a node; everything stops when the test ends.
@@ -126,13 +127,20 @@ func Start(tb testing.TB, o Options) *Node {
 		tb.Fatal(err)
 	}
 	n := &Node{Node: nd, API: nd.API, Store: nd.Store, Redis: rdb, Tokens: nd.Tokens, Prefix: o.Prefix, Srv: o.Redis}
-	hs := httptest.NewServer(n.API)
+	// Served as presenced serves it: heartbeat-only connections by the
+	// API's lane, the others by net/http.
+	hs := httptest.NewUnstartedServer(n.API)
+	lane := n.API.NewLane(hs.Listener, httpapi.LaneConfig{HeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, WriteTimeout: 30 * time.Second})
+	hs.Listener = lane
+	hs.Start()
+	n.Lane = lane
 	n.URL = hs.URL
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		nd.Drain(ctx)
 		cancel()
 		hs.Close()
+		lane.CloseAll()
 		nd.Close()
 	})
 	return n
