@@ -107,8 +107,9 @@ func (v *roomView) batch(from, to int64, changes []BatchChange) {
 
 func (v *roomView) applyBatch(to int64, changes []BatchChange) {
 	for _, c := range changes {
-		v.change(c.Event, c.Member)
+		v.change(c.Event, c.Member, false)
 	}
+	v.sort() // once for the batch
 	v.version = to
 }
 
@@ -133,11 +134,12 @@ func (v *roomView) drain() {
 // member changes no member).
 func (v *roomView) apply(kind string, m *presence.Member) {
 	v.version++
-	v.change(kind, m)
+	v.change(kind, m, true)
 }
 
-// change applies one change to the members (the version does not move).
-func (v *roomView) change(kind string, m *presence.Member) {
+// change applies one change to the members (the version does not move),
+// sorting them after it with sorted.
+func (v *roomView) change(kind string, m *presence.Member, sorted bool) {
 	if kind == presence.EventReset {
 		v.members, v.seq = nil, map[string]int64{}
 		return
@@ -171,7 +173,9 @@ func (v *roomView) change(kind string, m *presence.Member) {
 		v.next++
 		v.seq[m.UserID] = v.next
 	}
-	v.sort()
+	if sorted {
+		v.sort()
+	}
 }
 
 func (v *roomView) index(userID string) int {
