@@ -82,7 +82,9 @@ Scenarios:
                first --url at --rate (1000) per second for --duration (10s),
                over --rooms (10) rooms of --users (100) users each; --watchers
                (10) WebSockets per room watch on the second --url. Delivery
-               latency from send to receipt p50/p99/p999, lost events.
+               latency from send to receipt p50/p99/p999, lost events. Every
+               event is timed: run the nodes with PRESENCE_WS_ROOM_FRAMES
+               above the events per room per second (else they coalesce).
   storm        --members (10000) users join one room (HTTP heartbeats through
                the first --url, --concurrency (64) at once) within --duration
                (10s), while --watchers (100) WebSockets watch it on the last
