@@ -82,7 +82,15 @@ Scenarios:
                first --url at --rate (1000) per second for --duration (10s),
                over --rooms (10) rooms of --users (100) users each; --watchers
                (10) WebSockets per room watch on the second --url. Delivery
-               latency from send to receipt p50/p99/p999, lost events.
+               latency from send to receipt p50/p99/p999, lost events. Every
+               event is timed: run the nodes with PRESENCE_WS_ROOM_FRAMES
+               above the events per room per second (else they coalesce).
+  storm        --members (10000) users join one room (HTTP heartbeats through
+               the first --url, --concurrency (64) at once) within --duration
+               (10s), while --watchers (100) WebSockets watch it on the last
+               --url. Frames per watcher (most in any second: the node's
+               PRESENCE_WS_ROOM_FRAMES, 20), bytes per watcher, the CPU of
+               both nodes, and whether every watcher's view equals the list.
   list         a room of --members (10000) members (HTTP heartbeats, 10 min
                interval) listed with --limit (104) at --concurrency (4) for
                --duration (5s), without and then with If-None-Match; p50/p99.
@@ -293,6 +301,16 @@ var scenarios = map[string]scenario{
 		},
 		run: runFanout,
 	},
+	"storm": {
+		flags: []string{"duration", "concurrency", "members", "watchers"},
+		defaults: func(o *benchOpts, set map[string]bool) {
+			def(set, "duration", &o.duration, 10*time.Second)
+			def(set, "concurrency", &o.concurrency, 64)
+			def(set, "members", &o.members, 10000)
+			def(set, "watchers", &o.watchers, 100)
+		},
+		run: runStorm,
+	},
 	"list": {
 		flags: []string{"duration", "concurrency", "members", "limit", "pages", "offline"},
 		defaults: func(o *benchOpts, set map[string]bool) {
@@ -463,14 +481,14 @@ func parseBench(c *cliutil.Env, fs *flag.FlagSet, args []string) (string, benchO
 	fs.BoolVar(&o.worker, "worker", false, "internal: child process of connections")
 	fs.IntVar(&o.workerOffset, "worker-offset", 0, "internal: first socket index of a child")
 
-	pos, err := c.Parse(fs, args, 1, "<scenario> (heartbeat, connections, sockchurn, fanout, list, slowbody, expiry, webhooks, report)")
+	pos, err := c.Parse(fs, args, 1, "<scenario> (heartbeat, connections, sockchurn, fanout, storm, list, slowbody, expiry, webhooks, report)")
 	if err != nil {
 		return "", o, err
 	}
 	name := pos[0]
 	sc, ok := scenarios[name]
 	if !ok {
-		return "", o, cliutil.Usagef("unknown scenario %q (heartbeat, connections, sockchurn, fanout, list, slowbody, expiry, webhooks, report)", name)
+		return "", o, cliutil.Usagef("unknown scenario %q (heartbeat, connections, sockchurn, fanout, storm, list, slowbody, expiry, webhooks, report)", name)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -614,6 +632,13 @@ func (o *benchOpts) check(name string, set map[string]bool) error {
 		}
 		if o.watchers*o.rooms > 15000 {
 			add(cliutil.Usagef("--watchers x --rooms: at most 15000 sockets in one process"))
+		}
+	case "storm":
+		add(positive("concurrency", o.concurrency))
+		add(positive("members", o.members))
+		add(positive("watchers", o.watchers))
+		if o.duration <= 0 {
+			add(cliutil.Usagef("--duration must be positive"))
 		}
 	case "list":
 		add(positive("concurrency", o.concurrency))

@@ -26,6 +26,7 @@ type nodeMetrics struct {
 	Syncs      float64 `json:"syncsSent"`
 	Overflows  float64 `json:"socketOverflows"`
 	GCs        float64 `json:"gcCycles"`
+	CPU        float64 `json:"cpuSeconds"`
 }
 
 var metricNames = map[string]func(m *nodeMetrics) *float64{
@@ -38,6 +39,7 @@ var metricNames = map[string]func(m *nodeMetrics) *float64{
 	"presence_syncs_sent_total":       func(m *nodeMetrics) *float64 { return &m.Syncs },
 	"presence_socket_overflows_total": func(m *nodeMetrics) *float64 { return &m.Overflows },
 	"go_gc_duration_seconds_count":    func(m *nodeMetrics) *float64 { return &m.GCs },
+	"process_cpu_seconds_total":       func(m *nodeMetrics) *float64 { return &m.CPU },
 }
 
 // scrapeNode reads a node's /metrics. The memory metrics must be there.

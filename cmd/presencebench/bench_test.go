@@ -313,8 +313,10 @@ func presencedBin(t *testing.T) string {
 func TestBenchScenarios(t *testing.T) {
 	srv := redistest.Start(t)
 	prefix := redistest.UniquePrefix(t)
-	a := startBenchNode(t, httpapitest.Options{Redis: srv, Prefix: prefix, Name: "a"})
-	b := startBenchNode(t, httpapitest.Options{Redis: srv, Prefix: prefix, Name: "b"})
+	// fanout times every single event: no storm coalescing (batches keep
+	// only each user's last change).
+	a := startBenchNode(t, httpapitest.Options{Redis: srv, Prefix: prefix, Name: "a", RoomFrames: 1 << 20})
+	b := startBenchNode(t, httpapitest.Options{Redis: srv, Prefix: prefix, Name: "b", RoomFrames: 1 << 20})
 	urls := a.URL + "," + b.URL
 	env := map[string]string{"PRESENCE_REDIS_URL": srv.URL(), "PRESENCE_KEY_PREFIX": prefix}
 	dir := t.TempDir()

@@ -46,6 +46,7 @@ type Config struct {
 	ReapInterval      time.Duration
 	MaxSockets        int
 	MaxInFlight       int
+	WSRoomFrames      int
 	// HeaderTimeout bounds reading a request's headers (slow-loris). Not a
 	// setting; tests shorten it.
 	HeaderTimeout time.Duration
@@ -149,6 +150,14 @@ var settings = []setting{
 			return fmt.Errorf("must be a non-negative integer: %q", v)
 		}
 		c.MaxSockets = n
+		return nil
+	}},
+	{"PRESENCE_WS_ROOM_FRAMES", "20", "most frames a WebSocket gets per room in any second; above, a room's events are coalesced into batches", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fmt.Errorf("must be a positive integer: %q", v)
+		}
+		c.WSRoomFrames = n
 		return nil
 	}},
 	{"PRESENCE_MAX_INFLIGHT", "2000", "most HTTP API requests served at once; more get 503 at once", func(c *Config, v string) error {

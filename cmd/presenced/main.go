@@ -188,8 +188,9 @@ func (m *Main) Run(ctx context.Context) error {
 			OrgClaim:    c.JWTOrgClaim,
 			AdminToken:  c.AdminToken,
 		},
-		Service: presence.ServiceConfig{TimeoutFactor: c.TimeoutFactor, MaxDataBytes: c.MaxDataBytes, Node: label},
-		Lease:   c.NodeLease,
+		Service:    presence.ServiceConfig{TimeoutFactor: c.TimeoutFactor, MaxDataBytes: c.MaxDataBytes, Node: label},
+		Lease:      c.NodeLease,
+		RoomFrames: c.WSRoomFrames,
 		HTTP: httpapi.Config{
 			CORSOrigins:    origins,
 			AnonymousEmpty: c.Anonymous == "empty",

@@ -187,7 +187,7 @@ func TestMetrics(t *testing.T) {
 			`presence_redis_call_duration_seconds_count{cmd="pipeline"}`, `presence_http_requests_total{route="/v1/heartbeat",status="200"} 1`,
 			`presence_websockets 0`, `presence_sessions_kept_alive 0`, `presence_events_received_total`,
 			`presence_pubsub_reconnects_total`, `presence_syncs_sent_total`, `presence_ws_rate_limited_total`,
-			`presence_events_delivered_total`, `presence_http_overloaded_total`, `go_goroutines`, `process_open_fds`,
+			`presence_events_delivered_total`, `presence_batches_delivered_total`, `presence_http_overloaded_total`, `go_goroutines`, `process_open_fds`,
 		} {
 			if !strings.Contains(body, want) {
 				missing = append(missing, want)
@@ -200,5 +200,24 @@ func TestMetrics(t *testing.T) {
 			t.Fatalf("metrics missing %v", missing)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestRoomFramesConfig: PRESENCE_WS_ROOM_FRAMES defaults to 20 and must be a
+// positive integer (0 would never let a frame out).
+func TestRoomFramesConfig(t *testing.T) {
+	c, err := ParseConfig(nil, lookup(nil), io.Discard)
+	if err != nil || c.WSRoomFrames != 20 {
+		t.Fatalf("default: %d %v; want 20", c.WSRoomFrames, err)
+	}
+	c, err = ParseConfig([]string{"--ws-room-frames", "5"}, lookup(nil), io.Discard)
+	if err != nil || c.WSRoomFrames != 5 {
+		t.Fatalf("--ws-room-frames 5: %d %v", c.WSRoomFrames, err)
+	}
+	for _, bad := range []string{"0", "-1", "x", "1.5", ""} {
+		_, err := ParseConfig(nil, lookup(map[string]string{"PRESENCE_WS_ROOM_FRAMES": bad}), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "PRESENCE_WS_ROOM_FRAMES") && !strings.Contains(err.Error(), "ws-room-frames") {
+			t.Errorf("PRESENCE_WS_ROOM_FRAMES=%q: %v; want a config error naming it", bad, err)
+		}
 	}
 }

@@ -72,7 +72,7 @@ type ConnConfig struct {
 
 // Event is one message received on a Conn, as OnEvent sees it.
 type Event struct {
-	// Type is the message type: "presence", "sync", "joined", "watching",
+	// Type is the message type: "presence", "batch", "sync", "joined", "watching",
 	// "count", "left", "updated", "unwatched", "watchingUsers", "user",
 	// "unwatchedUsers", "pong" or "error".
 	Type string
@@ -93,6 +93,11 @@ type Event struct {
 	// Count is the room's counts of a "count" message, or of the
 	// "watching" answer of WatchCount; nil for other messages.
 	Count *presence.RoomCount
+	// FromVersion and Changes are a "batch" message's: the room's events
+	// of versions FromVersion..Version coalesced, the last change of each
+	// user in version order.
+	FromVersion int64
+	Changes     []BatchChange
 	// Raw is the message as received (JSON).
 	Raw json.RawMessage
 }
@@ -122,6 +127,9 @@ type Stats struct {
 	// Events counts the presence messages received (applied to a view or
 	// not).
 	Events int64
+	// Batches counts the batch messages received (a room's events
+	// coalesced in a storm).
+	Batches int64
 	// Errors counts the error messages received.
 	Errors int64
 	// Connected is true while a socket is open and its rooms are restored.
@@ -218,6 +226,18 @@ type inMsg struct {
 	LastDisconnected int64           `json:"lastDisconnected"`
 	Rooms            int             `json:"rooms"`
 	Sessions         int64           `json:"sessions"`
+	// batch
+	FromVersion int64         `json:"fromVersion"`
+	Changes     []BatchChange `json:"changes"`
+}
+
+// BatchChange is one change of a batch: a room's events coalesced in a storm
+// (the server sends at most PRESENCE_WS_ROOM_FRAMES frames per room per
+// second), the last change of each user, in version order.
+type BatchChange struct {
+	Event  string           `json:"event"`
+	UserID string           `json:"userId"`
+	Member *presence.Member `json:"member"`
 }
 
 // count returns the counts of a count or count-mode watching message.
@@ -505,6 +525,12 @@ func (c *Conn) handle(b []byte) {
 		c.stats.Events++
 		if v := c.views[m.RoomID]; v != nil {
 			v.event(m.Version, m.Event, m.Member)
+		}
+	case "batch":
+		c.stats.Batches++
+		ev.FromVersion, ev.Changes = m.FromVersion, m.Changes
+		if v := c.views[m.RoomID]; v != nil {
+			v.batch(m.FromVersion, m.Version, m.Changes)
 		}
 	case "sync":
 		c.stats.Syncs++

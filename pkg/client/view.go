@@ -24,10 +24,13 @@ type roomView struct {
 	held map[int64]heldEvent
 }
 
-// heldEvent is a presence event waiting for the versions before it.
+// heldEvent is a presence event, or a batch (to set: the versions up to
+// to), waiting for the versions before it.
 type heldEvent struct {
-	kind   string
-	member *presence.Member
+	kind    string
+	member  *presence.Member
+	to      int64
+	changes []BatchChange
 }
 
 // newView builds a view from a snapshot (joined, watching, sync).
@@ -64,19 +67,50 @@ func (v *roomView) snapshot(version int64, members []presence.Member) {
 // has it already (older, or a version held already). When maxHeld events
 // are held, one more drops them all (and itself): a snapshot will come.
 func (v *roomView) event(version int64, kind string, m *presence.Member) {
-	if _, dup := v.held[version]; dup || version <= v.version {
-		return
-	}
-	if version > v.version+1 {
-		if len(v.held) >= maxHeld {
-			clear(v.held)
-			return
-		}
-		v.held[version] = heldEvent{kind, m}
+	if v.hold(version, version, heldEvent{kind: kind, member: m}) {
 		return
 	}
 	v.apply(kind, m)
 	v.drain()
+}
+
+// hold reports whether versions from..to are not for now: the view has them
+// already (older, or held already), or they are ahead (held, at most
+// maxHeld; one more drops them all and itself).
+func (v *roomView) hold(from, to int64, e heldEvent) bool {
+	if _, dup := v.held[from]; dup || to <= v.version {
+		return true
+	}
+	if from > v.version+1 {
+		if len(v.held) >= maxHeld {
+			clear(v.held)
+		} else {
+			v.held[from] = e
+		}
+		return true
+	}
+	return false
+}
+
+// batch takes a batch of versions from..to: applied if it starts at the
+// next version (with the held events that follow it), held if it starts
+// further ahead, ignored if the view has to already. (A view between from
+// and to, which the server never leaves a batch to, applies it too: each
+// member ends right, the order of the batch's joins may not.)
+func (v *roomView) batch(from, to int64, changes []BatchChange) {
+	if v.hold(from, to, heldEvent{to: to, changes: changes}) {
+		return
+	}
+	v.applyBatch(to, changes)
+	v.drain()
+}
+
+func (v *roomView) applyBatch(to int64, changes []BatchChange) {
+	for _, c := range changes {
+		v.change(c.Event, c.Member, false)
+	}
+	v.sort() // once for the batch
+	v.version = to
 }
 
 // drain applies the held events that follow the view's version.
@@ -87,6 +121,10 @@ func (v *roomView) drain() {
 			return
 		}
 		delete(v.held, v.version+1)
+		if e.to > 0 {
+			v.applyBatch(e.to, e.changes)
+			continue
+		}
 		v.apply(e.kind, e.member)
 	}
 }
@@ -96,6 +134,12 @@ func (v *roomView) drain() {
 // member changes no member).
 func (v *roomView) apply(kind string, m *presence.Member) {
 	v.version++
+	v.change(kind, m, true)
+}
+
+// change applies one change to the members (the version does not move),
+// sorting them after it with sorted.
+func (v *roomView) change(kind string, m *presence.Member, sorted bool) {
 	if kind == presence.EventReset {
 		v.members, v.seq = nil, map[string]int64{}
 		return
@@ -129,7 +173,9 @@ func (v *roomView) apply(kind string, m *presence.Member) {
 		v.next++
 		v.seq[m.UserID] = v.next
 	}
-	v.sort()
+	if sorted {
+		v.sort()
+	}
 }
 
 func (v *roomView) index(userID string) int {

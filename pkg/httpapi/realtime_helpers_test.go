@@ -29,10 +29,11 @@ type node struct {
 }
 
 type nodeOpts struct {
-	queue    int
-	maxRooms int
-	auth     bool
-	cluster  *redistest.Cluster // run on this Redis Cluster instead of srv
+	queue      int
+	maxRooms   int
+	roomFrames int
+	auth       bool
+	cluster    *redistest.Cluster // run on this Redis Cluster instead of srv
 	// writeTimeout: a write to a socket that does not read fails after it.
 	writeTimeout time.Duration
 	// pingInterval: a socket that does not answer a ping within it is
@@ -43,7 +44,7 @@ type nodeOpts struct {
 // startNodes starts n nodes on one Redis (or cluster) and key prefix.
 func startNodes(t *testing.T, srv *redistest.Server, n int, o nodeOpts) []*node {
 	t.Helper()
-	opts := httpapitest.Options{Redis: srv, Cluster: o.cluster, Queue: o.queue, MaxRooms: o.maxRooms, WriteTimeout: o.writeTimeout, PingInterval: o.pingInterval}
+	opts := httpapitest.Options{Redis: srv, Cluster: o.cluster, Queue: o.queue, MaxRooms: o.maxRooms, RoomFrames: o.roomFrames, WriteTimeout: o.writeTimeout, PingInterval: o.pingInterval}
 	if o.auth {
 		opts.Auth = &auth.Config{HS256Secret: hsSecret, AdminToken: adminToken}
 	}
@@ -62,6 +63,7 @@ type wsClient struct {
 
 	mu      sync.Mutex
 	msgs    []map[string]any
+	at      []time.Time // when each message came
 	closed  error
 	reading chan struct{} // closed to let the reader start (slow consumers)
 	pings   atomic.Int64  // the node's ping frames received
@@ -133,7 +135,7 @@ func tryDialWS(t testing.TB, base string, read bool, headers ...string) (*wsClie
 				panic(fmt.Sprintf("server sent non-JSON %q", b))
 			}
 			c.mu.Lock()
-			c.msgs = append(c.msgs, m)
+			c.msgs, c.at = append(c.msgs, m), append(c.at, time.Now())
 			c.mu.Unlock()
 		}
 	}()
@@ -223,15 +225,24 @@ func (c *wsClient) view(room string) map[string]bool {
 				v[mem["userId"].(string)] = mem["online"].(bool)
 			}
 		case "presence":
-			mem := m["member"].(map[string]any)
-			if m["event"] == "remove" {
-				delete(v, mem["userId"].(string))
-			} else {
-				v[mem["userId"].(string)] = mem["online"].(bool)
+			applyChange(v, m)
+		case "batch":
+			for _, ch := range m["changes"].([]any) {
+				applyChange(v, ch.(map[string]any))
 			}
 		}
 	}
 	return v
+}
+
+// applyChange applies a presence event or a batch's change to a view.
+func applyChange(v map[string]bool, m map[string]any) {
+	mem := m["member"].(map[string]any)
+	if m["event"] == "remove" {
+		delete(v, mem["userId"].(string))
+	} else {
+		v[mem["userId"].(string)] = mem["online"].(bool)
+	}
 }
 
 func online(v map[string]bool) []string {

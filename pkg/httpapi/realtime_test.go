@@ -258,7 +258,8 @@ func TestSlowConsumer(t *testing.T) {
 	// The slow socket stays unread for as long as the updates take (long
 	// under -race on a busy machine): neither its writes nor the pings it
 	// cannot answer meanwhile may drop it.
-	nodes := startNodes(t, srv, 1, nodeOpts{queue: 8, writeTimeout: 2 * time.Minute, pingInterval: 2 * time.Minute})
+	// No storm coalescing: every update is a frame, and the queue overflows.
+	nodes := startNodes(t, srv, 1, nodeOpts{queue: 8, roomFrames: 1 << 20, writeTimeout: 2 * time.Minute, pingInterval: 2 * time.Minute})
 	n := nodes[0]
 	fast := dialWS(t, n.url)
 	fast.join(1, map[string]any{"roomId": "r", "sessionId": "f", "userId": "fast"})

@@ -335,7 +335,13 @@ func (s *socket) writeUpdate(u *presence.Update) error {
 		}
 		return s.write(u.Encoded(encodeUpdate))
 	}
-	switch s.seq.Event(u.Room, u.Version) {
+	step := presence.Skip
+	if u.Batch != nil {
+		step = s.seq.Batch(u.Room, u.Batch.FromVersion, u.Version)
+	} else {
+		step = s.seq.Event(u.Room, u.Version)
+	}
+	switch step {
 	case presence.Write:
 		return s.write(u.Encoded(encodeUpdate))
 	case presence.Resync:
@@ -744,6 +750,8 @@ func newWSMetrics(reg prometheus.Registerer, rt *presence.Realtime) *wsMetrics {
 				func() float64 { return float64(rt.Delivered()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "presence_syncs_sent_total", Help: "Sync messages sent to sockets."},
 				func() float64 { return float64(rt.Synced()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "presence_batches_delivered_total", Help: "Batches (a room's events coalesced in a storm) handed to local sockets."},
+				func() float64 { return float64(rt.Batched()) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "presence_sessions_kept_alive", Help: "Sessions this node keeps alive for its sockets."},
 				func() float64 { return float64(rt.Keeper().Len()) }),
 		)

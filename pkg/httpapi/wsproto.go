@@ -123,6 +123,22 @@ type presenceMsg struct {
 	Member  *presence.Member `json:"member"`
 }
 
+// batchMsg is a room's events of versions fromVersion..version coalesced
+// (storms): the last change of each user, in version order.
+type batchMsg struct {
+	Type        string        `json:"type"`
+	RoomID      string        `json:"roomId"`
+	FromVersion int64         `json:"fromVersion"`
+	Version     int64         `json:"version"`
+	Changes     []batchChange `json:"changes"`
+}
+
+type batchChange struct {
+	Event  string           `json:"event"`
+	UserID string           `json:"userId"`
+	Member *presence.Member `json:"member"`
+}
+
 // countMsg answers a watch in count mode ("watching", with the request's
 // id) and carries a count-mode room's later counts ("count").
 type countMsg struct {
@@ -168,6 +184,15 @@ func encodeUpdate(u *presence.Update) []byte {
 	}
 	if u.Sync != nil {
 		return encodeSync(u.Sync)
+	}
+	if u.Batch != nil {
+		m := batchMsg{Type: "batch", RoomID: u.Room.RoomID, FromVersion: u.Batch.FromVersion, Version: u.Version,
+			Changes: make([]batchChange, len(u.Batch.Changes))}
+		for i, ev := range u.Batch.Changes {
+			m.Changes[i] = batchChange{Event: ev.Kind, UserID: ev.UserID, Member: ev.Member}
+		}
+		b, _ := json.Marshal(m)
+		return validText(b)
 	}
 	b, _ := json.Marshal(presenceMsg{Type: "presence", RoomID: u.Room.RoomID, Version: u.Version, Event: u.Event.Kind, Member: u.Event.Member})
 	return validText(b)

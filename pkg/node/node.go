@@ -45,6 +45,9 @@ type Config struct {
 	// the rooms one socket may use.
 	Lease    time.Duration
 	MaxRooms int
+	// RoomFrames is PRESENCE_WS_ROOM_FRAMES: the frames a socket gets per
+	// room in any second (presence.RealtimeConfig). Zero means 20.
+	RoomFrames int
 	// HTTP configures the API; its Realtime, Ready, Registerer and Logger
 	// are set from this Config.
 	HTTP httpapi.Config
@@ -110,6 +113,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		Node:          cfg.Service.Node,
 		Lease:         cfg.Lease,
 		MaxRooms:      cfg.MaxRooms,
+		RoomFrames:    cfg.RoomFrames,
 		Logger:        log,
 	})
 	n.Subscriber.SetHandler(n.Realtime)

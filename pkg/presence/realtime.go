@@ -22,7 +22,11 @@ type RealtimeConfig struct {
 	// MaxRooms is how many rooms one connection may join or watch. Zero
 	// means 100.
 	MaxRooms int
-	Logger   *slog.Logger
+	// RoomFrames is how many frames (events, batches, syncs) a connection
+	// gets per room in any one-second window; above it the room's events
+	// are coalesced into batches (storms). Zero means 20.
+	RoomFrames int
+	Logger     *slog.Logger
 }
 
 // Realtime is the transport-independent real-time core of a node: its
@@ -42,8 +46,12 @@ type Realtime struct {
 	sub    Subscriber
 	keeper *Keeper
 	cfg    RealtimeConfig
+	// budget is how many frames a room sends its connections in a window
+	// (storm.go).
+	budget int
 
 	delivered, synced atomic.Int64
+	batched           atomic.Int64
 	// lastRefresh (unix ns) debounces keeper refreshes after reconnects.
 	lastRefresh atomic.Int64
 
@@ -68,6 +76,7 @@ type rtRoom struct {
 	// event that asked for it (a lagging replica is read past).
 	want  int64
 	count roomCounts
+	out   roomOut
 }
 
 // roomCounts are a room's count watchers (WatchCount): they get the room's
@@ -91,10 +100,16 @@ func NewRealtime(svc *Service, cfg RealtimeConfig) *Realtime {
 	if cfg.MaxRooms == 0 {
 		cfg.MaxRooms = 100
 	}
+	if cfg.RoomFrames <= 0 {
+		cfg.RoomFrames = 20
+	}
+	// The room's shared frames keep one of a connection's frames free for
+	// its own snapshot (joined, watching) or the sync that replaces it.
+	budget := max(1, cfg.RoomFrames-1)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	rt := &Realtime{svc: svc, sub: cfg.Subscriber, cfg: cfg, rooms: map[RoomRef]*rtRoom{}, users: map[userKey]*rtUser{}}
+	rt := &Realtime{svc: svc, sub: cfg.Subscriber, cfg: cfg, budget: budget, rooms: map[RoomRef]*rtRoom{}, users: map[userKey]*rtUser{}}
 	rt.keeper = NewKeeper(svc.Store(), KeeperConfig{
 		TimeoutFactor: cfg.TimeoutFactor,
 		Node:          cfg.Node,
@@ -119,6 +134,10 @@ func (rt *Realtime) Delivered() int64 { return rt.delivered.Load() }
 
 // Synced is the number of syncs handed to connections so far.
 func (rt *Realtime) Synced() int64 { return rt.synced.Load() }
+
+// Batched is the number of batches (coalesced events, storms) handed to
+// connections so far; Delivered counts them too.
+func (rt *Realtime) Batched() int64 { return rt.batched.Load() }
 
 // ReleaseAll hands every held session over to its ordinary deadline (a node
 // shutting down: its clients resume the sessions on other nodes) and stops
@@ -449,11 +468,7 @@ func (rt *Realtime) deliverLocked(r *rtRoom, ev Event) {
 		return
 	}
 	r.last, r.known = ev.Version, true
-	u := &Update{Room: ev.Room, Version: ev.Version, Event: &ev}
-	for c := range r.conns {
-		c.sink.Push(u)
-	}
-	rt.delivered.Add(int64(len(r.conns)))
+	rt.sendEventLocked(r, ev)
 }
 
 // endTokenWatchesLocked handles a room's removal for the connections that
@@ -476,6 +491,7 @@ func (rt *Realtime) endTokenWatchesLocked(r *rtRoom, ev Event) {
 }
 
 func (rt *Realtime) startSyncLocked(room RoomRef, r *rtRoom, want int64) {
+	r.out.held = nil // the sync has them
 	if len(r.conns) == 0 {
 		// Nobody gets the room's events (its count watchers read counts):
 		// no list to read. A connection that follows it later reads its
@@ -513,11 +529,7 @@ func (rt *Realtime) sync(room RoomRef, r *rtRoom) {
 			backoff = min(backoff*2, 2*time.Second)
 			continue
 		}
-		u := &Update{Room: room, Version: l.Version, Sync: l}
-		for c := range r.conns {
-			c.sink.Push(u)
-		}
-		rt.synced.Add(int64(len(r.conns)))
+		rt.sendSyncLocked(room, r, l)
 		r.last, r.known, r.syncing = l.Version, true, false
 		pending := r.pending
 		r.pending = nil
@@ -552,6 +564,9 @@ type Update struct {
 	// data, the room was removed).
 	Count      *RoomCount
 	CountReset bool
+	// Batch, when set, is a room's events of versions FromVersion..Version
+	// coalesced (storms): the last change of each user that changed.
+	Batch *Batch
 
 	once    sync.Once
 	encoded []byte
@@ -1101,20 +1116,28 @@ func (q *Sequencer) Sync(room RoomRef, version int64) bool {
 
 // Event decides about an event of room at version.
 func (q *Sequencer) Event(room RoomRef, version int64) Step {
+	return q.Batch(room, version, version)
+}
+
+// Batch decides about a batch of room's versions from..to (Batch): it is
+// written to a client at version from-1, which it brings to to. A client
+// that has to already skips it; any other needs a sync (a client between
+// from and to would see the batch's joins in another order than the room's).
+func (q *Sequencer) Batch(room RoomRef, from, to int64) Step {
 	r := q.find(room)
 	switch {
 	case r == nil:
-		q.add(room).early = version
+		q.add(room).early = to
 		return Skip
 	case !r.has:
-		r.early = max(r.early, version)
+		r.early = max(r.early, to)
 		return Skip
-	case version <= r.version:
+	case to <= r.version:
 		return Skip
-	case version > r.version+1:
+	case r.version != from-1:
 		return Resync
 	}
-	r.version = version
+	r.version = to
 	return Write
 }
 

@@ -215,11 +215,12 @@ func (s *Service) ListStamp(ctx context.Context, r ListRequest) (stamp string, o
 }
 
 // Snapshot returns the state of a room as a WebSocket shows it (joined,
-// watching, sync): its first MaxListLimit members. A non-empty epoch that is
-// not the room's any more (the room was removed) yields an empty, Stale list.
-// A snapshot is at least at minVersion (ListQuery.MinVersion).
+// watching, sync): all its members, at one version (snapshotAll). A
+// non-empty epoch that is not the room's any more (the room was removed)
+// yields an empty, Stale list. A snapshot is at least at minVersion
+// (ListQuery.MinVersion).
 func (s *Service) Snapshot(ctx context.Context, room RoomRef, epoch string, minVersion int64) (*RoomList, error) {
-	return s.store.List(ctx, room, ListQuery{Epoch: epoch, Limit: MaxListLimit, Now: s.cfg.Now(), MinVersion: minVersion})
+	return s.snapshotAll(ctx, room, ListQuery{Epoch: epoch, Limit: MaxListLimit, Now: s.cfg.Now(), MinVersion: minVersion})
 }
 
 // WatchRoom checks that the caller may follow the room a room token names

@@ -50,6 +50,11 @@ func (s *Store) runList(ctx context.Context, rdb redis.Scripter, sc *redis.Scrip
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	rk := s.keys.Room(room)
+	return sc.RunRO(ctx, rdb, rk.List[:], s.listArgs(q)...).Slice()
+}
+
+// listArgs returns the ARGV of list.lua and list_stamp.lua for q.
+func (s *Store) listArgs(q presence.ListQuery) []any {
 	online := "0"
 	if q.OnlineOnly {
 		online = "1"
@@ -62,8 +67,7 @@ func (s *Store) runList(ctx context.Context, rdb redis.Scripter, sc *redis.Scrip
 	if q.After != nil {
 		after, afterUser = strconv.FormatInt(q.After.Score, 10), q.After.UserID
 	}
-	return sc.RunRO(ctx, rdb, rk.List[:], q.Epoch, q.Limit, online,
-		now.UnixMilli(), s.cfg.Retention.Milliseconds(), after, afterUser).Slice()
+	return []any{q.Epoch, q.Limit, online, now.UnixMilli(), s.cfg.Retention.Milliseconds(), after, afterUser}
 }
 
 // listStamp makes the stamp of a reply's first listHead elements.

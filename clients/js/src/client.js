@@ -362,10 +362,41 @@ class Room {
     this.drain();
   }
 
+  /**
+   * Takes a batch (a storm's events of versions fromVersion..version
+   * coalesced: the last change of each user, in version order): applied
+   * when it starts at the next version, held while it is ahead, ignored if
+   * the view has its last version already.
+   * @param {any} msg
+   */
+  batch(msg) {
+    const from = Number(msg.fromVersion);
+    const to = Number(msg.version);
+    if (this.version === null || !Number.isSafeInteger(from) || !Number.isSafeInteger(to) || to < from) return;
+    if (to <= this.version || this.ahead.has(from)) return;
+    if (from > this.version + 1) {
+      if (this.ahead.size >= MAX_HELD) {
+        this.ahead.clear();
+        return;
+      }
+      this.ahead.set(from, msg);
+      return;
+    }
+    // At the next version (or, never from the server, inside the batch:
+    // each member ends right).
+    this.ahead.set(this.version + 1, msg);
+    this.drain();
+  }
+
   drain() {
     if (this.version === null) return;
     for (let e = this.ahead.get(this.version + 1); e; e = this.ahead.get(this.version + 1)) {
       this.ahead.delete(this.version + 1);
+      if (e.type === 'batch') {
+        for (const c of Array.isArray(e.changes) ? e.changes : []) this.apply(c.event, c.member);
+        this.version = Number(e.version);
+        continue;
+      }
       this.version++;
       this.apply(e.event, e.member);
     }
@@ -505,6 +536,8 @@ export class PresenceClient {
     this._watchList = [];
     /** @type {Map<string, {refs: number, state: UserPresence | undefined}>} watched users */
     this._users = new Map();
+    /** @type {Map<string, any>} rooms watched in count mode, by room token */
+    this._counts = new Map();
     /** @type {Set<() => void>} */
     this._userListeners = new Set();
     /** @type {Set<(s: ConnectionStatus) => void>} */
@@ -728,6 +761,112 @@ export class PresenceClient {
         this._unwatch(entry);
       },
     };
+  }
+
+  /**
+   * Follows a room in count mode: its counts only (online members, live
+   * sessions), at most one update per second while the room changes, the
+   * last within a second of the last change: a room of any size costs the
+   * same. onChange, when given, is called with each new count. Returns a
+   * handle whose roomId promise resolves with the room's id, and whose
+   * unwatch() stops. Needs the WebSocket (no counts in the HTTP fallback).
+   * Watching the same room in count mode and with watch() on one client
+   * is not supported (the server keeps one mode per room and socket).
+   * @param {string} roomToken
+   * @param {(count: RoomCount) => void} [onChange]
+   */
+  watchCount(roomToken, onChange) {
+    if (typeof roomToken !== 'string' || roomToken === '') throw new TypeError('watchCount: roomToken must be a non-empty string');
+    let c = this._counts.get(roomToken);
+    const fresh = !c;
+    if (!c) {
+      c = { token: roomToken, refs: 0, roomId: null, count: undefined, listeners: new Set(), waiters: [] };
+      this._counts.set(roomToken, c);
+    }
+    const entry = c;
+    entry.refs++;
+    const roomId = new Promise((resolve, reject) => {
+      if (entry.roomId) resolve(entry.roomId);
+      else entry.waiters.push({ resolve, reject });
+    });
+    roomId.catch(() => {}); // a refusal is also reported to onError
+    const listener = onChange ? (/** @type {RoomCount} */ n) => onChange(n) : null;
+    if (listener) entry.listeners.add(listener);
+    if (fresh) {
+      this._activate();
+      this._sendWatchCount(entry);
+    }
+    let released = false;
+    return {
+      roomId,
+      unwatch: () => {
+        if (released) return;
+        released = true;
+        if (listener) entry.listeners.delete(listener);
+        if (--entry.refs > 0) return;
+        this._counts.delete(entry.token);
+        if (entry.roomId && !this._countWatched(entry.roomId) && this._mode === 'ws' && this._wsOpen) {
+          this._send({ type: 'unwatch', roomId: entry.roomId }, { type: 'unwatch' });
+        }
+        this._maybeIdle();
+      },
+    };
+  }
+
+  /**
+   * The last known counts of a room watched in count mode (undefined until
+   * known).
+   * @param {string} roomId
+   * @returns {RoomCount | undefined}
+   */
+  getCount(roomId) {
+    for (const c of this._counts.values()) if (c.roomId === roomId && c.count) return c.count;
+    return undefined;
+  }
+
+  /** @param {any} c */
+  _sendWatchCount(c) {
+    if (this._suspended || this._mode !== 'ws' || !this._wsOpen) return;
+    this._send({ type: 'watch', roomToken: c.token, mode: 'count' }, { type: 'watchCount', token: c.token });
+  }
+
+  /** @param {string} roomId whether another count watch follows the room */
+  _countWatched(roomId) {
+    for (const c of this._counts.values()) if (c.roomId === roomId) return true;
+    return false;
+  }
+
+  /**
+   * Takes counts (a count frame, or the watching answer): newer than the
+   * known ones, or any after a (re)watch.
+   * @param {any} c
+   * @param {any} m
+   * @param {boolean} [fresh]
+   */
+  _setCount(c, m, fresh = false) {
+    const n = { roomId: String(m.roomId), version: Number(m.version), online: Number(m.online), sessions: Number(m.sessions) };
+    if (!fresh && c.count && n.version <= c.count.version && n.online === c.count.online && n.sessions === c.count.sessions) return;
+    c.count = n;
+    for (const l of c.listeners) {
+      try {
+        l(n);
+      } catch (e) {
+        this._error(/** @type {any} */ (e));
+      }
+    }
+  }
+
+  /**
+   * @param {string | undefined} token
+   * @param {PresenceError} err
+   */
+  _countRefused(token, err) {
+    const c = token === undefined ? undefined : this._counts.get(token);
+    if (!c || TRANSIENT_CODES.has(err.code)) return;
+    this._counts.delete(c.token);
+    for (const x of c.waiters) x.reject(err);
+    c.waiters = [];
+    this._maybeIdle();
   }
 
   /**
@@ -1137,7 +1276,7 @@ export class PresenceClient {
 
   _inUse() {
     for (const r of this._rooms.values()) if (r.inUse) return true;
-    return this._watchList.length > 0 || this._users.size > 0;
+    return this._watchList.length > 0 || this._users.size > 0 || this._counts.size > 0;
   }
 
   /** @param {string[]} ids users to watch on the socket (or poll) */
@@ -1453,6 +1592,7 @@ export class PresenceClient {
       if (room.held && !room.leaveTimer) this._sendJoin(room);
     }
     for (const w of this._watchList) this._sendWatch(w);
+    for (const c of this._counts.values()) this._sendWatchCount(c);
     // Watched users again: the answer brings their states afresh (what
     // changed while the socket was away).
     if (this._users.size) this._sendWatchUsers([...this._users.keys()]);
@@ -1647,6 +1787,18 @@ export class PresenceClient {
         this._notify(room);
         return;
       }
+      case 'batch': {
+        const room = this._rooms.get(m.roomId);
+        if (!room || !room.inUse) return;
+        room.batch(m);
+        this._watchGap(room);
+        this._notify(room);
+        return;
+      }
+      case 'count': {
+        for (const c of this._counts.values()) if (c.roomId === m.roomId) this._setCount(c, m);
+        return;
+      }
       case 'sync': {
         const room = this._rooms.get(m.roomId);
         if (!room || !room.inUse) return;
@@ -1670,6 +1822,18 @@ export class PresenceClient {
         return;
       }
       case 'watching': {
+        if (p && p.type === 'watchCount') {
+          const c = this._counts.get(p.token);
+          if (!c) {
+            if (!this._countWatched(m.roomId)) this._send({ type: 'unwatch', roomId: m.roomId }, { type: 'unwatch' });
+            return;
+          }
+          c.roomId = m.roomId;
+          for (const x of c.waiters) x.resolve(m.roomId);
+          c.waiters = [];
+          this._setCount(c, m, true);
+          return;
+        }
         const w = p && p.token !== undefined ? this._watchList.find((x) => x.token === p.token) : undefined;
         if (!w) {
           // Unwatched before the answer came.
@@ -1714,6 +1878,7 @@ export class PresenceClient {
         const err = new PresenceError(String(m.code || 'unknown'), String(m.message || ''));
         if (p && p.type === 'join' && p.room) this._joinRefused(p.room, err);
         else if (p && p.type === 'watch') this._watchRefused(p.token, err);
+        else if (p && p.type === 'watchCount') this._countRefused(p.token, err);
         this._error(err);
         return;
       }

@@ -27,6 +27,21 @@ export interface WatchUsersHandle {
   unwatch(): void;
 }
 
+/** A room's counts (count mode: watchCount). */
+export interface RoomCount {
+  roomId: string;
+  version: number;
+  /** online members */
+  online: number;
+  /** live sessions */
+  sessions: number;
+}
+
+export interface WatchCountHandle {
+  roomId: Promise<string>;
+  unwatch(): void;
+}
+
 export type ConnectionStatus = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'http' | 'suspended';
 
 /** "terminate" is pagehide: the page is going away (or into the back/forward cache). */
@@ -196,6 +211,9 @@ export class PresenceClient {
   /** follows users across all rooms of the org (at most 1000 per client) */
   watchUsers(userIds: string[], onChange?: (users: Array<UserPresence | undefined>) => void): WatchUsersHandle;
   getUsers(userIds: string[]): Array<UserPresence | undefined>;
+  /** follows a room's counts only: at most one update per second while it changes (WebSocket only) */
+  watchCount(roomToken: string, onChange?: (count: RoomCount) => void): WatchCountHandle;
+  getCount(roomId: string): RoomCount | undefined;
   subscribeUsers(listener: () => void): () => void;
   getRoom(roomId: string): RoomInfo | undefined;
   selfId(roomId?: string): string | undefined;

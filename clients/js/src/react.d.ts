@@ -60,6 +60,11 @@ export function useSignOutWithPresence<A extends any[] = any[], R = unknown>(
  * The org-wide state of these users ("friends online"), in the order
  * given; an entry is undefined until its state is known.
  */
+/** Follows a room's counts only (count mode) while mounted; undefined until known. */
+export function useRoomCount(
+  roomToken: string | null | undefined,
+  options?: { client?: PresenceClient },
+): import('./index').RoomCount | undefined;
 export function useUsersPresence(
   userIds: readonly string[] | null | undefined,
   options?: { client?: PresenceClient },

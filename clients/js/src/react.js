@@ -157,6 +157,28 @@ export function useUsersPresence(userIds, options = {}) {
 }
 
 /**
+ * Follows a room in count mode for as long as the component is mounted and
+ * returns its counts ({ roomId, version, online, sessions }; undefined
+ * until known): "12,345 here" for a room of any size, at most one update a
+ * second while it changes.
+ * @param {string | null | undefined} roomToken
+ * @param {{ client?: PresenceClient }} [options]
+ * @returns {import('./index').RoomCount | undefined}
+ */
+export function useRoomCount(roomToken, options = {}) {
+  const client = usePresenceClient(options.client);
+  const [count, setCount] = React.useState(/** @type {import('./index').RoomCount | undefined} */ (undefined));
+  React.useEffect(() => {
+    setCount(undefined);
+    if (!roomToken) return undefined;
+    const h = client.watchCount(roomToken, setCount);
+    h.roomId.then((id) => setCount((prev) => prev ?? client.getCount(id))).catch(noop);
+    return () => h.unwatch();
+  }, [client, roomToken]);
+  return count;
+}
+
+/**
  * The user id a hook joins as: the option, the client's, or, with auth off
  * and no user configured, the user name (as the Convex hooks did).
  * @param {PresenceClient} client

@@ -37,6 +37,9 @@ type Options struct {
 	TokenSecret string
 	// Queue, MaxRooms: the WebSocket limits (zero: the server's defaults).
 	Queue, MaxRooms int
+	// RoomFrames: the frames a socket gets per room in a second (zero: the
+	// node's default, 20).
+	RoomFrames int
 	// WriteTimeout bounds a write to a socket (zero: the server's default).
 	WriteTimeout time.Duration
 	// PingInterval: sockets are pinged this often, and one that does not
@@ -119,6 +122,7 @@ func Start(tb testing.TB, o Options) *Node {
 		Auth:        acfg,
 		Service:     presence.ServiceConfig{Node: label},
 		MaxRooms:    o.MaxRooms,
+		RoomFrames:  o.RoomFrames,
 		HTTP:        hc,
 		Registerer:  reg,
 		Logger:      log,

@@ -409,14 +409,36 @@ func (s *MemStore) EndSession(ctx context.Context, ref presence.RoomRef, session
 func (s *MemStore) List(ctx context.Context, ref presence.RoomRef, q presence.ListQuery) (*presence.RoomList, error) {
 	var l *presence.RoomList
 	err := s.do(ctx, "List", func() error {
-		l = &presence.RoomList{RoomID: ref.RoomID, Members: []presence.Member{}}
+		l = s.listLocked(ref, q)
+		return nil
+	})
+	return l, err
+}
+
+var _ presence.PagesLister = (*MemStore)(nil)
+
+// ListPages reads the lists of qs in one atomic step (presence.PagesLister).
+func (s *MemStore) ListPages(ctx context.Context, ref presence.RoomRef, qs []presence.ListQuery) ([]*presence.RoomList, error) {
+	var out []*presence.RoomList
+	err := s.do(ctx, "ListPages", func() error {
+		for _, q := range qs {
+			out = append(out, s.listLocked(ref, q))
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *MemStore) listLocked(ref presence.RoomRef, q presence.ListQuery) *presence.RoomList {
+	l := &presence.RoomList{RoomID: ref.RoomID, Members: []presence.Member{}}
+	func() {
 		r := s.rooms[ref]
 		if r == nil {
 			r = &memRoom{}
 		}
 		if q.Epoch != "" && q.Epoch != r.roomEpoch() {
 			l.Stale = true
-			return nil
+			return
 		}
 		l.Version, l.Epoch = r.v, r.roomEpoch()
 		now := q.Now
@@ -447,9 +469,8 @@ func (s *MemStore) List(ctx context.Context, ref presence.RoomRef, q presence.Li
 		for _, uid := range uids {
 			l.Members = append(l.Members, *r.member(uid))
 		}
-		return nil
-	})
-	return l, err
+	}()
+	return l
 }
 
 // Count returns the room's version, online members and live sessions.
