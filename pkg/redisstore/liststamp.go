@@ -62,8 +62,12 @@ func (s *Store) runList(ctx context.Context, rdb redis.Scripter, sc *redis.Scrip
 	if q.After != nil {
 		after, afterUser = strconv.FormatInt(q.After.Score, 10), q.After.UserID
 	}
+	invisible := "0"
+	if q.IncludeInvisible {
+		invisible = "1"
+	}
 	return sc.RunRO(ctx, rdb, rk.List[:], q.Epoch, q.Limit, online,
-		now.UnixMilli(), s.cfg.Retention.Milliseconds(), after, afterUser).Slice()
+		now.UnixMilli(), s.cfg.Retention.Milliseconds(), after, afterUser, invisible).Slice()
 }
 
 // listStamp makes the stamp of a reply's first listHead elements.
