@@ -144,14 +144,7 @@ func (c *Client) Members(ctx context.Context, roomID string, onlineOnly bool, li
 	if onlineOnly {
 		q.Set("onlineOnly", "true")
 	}
-	if limit != 0 {
-		q.Set("limit", strconv.Itoa(limit))
-	}
-	var out presence.RoomList
-	if err := c.do(ctx, http.MethodGet, "/v1/rooms/"+url.PathEscape(roomID)+"/members", q, nil, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return c.members(ctx, roomID, q, limit)
 }
 
 // MembersIncludeInvisible lists a room as an admin sees it with
@@ -159,6 +152,10 @@ func (c *Client) Members(ctx context.Context, roomID string, onlineOnly bool, li
 // set. Admin token only (else an *Error "permission_denied").
 func (c *Client) MembersIncludeInvisible(ctx context.Context, roomID string, limit int) (*presence.RoomList, error) {
 	q := url.Values{"includeInvisible": {"true"}}
+	return c.members(ctx, roomID, q, limit)
+}
+
+func (c *Client) members(ctx context.Context, roomID string, q url.Values, limit int) (*presence.RoomList, error) {
 	if limit != 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}
