@@ -21,7 +21,10 @@
 --          retried after its caller gave up) changes nothing and fails with
 --          LATE, so that it never sets a session's deadline back (lib.lua
 --          late)
---       18 the room's tag (its member in the deadline index)
+--       18 the room's tag (its member in the deadline index),
+--       19 invisible: "1" on, "0" off, "" keep the member's setting,
+--       20 hideLastSeen: the same (lib.lua set_privacy; a keep-alive
+--          passes "" for both and reads nothing more)
 -- A room's epoch is "0" until the room is removed (remove_room.lua), so the
 -- room tokens clients hold survive a Redis that lost its data.
 -- Returns {roomEpoch, sessionEpoch, version, lowered, created, hooked, users...}, or an error
@@ -77,10 +80,10 @@ if ARGV[15] == '2' then
 end
 
 -- What a keep-alive needs of the room hash, in one read: x (earliest
--- deadline), e (room epoch), the session, v (version), t (last touch).
--- Absent fields are false.
+-- deadline), e (room epoch), the session, v (version), t (last touch), and
+-- the member's privacy flags i: and h: (lib.lua). Absent fields are false.
 local function read_room()
-  return redis.call('HMGET', K_ROOM, 'x', 'e', field, 'v', 't')
+  return redis.call('HMGET', K_ROOM, 'x', 'e', field, 'v', 't', 'i:' .. uid, 'h:' .. uid)
 end
 local h = read_room()
 local sess = h[3]
@@ -108,26 +111,35 @@ local epoch = h[2] or '0'
 local sepoch, event
 local created = 0
 if sess then
-  local e, node, owner, d = parse_sess(sess)
+  local _, _, owner = parse_sess(sess)
   if owner ~= uid then
     return redis.error_reply('CONFLICT sessionId belongs to another user')
   end
+elseif ARGV[15] == '1' then
+  return with_changed({epoch, '', -1, 0, 0, hooked})
+end
+
+-- Privacy flags first: a member that turns invisible with a new session
+-- is never seen joining (lib.lua set_privacy).
+local inv = h[6]
+if ARGV[19] ~= '' or ARGV[20] ~= '' then
+  event, inv = set_privacy(uid, inv, h[7], ARGV[19], ARGV[20], now)
+end
+
+if sess then
+  local e, node, _, d = parse_sess(sess)
   sepoch = e
   if node ~= ARGV[10] or d ~= deadline then
     redis.call('HSET', K_ROOM, field, sess_value(deadline, e, ARGV[10], uid))
   end
 else
-  if ARGV[15] == '1' then
-    return with_changed({epoch, '', -1, 0, 0, hooked})
-  end
-  local joined = add_session(uid, now)
+  local joined = add_session(uid, now, inv)
   if joined == nil then
     return redis.error_reply('CONFLICT the user has too many sessions in this room')
   end
   sepoch = ARGV[9]
   created = 1
   redis.call('HSET', K_ROOM, field, sess_value(deadline, sepoch, ARGV[10], uid))
-  redis.call('HINCRBY', K_ROOM, 'n', 1)
   if joined then
     event = 'join'
   end

@@ -15,7 +15,16 @@
 --                    open WebSocket (it lives by that node's lease; <node> is
 --                    the holding node generation, else empty)
 --   KEYS[2] order    zset: userId -> online: join sequence × PER + live
---                    sessions (< ONLINE_MAX); offline: OFFLINE - lastDisconnected
+--                    sessions (< ONLINE_MAX); offline: OFFLINE - lastDisconnected.
+--                    It holds what the others see: an invisible member is
+--                    placed as an offline one (OFFLINE - when it went
+--                    invisible or offline, or joined invisible)
+--                    Privacy (a member's flags, present only when set):
+--                    i:<userId> -> "<sessions>\t<last>\t<shown>" while the
+--                    member is invisible: its live sessions (counted
+--                    here, not in its order score, o or n), its real
+--                    lastDisconnected, and the one the others see;
+--                    h:<userId> -> "1" while it hides its last seen
 --   KEYS[3] profile  hash: p:<userId> -> "<name>\t<image>", d:<userId> -> data JSON
 -- A session is stored once (one hash field): the room is reaped by scanning
 -- its sessions when x is due, which the deadline index tells the reaper.
@@ -114,14 +123,43 @@ local function changed(uid, now)
   redis.call('HSET', K_ROOM, 'u:' .. uid, int(now))
 end
 
+-- parse_inv splits an i:<userId> value (an invisible member): its live
+-- sessions, its real lastDisconnected, and the one the others see.
+local function parse_inv(v)
+  local a = string.find(v, '\t', 1, true)
+  local b = string.find(v, '\t', a + 1, true)
+  return tonumber(string.sub(v, 1, a - 1)), tonumber(string.sub(v, a + 1, b - 1)), tonumber(string.sub(v, b + 1))
+end
+
+-- set_inv stores an invisible member's i:<userId> value.
+local function set_inv(uid, k, last, shown)
+  local v = int(k) .. '\t' .. int(last) .. '\t' .. int(shown)
+  redis.call('HSET', K_ROOM, 'i:' .. uid, v)
+  return v
+end
+
 -- add_session counts one more live session of uid. It returns true when the
 -- user came online (a join), false otherwise, nil when the user has PER - 1
--- sessions in the room already.
-local function add_session(uid, now)
+-- sessions in the room already. inv is the member's i: value when it is
+-- invisible: the session is counted there, the others see nothing (a member
+-- new to the room is placed as an offline one).
+local function add_session(uid, now, inv)
+  if inv then
+    local k, last, shown = parse_inv(inv)
+    if k >= PER - 1 then
+      return nil
+    end
+    if k == 0 then
+      redis.call('ZADD', K_ORDER, 'NX', int(OFFLINE - now), uid)
+    end
+    set_inv(uid, k + 1, last, shown)
+    return false
+  end
   local n = online_count(redis.call('ZSCORE', K_ORDER, uid))
   if n >= PER - 1 then
     return nil
   end
+  redis.call('HINCRBY', K_ROOM, 'n', 1)
   if n > 0 then
     redis.call('ZINCRBY', K_ORDER, 1, uid)
     redis.call('HINCRBY', K_ROOM, 'c', 1)
@@ -134,12 +172,25 @@ local function add_session(uid, now)
 end
 
 -- drop_session counts one fewer live session of uid; when it was the last,
--- the user goes offline now (returns true: a leave).
+-- the user goes offline now (returns true: a leave). An invisible member's
+-- session is counted down in its i: value: the others see nothing.
 local function drop_session(uid, now)
   local n = online_count(redis.call('ZSCORE', K_ORDER, uid))
   if n == 0 then
+    local inv = redis.call('HGET', K_ROOM, 'i:' .. uid)
+    if inv then
+      local k, last, shown = parse_inv(inv)
+      if k > 1 then
+        set_inv(uid, k - 1, last, shown)
+      elseif k == 1 then
+        set_inv(uid, 0, now, shown)
+      end
+    else
+      redis.call('HINCRBY', K_ROOM, 'n', -1)
+    end
     return false
   end
+  redis.call('HINCRBY', K_ROOM, 'n', -1)
   if n > 1 then
     redis.call('ZINCRBY', K_ORDER, -1, uid)
     redis.call('HINCRBY', K_ROOM, 'c', 1)
@@ -149,6 +200,75 @@ local function drop_session(uid, now)
   redis.call('HINCRBY', K_ROOM, 'o', -1)
   changed(uid, now)
   return true
+end
+
+-- shown_last returns the lastDisconnected the others see of an offline
+-- (to them) member whose order score is sc, given its i: and h: values.
+local function shown_last(sc, inv, hide)
+  if hide then
+    return 0
+  end
+  if inv then
+    local _, _, shown = parse_inv(inv)
+    return shown
+  end
+  return OFFLINE - sc
+end
+
+-- set_privacy applies a heartbeat's privacy flags (want_inv, want_hide:
+-- "1" on, "0" off, "" keep) to a member whose i: and h: values are inv and
+-- hide. It returns the event the change makes (turning invisible while
+-- online: a leave; visible again with live sessions: a join; a member new
+-- to the room that arrives invisible, or hiding or showing the last seen
+-- of a member offline to the others: an update) or
+-- nil, and the member's i: value after it (false: visible).
+local function set_privacy(uid, inv, hide, want_inv, want_hide, now)
+  local event
+  if (want_hide == '1') ~= (hide and true or false) and want_hide ~= '' then
+    if want_hide == '1' then
+      redis.call('HSET', K_ROOM, 'h:' .. uid, '1')
+    else
+      redis.call('HDEL', K_ROOM, 'h:' .. uid)
+    end
+    local sc = score(redis.call('ZSCORE', K_ORDER, uid))
+    if sc and sc >= ONLINE_MAX and shown_last(sc, inv, false) ~= 0 then
+      event = 'update'
+    end
+  end
+  if want_inv == '1' and not inv then
+    local sc = score(redis.call('ZSCORE', K_ORDER, uid))
+    if sc and sc < ONLINE_MAX then
+      local k = sc % PER
+      redis.call('ZADD', K_ORDER, int(OFFLINE - now), uid)
+      redis.call('HINCRBY', K_ROOM, 'o', -1)
+      redis.call('HINCRBY', K_ROOM, 'n', -k)
+      changed(uid, now)
+      inv = set_inv(uid, k, 0, now)
+      event = 'leave'
+    elseif sc then
+      inv = set_inv(uid, 0, OFFLINE - sc, OFFLINE - sc)
+    else
+      -- New to the room: the others never saw it online. It appears as an
+      -- offline member (lastDisconnected 0) once add_session places it:
+      -- a change of the list like any other, an update.
+      inv = set_inv(uid, 0, 0, 0)
+      event = 'update'
+    end
+  elseif want_inv == '0' and inv then
+    local k, last = parse_inv(inv)
+    redis.call('HDEL', K_ROOM, 'i:' .. uid)
+    inv = false
+    if k > 0 then
+      redis.call('ZADD', K_ORDER, int(redis.call('HINCRBY', K_ROOM, 'q', 1) * PER + k), uid)
+      redis.call('HINCRBY', K_ROOM, 'o', 1)
+      redis.call('HINCRBY', K_ROOM, 'n', k)
+      changed(uid, now)
+      event = 'join'
+    elseif last > 0 then
+      redis.call('ZADD', K_ORDER, 'XX', int(OFFLINE - last), uid)
+    end
+  end
+  return event, inv
 end
 
 -- parse_sess splits an s:<sessionId> value into epoch, node, userId and
@@ -185,13 +305,15 @@ local function lower_x(deadline, known)
   return false
 end
 
--- member_json renders a member as the JSON the API shows.
+-- member_json renders a member as the JSON the API shows (what the others
+-- see: an invisible member offline, a hidden last seen 0).
 local function member_json(uid)
   local sc = score(redis.call('ZSCORE', K_ORDER, uid))
   local sessions = online_count(sc)
   local last = 0
   if sc and sc >= ONLINE_MAX then
-    last = OFFLINE - sc
+    local f = redis.call('HMGET', K_ROOM, 'i:' .. uid, 'h:' .. uid)
+    last = shown_last(sc, f[1], f[2])
   end
   local out = '{"userId":' .. cjson.encode(uid) .. ',"online":' .. (sessions > 0 and 'true' or 'false')
     .. ',"lastDisconnected":' .. int(last) .. ',"sessions":' .. sessions
@@ -240,7 +362,6 @@ local function end_session(sid, now)
   end
   local _, _, uid = parse_sess(v)
   redis.call('HDEL', K_ROOM, 's:' .. sid)
-  redis.call('HINCRBY', K_ROOM, 'n', -1)
   return uid, drop_session(uid, now)
 end
 
@@ -312,9 +433,18 @@ local function prune(now, retention, channel, cmd)
   local cutoff = OFFLINE - (now - retention)
   local old = redis.call('ZRANGEBYSCORE', K_ORDER, '(' .. int(cutoff), '+inf', 'LIMIT', 0, 16)
   for _, uid in ipairs(old) do
-    redis.call('ZREM', K_ORDER, uid)
-    redis.call('HDEL', K_PROFILE, 'd:' .. uid, 'p:' .. uid)
-    publish(channel, cmd, 'remove', uid)
+    local inv = redis.call('HGET', K_ROOM, 'i:' .. uid)
+    if inv and parse_inv(inv) > 0 then
+      -- Invisible but alive: kept (placed anew; the others see no change
+      -- but the order, which a list's stamp counts in c).
+      redis.call('ZADD', K_ORDER, int(OFFLINE - now), uid)
+      redis.call('HINCRBY', K_ROOM, 'c', 1)
+    else
+      redis.call('ZREM', K_ORDER, uid)
+      redis.call('HDEL', K_PROFILE, 'd:' .. uid, 'p:' .. uid)
+      redis.call('HDEL', K_ROOM, 'i:' .. uid, 'h:' .. uid)
+      publish(channel, cmd, 'remove', uid)
+    end
   end
 end
 

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -48,6 +49,11 @@ type ConnConfig struct {
 	// UserID, Name and Image name the user in joins when auth is off (with
 	// a JWT leave them empty: the claims are used).
 	UserID, Name, Image string
+	// Invisible and HideLastSeen, when non-nil, are sent with every join
+	// (and rejoin) of the Conn: its member in each room it joins is
+	// invisible (offline to everyone else) or hides its last seen. Nil
+	// keeps the member's setting. SetPrivacy changes them later.
+	Invisible, HideLastSeen *bool
 	// Reconnect makes the Conn survive the loss of its socket: a drop
 	// without a close frame, or a close with a transient code (1012 service
 	// restart, 1001 going away, 1011, 1013). It reconnects with backoff
@@ -151,6 +157,8 @@ type Conn struct {
 	done   chan struct{} // closed when the Conn has ended
 	wmu    sync.Mutex    // serializes writes
 
+	privacy atomic.Pointer[privacyFlags] // SetPrivacy's, else cfg's
+
 	mu      sync.Mutex
 	ws      *websocket.Conn // the current socket; nil while disconnected
 	raw     net.Conn        // its TCP connection
@@ -201,6 +209,9 @@ type outMsg struct {
 	RoomToken string          `json:"roomToken,omitempty"`
 	Mode      string          `json:"mode,omitempty"`
 	UserIDs   []string        `json:"userIds,omitempty"`
+	// A join's privacy flags (nil: keep the member's).
+	Invisible    *bool `json:"invisible,omitempty"`
+	HideLastSeen *bool `json:"hideLastSeen,omitempty"`
 }
 
 // inMsg is any server message.
@@ -700,8 +711,46 @@ func (c *Conn) write(ws *websocket.Conn, b []byte) error {
 
 // joinMsg is the join request for a room.
 func (c *Conn) joinMsg(roomID string, j *joinedRoom) outMsg {
+	inv, hide := c.cfg.Invisible, c.cfg.HideLastSeen
+	if p := c.privacy.Load(); p != nil {
+		inv, hide = p.invisible, p.hideLastSeen
+	}
 	return outMsg{Type: "join", RoomID: roomID, SessionID: j.sessionID, Interval: j.interval.Milliseconds(),
-		Data: j.data, UserID: c.cfg.UserID, Name: c.cfg.Name, Image: c.cfg.Image}
+		Data: j.data, UserID: c.cfg.UserID, Name: c.cfg.Name, Image: c.cfg.Image, Invisible: inv, HideLastSeen: hide}
+}
+
+// privacyFlags are the privacy flags a Conn sends with its joins.
+type privacyFlags struct{ invisible, hideLastSeen *bool }
+
+// SetPrivacy sets the privacy flags of the Conn's member in every room it
+// has joined (joining each again with the same session) and in the rooms
+// it joins later: invisible (offline to everyone else; turning invisible
+// is a leave to the others, visible again a join) and hideLastSeen (the
+// others see lastDisconnected 0). Nil keeps a setting as it is.
+func (c *Conn) SetPrivacy(ctx context.Context, invisible, hideLastSeen *bool) error {
+	p := privacyFlags{c.cfg.Invisible, c.cfg.HideLastSeen}
+	if old := c.privacy.Load(); old != nil {
+		p = *old
+	}
+	if invisible != nil {
+		p.invisible = invisible
+	}
+	if hideLastSeen != nil {
+		p.hideLastSeen = hideLastSeen
+	}
+	c.privacy.Store(&p)
+	c.mu.Lock()
+	joins := make(map[string]joinedRoom, len(c.joined))
+	for room, j := range c.joined {
+		joins[room] = *j
+	}
+	c.mu.Unlock()
+	for room, j := range joins {
+		if _, err := c.call(ctx, 0, c.joinMsg(room, &j), c.joinHook(room, j, false)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // joinHook records a successful join: the room (to rejoin it after a

@@ -49,6 +49,11 @@ type HeartbeatRequest struct {
 	// Data, when non-nil, replaces the member's data (any JSON;
 	// json.RawMessage("null") clears it). Nil keeps it.
 	Data json.RawMessage
+	// Invisible and HideLastSeen, when non-nil, set the member's privacy
+	// flags: invisible is offline to everyone else (its own
+	// UserRooms/UserPresence show the truth); hideLastSeen shows the others
+	// lastDisconnected 0. Nil keeps the member's setting.
+	Invisible, HideLastSeen *bool
 }
 
 // HeartbeatResponse is the answer to a heartbeat.
@@ -71,7 +76,9 @@ func (c *Client) Heartbeat(ctx context.Context, req HeartbeatRequest) (*Heartbea
 		UserID    string          `json:"userId,omitempty"`
 		Name      string          `json:"name,omitempty"`
 		Image     string          `json:"image,omitempty"`
-	}{req.RoomID, req.SessionID, req.Interval.Milliseconds(), req.Data, req.UserID, req.Name, req.Image}
+		Invisible *bool           `json:"invisible,omitempty"`
+		HideLast  *bool           `json:"hideLastSeen,omitempty"`
+	}{req.RoomID, req.SessionID, req.Interval.Milliseconds(), req.Data, req.UserID, req.Name, req.Image, req.Invisible, req.HideLastSeen}
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, fmt.Errorf("presence: heartbeat: %w", err)
@@ -137,6 +144,18 @@ func (c *Client) Members(ctx context.Context, roomID string, onlineOnly bool, li
 	if onlineOnly {
 		q.Set("onlineOnly", "true")
 	}
+	return c.members(ctx, roomID, q, limit)
+}
+
+// MembersIncludeInvisible lists a room as an admin sees it with
+// ?includeInvisible=true: invisible members as they are, with Invisible
+// set. Admin token only (else an *Error "permission_denied").
+func (c *Client) MembersIncludeInvisible(ctx context.Context, roomID string, limit int) (*presence.RoomList, error) {
+	q := url.Values{"includeInvisible": {"true"}}
+	return c.members(ctx, roomID, q, limit)
+}
+
+func (c *Client) members(ctx context.Context, roomID string, q url.Values, limit int) (*presence.RoomList, error) {
 	if limit != 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}

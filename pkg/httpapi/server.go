@@ -406,6 +406,9 @@ type heartbeatRequest struct {
 	UserID    string          `json:"userId"`
 	Name      string          `json:"name"`
 	Image     string          `json:"image"`
+	// Privacy flags: absent keeps the member's setting; not a boolean: 400.
+	Invisible    *bool `json:"invisible"`
+	HideLastSeen *bool `json:"hideLastSeen"`
 }
 
 var emptyTokens = map[string]string{"roomToken": "", "sessionToken": ""}
@@ -431,7 +434,7 @@ func (s *Server) heartbeat(c echo.Context) error {
 		return err
 	}
 	in := presence.HeartbeatInput{RoomID: req.RoomID, SessionID: req.SessionID, Interval: interval, Data: req.Data,
-		UserID: req.UserID, Name: req.Name, Image: req.Image}
+		UserID: req.UserID, Name: req.Name, Image: req.Image, Invisible: req.Invisible, HideLastSeen: req.HideLastSeen}
 	ctx := presence.NewContextWithIdentity(c.Request().Context(), id)
 	out, err := s.svc.Heartbeat(ctx, in)
 	if err != nil {
@@ -444,6 +447,11 @@ func (s *Server) list(c echo.Context) error {
 	limit, err := intQuery(c, "limit")
 	if err != nil {
 		return err
+	}
+	if inv, err := boolQuery(c, "includeInvisible"); err != nil {
+		return err
+	} else if inv {
+		return presence.Errorf(presence.EFORBIDDEN, "includeInvisible is for admin calls only (GET /v1/rooms/{roomId}/members)")
 	}
 	r, err := s.svc.PrepareList(c.QueryParam("roomToken"), limit, c.QueryParam("cursor"))
 	if err != nil {
@@ -522,7 +530,12 @@ func (s *Server) members(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := s.svc.PrepareMembers(c.Request().Context(), roomID, onlineOnly, limit, c.QueryParam("cursor"))
+	includeInvisible, err := boolQuery(c, "includeInvisible")
+	if err != nil {
+		return err
+	}
+	r, err := s.svc.PrepareMembersQuery(c.Request().Context(), roomID, presence.MembersQuery{OnlineOnly: onlineOnly,
+		Limit: limit, Cursor: c.QueryParam("cursor"), IncludeInvisible: includeInvisible})
 	if err != nil {
 		return err
 	}

@@ -624,7 +624,7 @@ func (s *socket) join(ctx context.Context, m *clientMessage) error {
 		return err
 	}
 	j, err := s.rt.Join(ctx, presence.HeartbeatInput{RoomID: m.RoomID, SessionID: m.SessionID, Interval: interval,
-		Data: m.Data, UserID: m.UserID, Name: m.Name, Image: m.Image})
+		Data: m.Data, UserID: m.UserID, Name: m.Name, Image: m.Image, Invisible: m.Invisible, HideLastSeen: m.HideLastSeen})
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,9 @@ type clientMessage struct {
 	RoomToken string          `json:"roomToken"`
 	Mode      string          `json:"mode"`
 	UserIDs   []string        `json:"userIds"`
+	// join's privacy flags (absent: keep the member's setting).
+	Invisible    *bool `json:"invisible"`
+	HideLastSeen *bool `json:"hideLastSeen"`
 }
 
 var clientTypes = map[string]bool{"join": true, "leave": true, "update": true, "watch": true, "unwatch": true, "ping": true,

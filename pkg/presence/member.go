@@ -16,6 +16,9 @@ type Member struct {
 	Data     json.RawMessage `json:"data,omitempty"`
 	Name     string          `json:"name,omitempty"`
 	Image    string          `json:"image,omitempty"`
+	// Invisible is set only in an admin's list with includeInvisible: the
+	// member is invisible, and shown as it is.
+	Invisible bool `json:"invisible,omitempty"`
 }
 
 // RoomList is a room's members, online first (in the order they came
@@ -57,11 +60,31 @@ type RoomCount struct {
 	Sessions int64  `json:"sessions"`
 }
 
-// UserRoom is one room a user is (or was recently) a member of.
+// UserRoom is one room a user is (or was recently) a member of. The store
+// returns the truth (what the user itself sees) with the member's privacy
+// flags; Public turns it into what the others see.
 type UserRoom struct {
 	RoomID           string `json:"roomId"`
 	Online           bool   `json:"online"`
 	LastDisconnected int64  `json:"lastDisconnected"`
+	// Invisible and HideLastSeen are the member's privacy settings (shown
+	// to the user itself and the admin only).
+	Invisible    bool `json:"invisible,omitempty"`
+	HideLastSeen bool `json:"hideLastSeen,omitempty"`
+	// SeenLastDisconnected is the lastDisconnected the others see while
+	// the member is offline to them: 0 with HideLastSeen, the moment it went
+	// invisible (or offline before) while Invisible.
+	SeenLastDisconnected int64 `json:"-"`
+}
+
+// Public returns the room as the others see it: an invisible member
+// offline, a hidden last seen 0, no flags.
+func (r UserRoom) Public() UserRoom {
+	out := UserRoom{RoomID: r.RoomID, Online: r.Online && !r.Invisible}
+	if !out.Online {
+		out.LastDisconnected = r.SeenLastDisconnected
+	}
+	return out
 }
 
 // Event kinds, as published on a room's events channel.

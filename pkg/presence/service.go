@@ -67,6 +67,12 @@ type HeartbeatInput struct {
 	// HeldBy, when set, is the node generation (Keeper.Hold) that holds the
 	// session for an open WebSocket: it lives by that node's lease.
 	HeldBy string
+	// Invisible and HideLastSeen, when non-nil, set the member's privacy
+	// flags (nil keeps them; a new member's are false). An invisible
+	// member is offline to everyone else (lists, counts, events, users'
+	// presence, webhooks); a hidden last seen shows the others
+	// lastDisconnected 0.
+	Invisible, HideLastSeen *bool
 }
 
 // HeartbeatOutput is the answer to a heartbeat.
@@ -105,7 +111,8 @@ func (s *Service) Heartbeat(ctx context.Context, in HeartbeatInput) (*HeartbeatO
 	}
 	// A session that lives by its deadline names no node (bytes per session
 	// count: the store holds millions); a held one names its holder.
-	hb := &Heartbeat{Room: room, UserID: user, SessionID: in.SessionID, Data: data}
+	hb := &Heartbeat{Room: room, UserID: user, SessionID: in.SessionID, Data: data,
+		Invisible: in.Invisible, HideLastSeen: in.HideLastSeen}
 	if in.HeldBy != "" {
 		hb.Node, hb.Held = in.HeldBy, true
 	}
@@ -199,6 +206,9 @@ func (s *Service) ListPage(ctx context.Context, r ListRequest) (*RoomList, error
 	if err == nil && l.More != nil {
 		l.Next = s.tokens.Cursor(r.Room, l.Epoch, r.Query.OnlineOnly, *l.More)
 	}
+	if err == nil && r.Query.IncludeInvisible {
+		l.Stamp = "" // it does not follow invisible members' sessions
+	}
 	return l, err
 }
 
@@ -207,7 +217,7 @@ func (s *Service) ListPage(ctx context.Context, r ListRequest) (*RoomList, error
 // stamps.
 func (s *Service) ListStamp(ctx context.Context, r ListRequest) (stamp string, ok bool, err error) {
 	st, ok := s.store.(ListStamper)
-	if !ok {
+	if !ok || r.Query.IncludeInvisible {
 		return "", false, nil
 	}
 	stamp, err = st.ListStamp(ctx, r.Room, r.Query)
@@ -295,16 +305,42 @@ func (s *Service) Members(ctx context.Context, roomID string, onlineOnly bool, l
 	return s.ListPage(ctx, r)
 }
 
+// MembersQuery is what a list by room id asks for.
+type MembersQuery struct {
+	OnlineOnly bool
+	Limit      int
+	Cursor     string
+	// IncludeInvisible: admin only (else EFORBIDDEN); invisible members
+	// keep their place among the offline ones, so it cannot be combined
+	// with OnlineOnly (EINVALID).
+	IncludeInvisible bool
+}
+
 // PrepareMembers checks a list request by room id (Members).
 func (s *Service) PrepareMembers(ctx context.Context, roomID string, onlineOnly bool, limit int, cursor string) (ListRequest, error) {
+	return s.PrepareMembersQuery(ctx, roomID, MembersQuery{OnlineOnly: onlineOnly, Limit: limit, Cursor: cursor})
+}
+
+// PrepareMembersQuery checks a list request by room id.
+func (s *Service) PrepareMembersQuery(ctx context.Context, roomID string, mq MembersQuery) (ListRequest, error) {
 	room, err := s.room(ctx, roomID)
 	if err != nil {
 		return ListRequest{}, err
 	}
-	if limit, err = ValidateLimit(limit); err != nil {
+	limit, err := ValidateLimit(mq.Limit)
+	if err != nil {
 		return ListRequest{}, err
 	}
-	r := ListRequest{Room: room, Query: ListQuery{Limit: limit, OnlineOnly: onlineOnly, Now: s.cfg.Now()}}
+	if mq.IncludeInvisible {
+		if !IdentityFromContext(ctx).Admin {
+			return ListRequest{}, Errorf(EFORBIDDEN, "includeInvisible is for admin calls only")
+		}
+		if mq.OnlineOnly {
+			return ListRequest{}, Errorf(EINVALID, "includeInvisible cannot be combined with onlineOnly")
+		}
+	}
+	onlineOnly, cursor := mq.OnlineOnly, mq.Cursor
+	r := ListRequest{Room: room, Query: ListQuery{Limit: limit, OnlineOnly: onlineOnly, Now: s.cfg.Now(), IncludeInvisible: mq.IncludeInvisible}}
 	if err := s.withCursor(&r, cursor, ""); err != nil {
 		return ListRequest{}, err
 	}

@@ -83,6 +83,9 @@ type Heartbeat struct {
 	// session ended elsewhere from a store that lost its data (LostData)
 	// and puts the latter back with a plain heartbeat.
 	KeepAlive bool
+	// Invisible and HideLastSeen, when non-nil, set the member's privacy
+	// flags in the same step (nil keeps them): see HeartbeatInput.
+	Invisible, HideLastSeen *bool
 }
 
 // HeartbeatResult is what a heartbeat needs to build its tokens.
@@ -122,4 +125,8 @@ type ListQuery struct {
 	// After, when set, asks for the page that follows this position (a
 	// cursor's): the members after it in the room order.
 	After *ListPosition
+	// IncludeInvisible shows invisible members as they are (Member.Invisible
+	// set, with their live sessions): an admin's list. Its stamp does not
+	// follow their sessions (the Service gives it none).
+	IncludeInvisible bool
 }

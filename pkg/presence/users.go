@@ -59,7 +59,9 @@ const MaxWatchedUsers = 1000
 
 // UserPresence returns a user's org-wide state, computed from its rooms.
 // Any user of the org, and the admin, may ask; a user of another org (or
-// one never seen) is offline, with no rooms.
+// one never seen) is offline, with no rooms. The user itself and the admin
+// get the truth; anyone else what the user's privacy settings let them see
+// (UserRoom.Public).
 func (s *Service) UserPresence(ctx context.Context, userID string) (UserPresence, error) {
 	id := IdentityFromContext(ctx)
 	if id == nil {
@@ -68,13 +70,20 @@ func (s *Service) UserPresence(ctx context.Context, userID string) (UserPresence
 	if err := ValidateUserID(userID); err != nil {
 		return UserPresence{}, err
 	}
-	return s.userPresence(ctx, id.Org, userID)
+	return s.userPresence(ctx, id.Org, userID, id.Admin || id.UserID == userID)
 }
 
-func (s *Service) userPresence(ctx context.Context, org, userID string) (UserPresence, error) {
+// userPresence reads a user's org-wide state: the truth, or what the others
+// see.
+func (s *Service) userPresence(ctx context.Context, org, userID string, truth bool) (UserPresence, error) {
 	rooms, err := s.store.UserRooms(ctx, org, userID, 0)
 	if err != nil {
 		return UserPresence{}, err
+	}
+	if !truth {
+		for i := range rooms {
+			rooms[i] = rooms[i].Public()
+		}
 	}
 	return SummarizeRooms(userID, rooms), nil
 }
@@ -101,7 +110,7 @@ func (s *Service) usersPresence(ctx context.Context, org string, userIDs []strin
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			out[i], errs[i] = s.userPresence(ctx, org, u)
+			out[i], errs[i] = s.userPresence(ctx, org, u, false)
 		}()
 	}
 	wg.Wait()

@@ -196,7 +196,7 @@ type hbCall struct {
 	epoch                    epochBytes
 	profile, data            string
 	index                    string              // the deadline index key, for one Redis
-	args                     [3 + 5 + 18 + 2]any // evalsha, sha, 3-5; up to 5 KEYS; 18 ARGV; the webhooks' 2 ARGV
+	args                     [3 + 5 + 20 + 2]any // evalsha, sha, 3-5; up to 5 KEYS; 20 ARGV; the webhooks' 2 ARGV
 }
 
 var hbCalls = sync.Pool{New: func() any { return new(hbCall) }}
@@ -255,13 +255,26 @@ func (s *Store) heartbeatCall(ctx context.Context, hb *presence.Heartbeat) *hbCa
 	}
 	args = append(args, &c.now, &c.rk.Events, &s.pub, &s.ttl, &c.retention,
 		&hb.SessionID, &hb.UserID, &c.deadline, epoch, &hb.Node,
-		setProfile, &c.profile, setData, &c.data, keepAlive, reap, &c.notAfter, &c.rk.Tag)
+		setProfile, &c.profile, setData, &c.data, keepAlive, reap, &c.notAfter, &c.rk.Tag,
+		flagArg(hb.Invisible), flagArg(hb.HideLastSeen))
 	if s.hooks != nil {
 		args = append(args, &s.hooks.outboxTTL, &s.hooks.events)
 	}
 	c.cmd = *redis.NewStringSliceCmd(ctx, args...)
 	c.cmd.SetFirstKeyPos(3)
 	return c
+}
+
+// flagArg is a privacy flag's ARGV (lua/heartbeat.lua 19, 20): "" keeps
+// the member's setting. Constant strings: no allocation.
+func flagArg(b *bool) any {
+	switch {
+	case b == nil:
+		return ""
+	case *b:
+		return "1"
+	}
+	return "0"
 }
 
 // release returns c to the pool once its reply has been read.

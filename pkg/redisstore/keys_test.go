@@ -40,14 +40,15 @@ func TestHeartbeatCallAllocations(t *testing.T) {
 	c := s.heartbeatCall(ctx, hb)
 	defer c.release()
 	// One Redis: 5 keys (the webhook outbox, "" when webhooks are off, and
-	// the deadline index too).
-	if args := c.cmd.Args(); len(args) != 26 || args[0] != "evalsha" || args[2] != 5 || args[6] != "" || c.cmd.Name() != "evalsha" {
+	// the deadline index too); 20 ARGV (the last two, the privacy flags,
+	// "" for a heartbeat that has none).
+	if args := c.cmd.Args(); len(args) != 28 || args[26] != "" || args[27] != "" || args[0] != "evalsha" || args[2] != 5 || args[6] != "" || c.cmd.Name() != "evalsha" {
 		t.Errorf("command %v", args)
 	}
 	cl := NewStore(nil, Config{Cluster: true})
 	cc := cl.heartbeatCall(ctx, hb)
 	defer cc.release()
-	if args := cc.cmd.Args(); len(args) != 24 || args[2] != 3 {
+	if args := cc.cmd.Args(); len(args) != 26 || args[2] != 3 {
 		t.Errorf("cluster command %v", args)
 	}
 }

@@ -67,7 +67,11 @@ func (s *Store) listArgs(q presence.ListQuery) []any {
 	if q.After != nil {
 		after, afterUser = strconv.FormatInt(q.After.Score, 10), q.After.UserID
 	}
-	return []any{q.Epoch, q.Limit, online, now.UnixMilli(), s.cfg.Retention.Milliseconds(), after, afterUser}
+invisible := "0"
+	if q.IncludeInvisible {
+		invisible = "1"
+	}
+	return []any{q.Epoch, q.Limit, online, now.UnixMilli(), s.cfg.Retention.Milliseconds(), after, afterUser, invisible}
 }
 
 // listStamp makes the stamp of a reply's first listHead elements.

@@ -590,13 +590,13 @@ func parseList(roomID string, v []any) (*presence.RoomList, error) {
 		// The token's epoch is not the room's: the room was removed.
 		return &presence.RoomList{RoomID: roomID, Members: []presence.Member{}, Stale: true, Stamp: staleStamp}, nil
 	}
-	if len(v) < listHead || (len(v)-listHead)%5 != 0 {
+	if len(v) < listHead || (len(v)-listHead)%6 != 0 {
 		return nil, fmt.Errorf("list: unexpected reply of %d elements", len(v))
 	}
-	l := &presence.RoomList{RoomID: roomID, Version: toInt(v[0]), Members: make([]presence.Member, 0, (len(v)-listHead)/5),
+	l := &presence.RoomList{RoomID: roomID, Version: toInt(v[0]), Members: make([]presence.Member, 0, (len(v)-listHead)/6),
 		Stamp: listStamp(v), Epoch: toString(v[1])}
 	var last presence.ListPosition
-	for i := listHead; i < len(v); i += 5 {
+	for i := listHead; i < len(v); i += 6 {
 		score, _ := strconv.ParseFloat(toString(v[i+1]), 64)
 		last = presence.ListPosition{Score: int64(score), UserID: toString(v[i])}
 		m := presence.MemberFromScore(last.UserID, last.Score)
@@ -605,6 +605,9 @@ func parseList(roomID string, v []any) (*presence.RoomList, error) {
 			m.Data = validUTF8([]byte(d))
 		}
 		m.Name, m.Image = splitProfile(toString(v[i+4]))
+		if p := toString(v[i+5]); p != "" {
+			applyPrivacy(&m, p)
+		}
 		l.Members = append(l.Members, m)
 	}
 	// The page size is above the members when more follow (list.lua).
@@ -612,6 +615,23 @@ func parseList(roomID string, v []any) (*presence.RoomList, error) {
 		l.More = &last
 	}
 	return l, nil
+}
+
+// applyPrivacy applies a list member's privacy element (lua/list.lua): the
+// lastDisconnected the others see ("<ms>"), or an invisible member's truth
+// for an admin ("i<sessions>\t<lastDisconnected>").
+func applyPrivacy(m *presence.Member, p string) {
+	if p[0] != 'i' {
+		m.LastDisconnected, _ = strconv.ParseInt(p, 10, 64)
+		return
+	}
+	n, last, _ := strings.Cut(p[1:], "\t")
+	k, _ := strconv.Atoi(n)
+	m.Invisible, m.Sessions, m.Online = true, k, k > 0
+	m.LastDisconnected = 0
+	if !m.Online {
+		m.LastDisconnected, _ = strconv.ParseInt(last, 10, 64)
+	}
 }
 
 func splitProfile(p string) (name, image string) {

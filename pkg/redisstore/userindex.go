@@ -100,7 +100,8 @@ func (s *Store) queueIndex(ctx context.Context, p redis.Pipeliner, hbs []*presen
 }
 
 // UserRooms lists a user's rooms: online first, then offline, most recently
-// disconnected first. Rooms that forgot the user are dropped from the index
+// disconnected first; the truth, with the member's privacy flags
+// (presence.UserRoom.Public is what the others see). Rooms that forgot the user are dropped from the index
 // on the way.
 func (s *Store) UserRooms(ctx context.Context, org, userID string, limit int) ([]presence.UserRoom, error) {
 	if limit <= 0 || limit > maxUserRooms {
@@ -145,10 +146,10 @@ func (s *Store) UserRooms(ctx context.Context, org, userID string, limit int) ([
 	if len(members) == 0 {
 		return []presence.UserRoom{}, nil
 	}
-	cmds := make([]*redis.FloatCmd, len(members))
+	reads := make([]roomRead, len(members))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, m := range members {
-			cmds[i] = p.ZScore(ctx, s.keys.Room(presence.RoomRef{Org: org, RoomID: m[len(prefix):]}).Order(), userID)
+			reads[i] = s.queueRoomRead(ctx, p, presence.RoomRef{Org: org, RoomID: m[len(prefix):]}, userID)
 		}
 		return nil
 	})
@@ -158,13 +159,13 @@ func (s *Store) UserRooms(ctx context.Context, org, userID string, limit int) ([
 	out := make([]presence.UserRoom, 0, len(members))
 	var stale []any
 	for i, m := range members {
-		score, err := cmds[i].Result()
-		if errors.Is(err, redis.Nil) {
+		if errors.Is(reads[i].score.Err(), redis.Nil) {
 			stale = append(stale, m)
 			continue
 		}
-		mem := presence.MemberFromScore("", int64(score))
-		out = append(out, presence.UserRoom{RoomID: m[len(prefix):], Online: mem.Online, LastDisconnected: mem.LastDisconnected})
+		if r, ok := reads[i].userRoom(m[len(prefix):]); ok {
+			out = append(out, r)
+		}
 	}
 	if len(stale) > 0 {
 		s.rdb.ZRem(ctx, key, stale...)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/presencecluster/presence/pkg/presence"
@@ -177,29 +178,73 @@ func (s *Store) readUsers(ctx context.Context, users []orgUser, withTickets bool
 			}
 		}
 	}
-	scores := make([][]*redis.FloatCmd, len(users))
+	reads := make([][]roomRead, len(users))
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range users {
 			for _, r := range rooms[i] {
-				scores[i] = append(scores[i], p.ZScore(ctx, s.keys.Room(presence.RoomRef{Org: k.org, RoomID: r}).Order(), k.user))
+				reads[i] = append(reads[i], s.queueRoomRead(ctx, p, presence.RoomRef{Org: k.org, RoomID: r}, k.user))
 			}
 		}
 		return nil
 	}); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, nil, s.wrap("user state", err)
 	}
+	// The others' view: an invisible member is offline, a hidden last seen 0.
 	states := make([]presence.UserPresence, len(users))
 	for i, k := range users {
 		var in []presence.UserRoom
-		for _, c := range scores[i] {
-			if sc, err := c.Result(); err == nil {
-				m := presence.MemberFromScore("", int64(sc))
-				in = append(in, presence.UserRoom{Online: m.Online, LastDisconnected: m.LastDisconnected})
+		for _, rd := range reads[i] {
+			if r, ok := rd.userRoom(""); ok {
+				in = append(in, r.Public())
 			}
 		}
 		states[i] = presence.SummarizeRooms(k.user, in)
 	}
 	return states, tickets, nil
+}
+
+// roomRead is what a user's state in one room is read from: the member's
+// order score (what the others see) and its privacy flags (lua/lib.lua).
+type roomRead struct {
+	score *redis.FloatCmd
+	flags *redis.SliceCmd
+}
+
+func (s *Store) queueRoomRead(ctx context.Context, p redis.Pipeliner, room presence.RoomRef, userID string) roomRead {
+	rk := s.keys.Room(room)
+	return roomRead{score: p.ZScore(ctx, rk.Order(), userID), flags: p.HMGet(ctx, rk.Hash(), "i:"+userID, "h:"+userID)}
+}
+
+// userRoom returns the user's state in the room, the truth with its flags
+// and what the others see (SeenLastDisconnected); ok is false when the
+// room does not have the member (or the read failed).
+func (r roomRead) userRoom(roomID string) (presence.UserRoom, bool) {
+	sc, err := r.score.Result()
+	if err != nil {
+		return presence.UserRoom{}, false
+	}
+	m := presence.MemberFromScore("", int64(sc))
+	out := presence.UserRoom{RoomID: roomID, Online: m.Online, LastDisconnected: m.LastDisconnected,
+		SeenLastDisconnected: m.LastDisconnected}
+	f, _ := r.flags.Result()
+	if len(f) == 2 {
+		if inv, ok := f[0].(string); ok {
+			// "<sessions>\t<lastDisconnected>\t<shown>" (lua/lib.lua)
+			parts := strings.SplitN(inv, "\t", 3)
+			if len(parts) == 3 {
+				k, _ := strconv.Atoi(parts[0])
+				out.Invisible, out.Online, out.LastDisconnected = true, k > 0, 0
+				if !out.Online {
+					out.LastDisconnected, _ = strconv.ParseInt(parts[1], 10, 64)
+				}
+				out.SeenLastDisconnected, _ = strconv.ParseInt(parts[2], 10, 64)
+			}
+		}
+		if f[1] != nil {
+			out.HideLastSeen, out.SeenLastDisconnected = true, 0
+		}
+	}
+	return out, true
 }
 
 var _ presence.UsersReader = (*Store)(nil)

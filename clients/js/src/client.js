@@ -512,6 +512,9 @@ export class PresenceClient {
     this.userId = options.userId;
     this.name = options.name;
     this.image = options.image;
+    /** privacy flags sent with every room's join (undefined: keep the member's setting) */
+    this._privacy = { invisible: options.invisible, hideLastSeen: options.hideLastSeen };
+    this._privacyGen = 0;
     this._getToken = options.getToken;
     this._opts = o;
     const g = /** @type {any} */ (globalThis);
@@ -705,6 +708,36 @@ export class PresenceClient {
     room.leaveTimer = null;
     room.holders = 0;
     this._leaveNow(room);
+  }
+
+  /**
+   * Sets this client's privacy in every room it is in and joins later:
+   * `invisible` (offline to everyone else; turning invisible is a leave to
+   * them, visible again a join) and `hideLastSeen` (the others see
+   * lastDisconnected 0). An undefined field keeps its setting.
+   * @param {{ invisible?: boolean, hideLastSeen?: boolean }} privacy
+   */
+  setPrivacy(privacy) {
+    for (const k of /** @type {const} */ (['invisible', 'hideLastSeen'])) {
+      const v = privacy?.[k];
+      if (v !== undefined && typeof v !== 'boolean') throw new TypeError(`setPrivacy: ${k} must be a boolean`);
+      if (v !== undefined) this._privacy[k] = v;
+    }
+    this._privacyGen++;
+    for (const room of this._rooms.values()) {
+      if (room.holders > 0) this._sendJoin(room);
+    }
+  }
+
+  /** The privacy flags this client sends: { invisible?, hideLastSeen? }. */
+  get privacy() {
+    return { ...this._privacy };
+  }
+
+  /** @param {Record<string, any>} msg */
+  _withPrivacy(msg) {
+    if (this._privacy.invisible !== undefined) msg.invisible = this._privacy.invisible;
+    if (this._privacy.hideLastSeen !== undefined) msg.hideLastSeen = this._privacy.hideLastSeen;
   }
 
   /**
@@ -1747,6 +1780,7 @@ export class PresenceClient {
     if (room.userId !== undefined) msg.userId = room.userId;
     if (room.name) msg.name = room.name;
     if (room.image) msg.image = room.image;
+    this._withPrivacy(msg);
     this._send(msg, { type: 'join', room });
   }
 
@@ -1980,6 +2014,10 @@ export class PresenceClient {
     if (room.userId !== undefined) body.userId = room.userId;
     if (room.name) body.name = room.name;
     if (room.image) body.image = room.image;
+    // The privacy flags go with a room's first heartbeat and after a
+    // change (setPrivacy): the keep-alives carry none.
+    const privacyGen = this._privacyGen;
+    if (first || room.privacyGen !== privacyGen) this._withPrivacy(body);
     let next = room.interval;
     room.hbInFlight = true;
     try {
@@ -1993,6 +2031,7 @@ export class PresenceClient {
       room.retries = 0;
       room.roomToken = res.roomToken || '';
       room.sessionToken = res.sessionToken || '';
+      room.privacyGen = privacyGen;
       if (sentData && sameJSON(body.data, room.data)) room.dataDirty = false;
       if (first || sentData) this._httpPollSoon();
     } catch (e) {

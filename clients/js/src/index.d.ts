@@ -10,6 +10,8 @@ export interface Member {
   data?: unknown;
   name?: string;
   image?: string;
+  /** set only in an admin's list with includeInvisible: the member is invisible (shown as it is) */
+  invisible?: boolean;
 }
 
 /** A user's org-wide state (README: GET /v1/users/{userId}/presence). */
@@ -75,6 +77,10 @@ export interface PresenceClientOptions {
   /** auth off only: profile shown in lists (with a JWT: the name/picture claims) */
   name?: string;
   image?: string;
+  /** appear offline in every room of this client: offline to everyone else (lists, counts, events, watchUsers, webhooks); default: keep the member's setting (false for a new member) */
+  invisible?: boolean;
+  /** others see lastDisconnected 0 for this client's user in every room; default: keep the member's setting */
+  hideLastSeen?: boolean;
   /** heartbeat interval in ms (1000–600000, default 10000): over WebSocket only how long a session outlives a lost socket (× 2.5) */
   interval?: number;
   /** ms a page stays hidden (an app in the background) before its sessions end; default 10000 */
@@ -205,6 +211,10 @@ export class PresenceClient {
   join(roomId: string, opts?: JoinOptions): JoinHandle;
   leave(roomId: string): void;
   update(roomId: string, data: unknown): void;
+  /** sets this client's privacy in every room it is in and joins later (undefined fields keep their setting); invisible: a leave to the others, visible again a join */
+  setPrivacy(privacy: { invisible?: boolean; hideLastSeen?: boolean }): void;
+  /** the privacy flags this client sends */
+  readonly privacy: { invisible?: boolean; hideLastSeen?: boolean };
   watch(roomToken: string): WatchHandle;
   subscribe(roomId: string, listener: (members: readonly Member[] | undefined) => void): () => void;
   getMembers(roomId: string): readonly Member[] | undefined;

@@ -10,6 +10,7 @@ export interface PresenceContextValue {
 }
 export const PresenceContext: React.Context<PresenceContextValue | null>;
 
+/** `invisible` and `hideLastSeen` (PresenceClientOptions) apply to every room of the client; changing the prop sends the change at once */
 export interface PresenceProviderProps extends PresenceClientOptions {
   /** a client of your own; without one the provider creates one from the options and closes it on unmount */
   client?: PresenceClient;

@@ -52,6 +52,17 @@ export function PresenceProvider(props) {
       o.__closeTimer = setTimeout(() => own.close(), 0);
     };
   }, [own]);
+  // invisible / hideLastSeen: the client's privacy in all its rooms; a
+  // change of the prop is sent at once (setPrivacy). A client the provider
+  // created got them with its options.
+  const { invisible, hideLastSeen } = options;
+  const privacyApplied = React.useRef(own ? { invisible, hideLastSeen } : {});
+  React.useEffect(() => {
+    const p = privacyApplied.current;
+    if (p.invisible === invisible && p.hideLastSeen === hideLastSeen) return;
+    privacyApplied.current = { invisible, hideLastSeen };
+    c.setPrivacy({ invisible, hideLastSeen });
+  }, [c, invisible, hideLastSeen]);
   const value = React.useMemo(
     () => ({ client: c, globalRoom, onSignOut: (/** @type {any[]} */ ...a) => onSignOutRef.current?.(...a) }),
     [c, globalRoom],

@@ -42,6 +42,12 @@ $('join-form').addEventListener('submit', (e) => {
   join(nameInput.value.trim(), roomInput.value.trim());
 });
 $('leave').addEventListener('click', () => leave());
+// "Appear offline": the client's member is invisible in its rooms (the
+// others see it offline; it still sees the room). URL parameter invisible=1.
+const invisibleBox = /** @type {HTMLInputElement} */ ($('invisible'));
+invisibleBox.checked = params.get('invisible') === '1';
+if (invisibleBox.checked) client.setPrivacy({ invisible: true });
+invisibleBox.addEventListener('change', () => client.setPrivacy({ invisible: invisibleBox.checked }));
 
 /** @param {string} name @param {string} room */
 function join(name, room) {

@@ -86,6 +86,23 @@ type memMember struct {
 	profile string // "<name>\t<image>"
 	hasProf bool
 	written int64 // when the user index entry was written (unix s)
+	// Privacy (lua/lib.lua i: and h:): while inv, the member is placed as
+	// an offline one (last is its place), its live sessions are ik (not n,
+	// not the room's counts), ilast its real lastDisconnected and ishown
+	// the one the others see; hide shows the others lastDisconnected 0.
+	inv           bool
+	ik            int
+	ilast, ishown int64
+	hide          bool
+}
+
+// shownLast is the lastDisconnected the others see of a member offline to
+// them (lua/lib.lua shown_last), hide aside.
+func (m *memMember) shownLast() int64 {
+	if m.inv {
+		return m.ishown
+	}
+	return m.last
 }
 
 // NewMemStore returns an empty store.
@@ -178,6 +195,12 @@ func (r *memRoom) member(uid string) *presence.Member {
 	}
 	out := presence.MemberFromScore(uid, m.score())
 	out.Sessions = m.n
+	if !out.Online {
+		out.LastDisconnected = m.shownLast()
+		if m.hide {
+			out.LastDisconnected = 0
+		}
+	}
 	if m.hasData && m.data != "" {
 		out.Data = json.RawMessage(m.data)
 	}
@@ -196,16 +219,25 @@ func (r *memRoom) addSession(uid string, now int64) (joined, ok bool) {
 		r.members[uid] = m
 	}
 	m.written = now / 1000
+	if m.inv {
+		if m.ik >= perUser-1 {
+			return false, false
+		}
+		m.ik++
+		return false, true
+	}
 	switch {
 	case m.n >= perUser-1:
 		return false, false
 	case m.n > 0:
 		m.n++
+		r.sessions++
 		return false, true
 	}
 	r.q++
 	m.seq, m.n, m.last = r.q, 1, 0
 	r.online++
+	r.sessions++
 	return true, true
 }
 
@@ -213,6 +245,16 @@ func (r *memRoom) addSession(uid string, now int64) (joined, ok bool) {
 // last (a leave).
 func (r *memRoom) dropSession(uid string, now int64) bool {
 	m := r.members[uid]
+	if m != nil && m.inv {
+		if m.ik > 0 {
+			m.ik--
+			if m.ik == 0 {
+				m.ilast = now
+			}
+		}
+		return false
+	}
+	r.sessions--
 	if m == nil || m.n == 0 {
 		return false
 	}
@@ -225,13 +267,56 @@ func (r *memRoom) dropSession(uid string, now int64) bool {
 	return true
 }
 
+// setPrivacy applies a heartbeat's privacy flags (nil: keep) to uid, a
+// member new to the room when fresh (lua/lib.lua set_privacy), and returns
+// the event it makes, if any.
+func (r *memRoom) setPrivacy(uid string, fresh bool, inv, hide *bool, now int64) string {
+	m := r.members[uid]
+	event := ""
+	if hide != nil && *hide != m.hide {
+		m.hide = *hide
+		if !fresh && m.n == 0 && m.shownLast() != 0 {
+			event = presence.EventUpdate
+		}
+	}
+	switch {
+	case inv != nil && *inv && !m.inv:
+		switch {
+		case fresh:
+			m.ilast, m.ishown, m.last = 0, 0, now
+			event = presence.EventUpdate // it appears, offline
+		case m.n > 0:
+			r.online--
+			r.sessions -= int64(m.n)
+			m.ik, m.ilast, m.ishown = m.n, 0, now
+			m.seq, m.n, m.last = 0, 0, now
+			event = presence.EventLeave
+		default:
+			m.ilast, m.ishown = m.last, m.last
+		}
+		m.inv = true
+	case inv != nil && !*inv && m.inv:
+		m.inv = false
+		if m.ik > 0 {
+			r.q++
+			r.online++
+			r.sessions += int64(m.ik)
+			m.seq, m.n, m.last = r.q, m.ik, 0
+			event = presence.EventJoin
+		} else if m.ilast > 0 {
+			m.last = m.ilast
+		}
+		m.ik = 0
+	}
+	return event
+}
+
 func (r *memRoom) endSession(sid string, now int64) (uid string, left bool) {
 	sess := r.sess[sid]
 	if sess == nil {
 		return "", false
 	}
 	delete(r.sess, sid)
-	r.sessions--
 	return sess.uid, r.dropSession(sess.uid, now)
 }
 
@@ -275,6 +360,10 @@ func (s *MemStore) prune(ref presence.RoomRef, r *memRoom, now int64) {
 	cutoff := presence.OrderScoreOffline - (now - s.cfg.Retention.Milliseconds())
 	old := r.ordered(func(score int64) bool { return score > cutoff })
 	for _, uid := range old[:min(len(old), pruneMax)] {
+		if m := r.members[uid]; m.inv && m.ik > 0 {
+			m.last = now // invisible but alive: kept, placed anew
+			continue
+		}
 		delete(r.members, uid)
 		s.publish(ref, r, presence.EventRemove, uid, "")
 	}
@@ -335,16 +424,22 @@ func (s *MemStore) heartbeat(hb *presence.Heartbeat) (presence.HeartbeatResult, 
 
 	epoch := r.roomEpoch()
 	var sepoch, event string
-	if sess := r.sess[sid]; sess != nil {
-		if sess.uid != uid {
-			return presence.HeartbeatResult{}, conflict("sessionId belongs to another user")
+	if sess := r.sess[sid]; sess != nil && sess.uid != uid {
+		return presence.HeartbeatResult{}, conflict("sessionId belongs to another user")
+	} else if sess == nil && hb.KeepAlive {
+		return presence.HeartbeatResult{RoomEpoch: epoch, Version: -1, Ended: true}, nil
+	}
+	if hb.Invisible != nil || hb.HideLastSeen != nil {
+		fresh := r.members[uid] == nil
+		if fresh {
+			r.members[uid] = &memMember{}
 		}
+		event = r.setPrivacy(uid, fresh, hb.Invisible, hb.HideLastSeen, now)
+	}
+	if sess := r.sess[sid]; sess != nil {
 		sepoch = sess.epoch
 		sess.node, sess.held, sess.deadline = hb.Node, hb.Held, deadline
 	} else {
-		if hb.KeepAlive {
-			return presence.HeartbeatResult{RoomEpoch: epoch, Version: -1, Ended: true}, nil
-		}
 		joined, ok := r.addSession(uid, now)
 		if !ok {
 			return presence.HeartbeatResult{}, conflict("the user has too many sessions in this room")
@@ -354,7 +449,6 @@ func (s *MemStore) heartbeat(hb *presence.Heartbeat) (presence.HeartbeatResult, 
 			sepoch = s.nonce("s")
 		}
 		r.sess[sid] = &memSession{uid: uid, epoch: sepoch, node: hb.Node, held: hb.Held, deadline: deadline}
-		r.sessions++
 		if joined {
 			event = presence.EventJoin
 		}
@@ -467,7 +561,14 @@ func (s *MemStore) listLocked(ref presence.RoomRef, q presence.ListQuery) *prese
 			l.More = &presence.ListPosition{Score: r.members[last].score(), UserID: last}
 		}
 		for _, uid := range uids {
-			l.Members = append(l.Members, *r.member(uid))
+			m := *r.member(uid)
+			if mm := r.members[uid]; q.IncludeInvisible && mm.inv {
+				m.Invisible, m.Sessions, m.Online, m.LastDisconnected = true, mm.ik, mm.ik > 0, 0
+				if !m.Online {
+					m.LastDisconnected = mm.ilast
+				}
+			}
+			l.Members = append(l.Members, m)
 		}
 	}()
 	return l
@@ -514,14 +615,22 @@ func (s *MemStore) EndUser(ctx context.Context, ref presence.RoomRef, userID str
 			return nil
 		}
 		online := m.n > 0
-		if online {
+		hidden := m.inv && m.ik > 0 // invisible: the others see nothing
+		if online || hidden {
 			for sid, sess := range r.sess {
 				if sess.uid == userID {
 					delete(r.sess, sid)
-					r.sessions--
+					if online {
+						r.sessions--
+					}
 				}
 			}
+		}
+		if online {
 			r.online--
+		}
+		if hidden {
+			m.ik, m.ilast = 0, now.UnixMilli()
 		}
 		switch {
 		case forget:
@@ -530,7 +639,7 @@ func (s *MemStore) EndUser(ctx context.Context, ref presence.RoomRef, userID str
 		case online:
 			m.seq, m.n, m.last = 0, 0, now.UnixMilli()
 			s.publish(ref, r, presence.EventLeave, userID, "")
-		default:
+		case !hidden:
 			return nil
 		}
 		changed = true
@@ -567,8 +676,19 @@ func (s *MemStore) UserRooms(ctx context.Context, org, userID string, limit int)
 		var all []entry
 		for ref, r := range s.rooms {
 			if m := r.members[userID]; m != nil && ref.Org == org {
-				u := r.member(userID)
-				all = append(all, entry{presence.UserRoom{RoomID: ref.RoomID, Online: u.Online, LastDisconnected: u.LastDisconnected}, m.written})
+				u := r.member(userID) // what the others see
+				ur := presence.UserRoom{RoomID: ref.RoomID, Online: u.Online, LastDisconnected: u.LastDisconnected,
+					HideLastSeen: m.hide, SeenLastDisconnected: u.LastDisconnected}
+				if !u.Online && !m.inv {
+					ur.LastDisconnected = m.last
+				}
+				if m.inv {
+					ur.Invisible, ur.Online, ur.LastDisconnected = true, m.ik > 0, 0
+					if !ur.Online {
+						ur.LastDisconnected = m.ilast
+					}
+				}
+				all = append(all, entry{ur, m.written})
 			}
 		}
 		slices.SortFunc(all, func(a, b entry) int {

@@ -16,9 +16,9 @@ type testCase struct {
 	run  func(t *testing.T, h *Harness)
 }
 
-// contract is every case of the suite (leaseCases, ruleCases and pageCases
+// contract is every case of the suite (leaseCases, ruleCases, pageCases and privacyCases
 // join it).
-var contract = append(append(append([]testCase{
+var contract = append(append(append(append([]testCase{
 	{"JoinAndList", func(t *testing.T, h *Harness) {
 		out := h.Beat("u1", "lobby", "s1", 0)
 		if out.Interval != 10000 || out.RoomToken == "" || out.SessionToken == "" {
@@ -506,7 +506,7 @@ var contract = append(append(append([]testCase{
 			t.Fatalf("after retention: %v", got)
 		}
 	}},
-}, ruleCases...), leaseCases...), pageCases...)
+}, ruleCases...), leaseCases...), pageCases...), privacyCases...)
 
 // kinds renders events as "kind:userId ...".
 func kinds(evs []presence.Event) string {
