@@ -267,6 +267,7 @@ func (m *Main) openRedis(ctx context.Context, c Config) error {
 		m.rdb = redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: c.RedisClusterAddrs, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
 			PoolTimeout: timeout, ContextTimeoutEnabled: true, MaxRetries: noRetries,
+			MaxIdleConns: redisstore.MaxIdleConns,
 			ReadBufferSize: redisstore.ReadBufferSize, WriteBufferSize: redisstore.WriteBufferSize,
 			PipelineReadBufferSize: redisstore.PipelineReadBufferSize, PipelineWriteBufferSize: redisstore.PipelineWriteBufferSize,
 		})
@@ -280,6 +281,7 @@ func (m *Main) openRedis(ctx context.Context, c Config) error {
 			MasterName: c.SentinelMaster, SentinelAddrs: c.SentinelAddrs,
 			DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
 			PoolTimeout: timeout, ContextTimeoutEnabled: true, MaxRetries: noRetries,
+			MaxIdleConns: redisstore.MaxIdleConns,
 			ReadBufferSize: redisstore.ReadBufferSize, WriteBufferSize: redisstore.WriteBufferSize,
 			PipelineReadBufferSize: redisstore.PipelineReadBufferSize, PipelineWriteBufferSize: redisstore.PipelineWriteBufferSize,
 		})
@@ -307,6 +309,7 @@ func (m *Main) openRedis(ctx context.Context, c Config) error {
 		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = timeout, timeout, timeout, timeout
 		opt.ContextTimeoutEnabled = true
 		opt.MaxRetries = retries
+		opt.MaxIdleConns = redisstore.MaxIdleConns
 		opt.ReadBufferSize, opt.WriteBufferSize = redisstore.ReadBufferSize, redisstore.WriteBufferSize
 		opt.PipelineReadBufferSize, opt.PipelineWriteBufferSize = redisstore.PipelineReadBufferSize, redisstore.PipelineWriteBufferSize
 		return redis.NewClient(opt), nil

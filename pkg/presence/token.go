@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Tokens signs and verifies room and session tokens.
@@ -35,15 +36,23 @@ type signer struct {
 }
 
 // roomTokens caches room tokens: every heartbeat of a room answers with the
-// same one. Two generations of at most roomTokenCache entries each.
+// same one. Two generations of at most roomTokenCache entries each; the
+// current one becomes the old one when it is full, or after roomTokenAge,
+// so that a token unused for two periods is dropped and a node left alone
+// ends with an empty cache (a burst of rooms would otherwise keep up to
+// 8,192 tokens, about 1.6 MB, for good).
 type roomTokens struct {
 	mu       sync.Mutex
 	cur, old map[roomTokenKey]string
+	aging    bool // age is scheduled
 }
 
 type roomTokenKey struct{ org, room, epoch string }
 
-const roomTokenCache = 4096
+const (
+	roomTokenCache = 4096
+	roomTokenAge   = time.Minute
+)
 
 const (
 	tokenRoom     byte = 'r'
@@ -91,10 +100,30 @@ func (t *Tokens) RoomToken(room RoomRef, epoch string) string {
 // put adds an entry (c.mu held). The key's strings are copied: they may be
 // parts of a request's body, which the cache must not keep.
 func (c *roomTokens) put(k roomTokenKey, tok string) {
-	if len(c.cur) >= roomTokenCache || c.cur == nil {
-		c.old, c.cur = c.cur, make(map[roomTokenKey]string, roomTokenCache)
+	if len(c.cur) >= roomTokenCache {
+		c.old, c.cur = c.cur, nil
+	}
+	if c.cur == nil {
+		c.cur = map[roomTokenKey]string{}
 	}
 	c.cur[roomTokenKey{strings.Clone(k.org), strings.Clone(k.room), strings.Clone(k.epoch)}] = tok
+	if !c.aging {
+		c.aging = true
+		time.AfterFunc(roomTokenAge, c.age)
+	}
+}
+
+// age makes the current generation the old one, dropping the old one, and
+// runs again a period later while anything is left.
+func (c *roomTokens) age() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.old, c.cur = c.cur, nil
+	if len(c.old) == 0 {
+		c.aging = false
+		return
+	}
+	time.AfterFunc(roomTokenAge, c.age)
 }
 
 // ParseRoomToken verifies a room token and returns its room and epoch.

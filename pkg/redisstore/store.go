@@ -37,6 +37,14 @@ const (
 	PipelineWriteBufferSize = 32 << 10
 )
 
+// MaxIdleConns is how many idle connections a node's Redis clients keep
+// (set it in the client's options). go-redis keeps every connection a
+// burst opened (a reconnect wave, a churn of sockets), with its buffers,
+// for good: idle ones are closed only when taken again (ConnMaxIdleTime),
+// and the pool takes the most recent first, so the others stay. A node
+// needs few at rest: its background work takes one or two at a time.
+const MaxIdleConns = 8
+
 // Config configures a Store. Zero values mean the documented defaults.
 type Config struct {
 	// Prefix of every key and channel. Zero means "presence".
