@@ -86,11 +86,15 @@ Scenarios:
                event is timed: run the nodes with PRESENCE_WS_ROOM_FRAMES
                above the events per room per second (else they coalesce).
   storm        --members (10000) users join one room (HTTP heartbeats through
-               the first --url, --concurrency (64) at once) within --duration
-               (10s), while --watchers (100) WebSockets watch it on the last
-               --url. Frames per watcher (most in any second: the node's
-               PRESENCE_WS_ROOM_FRAMES, 20), bytes per watcher, the CPU of
-               both nodes, and whether every watcher's view equals the list.
+               the first --url, --concurrency (64) keep-alive connections)
+               within --duration (10s), while --watchers (100) WebSockets
+               watch it on the last --url, in child processes of at most
+               --per-process (100) watchers each (a reader that shares its
+               process with the generator reads in bursts). Frames per
+               watcher: mean per second, most in any 1 s window at receipt
+               (the node's PRESENCE_WS_ROOM_FRAMES, 20) and in any 5 s
+               window / 5; bytes per watcher, the CPU of both nodes, and
+               whether every watcher's view equals the list.
   list         a room of --members (10000) members (HTTP heartbeats, 10 min
                interval) listed with --limit (104) at --concurrency (4) for
                --duration (5s), without and then with If-None-Match; p50/p99.
@@ -244,7 +248,8 @@ type benchOpts struct {
 	receiverAddr  string // webhooks: where the receiver listens
 	webhookSecret string
 
-	// worker: this process is a child of `connections` (hidden flags).
+	// worker: this process is a child of `connections` or `storm` (hidden
+	// flags).
 	worker       bool
 	workerOffset int
 }
@@ -302,12 +307,13 @@ var scenarios = map[string]scenario{
 		run: runFanout,
 	},
 	"storm": {
-		flags: []string{"duration", "concurrency", "members", "watchers"},
+		flags: []string{"duration", "concurrency", "members", "watchers", "per-process", "worker", "worker-offset"},
 		defaults: func(o *benchOpts, set map[string]bool) {
 			def(set, "duration", &o.duration, 10*time.Second)
 			def(set, "concurrency", &o.concurrency, 64)
 			def(set, "members", &o.members, 10000)
 			def(set, "watchers", &o.watchers, 100)
+			def(set, "per-process", &o.perProcess, 100)
 		},
 		run: runStorm,
 	},
@@ -478,7 +484,7 @@ func parseBench(c *cliutil.Env, fs *flag.FlagSet, args []string) (string, benchO
 	fs.DurationVar(&o.dribble, "dribble", 0, "interval between the bytes of a slow body (slowbody)")
 	fs.StringVar(&o.receiverAddr, "receiver-addr", "", "address of the webhook receiver (webhooks)")
 	fs.StringVar(&o.webhookSecret, "webhook-secret", "", "the nodes' PRESENCE_WEBHOOK_SECRET (webhooks)")
-	fs.BoolVar(&o.worker, "worker", false, "internal: child process of connections")
+	fs.BoolVar(&o.worker, "worker", false, "internal: child process of connections or storm")
 	fs.IntVar(&o.workerOffset, "worker-offset", 0, "internal: first socket index of a child")
 
 	pos, err := c.Parse(fs, args, 1, "<scenario> (heartbeat, connections, sockchurn, fanout, storm, list, slowbody, expiry, webhooks, report)")
@@ -635,6 +641,7 @@ func (o *benchOpts) check(name string, set map[string]bool) error {
 		}
 	case "storm":
 		add(positive("concurrency", o.concurrency))
+		add(positive("per-process", o.perProcess))
 		add(positive("members", o.members))
 		add(positive("watchers", o.watchers))
 		if o.duration <= 0 {
