@@ -80,8 +80,10 @@ Scenarios:
                Redis could not be reached.
   fanout       joins and leaves (HTTP heartbeat / disconnect) through the
                first --url at --rate (1000) per second for --duration (10s),
-               over --rooms (10) rooms of --users (100) users each; --watchers
-               (10) WebSockets per room watch on the second --url. Delivery
+               over --rooms (10) rooms of --users (100) users each (the
+               same users in every room; --own-users: each room's its
+               own); --watchers (10) WebSockets per room watch on the
+               second --url. Delivery
                latency from send to receipt p50/p99/p999, lost events. Every
                event is timed: run the nodes with PRESENCE_WS_ROOM_FRAMES
                above the events per room per second (else they coalesce).
@@ -173,7 +175,7 @@ Scenario flags (defaults above):
   --idle-window D  --gc-wait D  --rate N  --watchers N  --users N  --members N  --limit N
   --presenced-bin PATH  --timeout-factor F  --grace D (10s)  --node-lease D
   --churn N  --churn-url URL  --dir DIR  --slow N  --dribble D  --uuid-ids
-  --life D  --receiver-addr ADDR  --webhook-secret S
+  --life D  --receiver-addr ADDR  --webhook-secret S  --own-users
 
 --source-addrs takes addresses and ranges: 127.0.0.2-127.0.0.9,127.0.1.1.
 
@@ -209,6 +211,7 @@ type benchOpts struct {
 	interval   time.Duration
 	redisStats bool
 	uuidIDs    bool
+	ownUsers   bool // fanout: each room has users of its own
 
 	sockets     int
 	roomSize    int
@@ -295,7 +298,7 @@ var scenarios = map[string]scenario{
 		run: runConnections,
 	},
 	"fanout": {
-		flags: []string{"duration", "concurrency", "rate", "rooms", "watchers", "users"},
+		flags: []string{"duration", "concurrency", "rate", "rooms", "watchers", "users", "own-users"},
 		defaults: func(o *benchOpts, set map[string]bool) {
 			def(set, "duration", &o.duration, 10*time.Second)
 			def(set, "concurrency", &o.concurrency, 64)
@@ -455,6 +458,7 @@ func parseBench(c *cliutil.Env, fs *flag.FlagSet, args []string) (string, benchO
 	fs.IntVar(&o.rooms, "rooms", 0, "rooms")
 	fs.DurationVar(&o.interval, "interval", 0, "heartbeat interval of the sessions")
 	fs.BoolVar(&o.redisStats, "redis-stats", false, "read Redis command statistics (--redis-url)")
+	fs.BoolVar(&o.ownUsers, "own-users", false, "fanout: each room has --users users of its own (else the same users in every room)")
 	fs.BoolVar(&o.uuidIDs, "uuid-ids", false, "heartbeat: 36-byte session ids (UUID form) and 11-byte user ids, as apps use")
 	fs.IntVar(&o.sockets, "sockets", 0, "WebSockets to open")
 	fs.IntVar(&o.roomSize, "room-size", 0, "sockets per room")
