@@ -80,17 +80,23 @@ Scenarios:
                Redis could not be reached.
   fanout       joins and leaves (HTTP heartbeat / disconnect) through the
                first --url at --rate (1000) per second for --duration (10s),
-               over --rooms (10) rooms of --users (100) users each; --watchers
-               (10) WebSockets per room watch on the second --url. Delivery
+               over --rooms (10) rooms of --users (100) users each (the
+               same users in every room; --own-users: each room's its
+               own); --watchers (10) WebSockets per room watch on the
+               second --url. Delivery
                latency from send to receipt p50/p99/p999, lost events. Every
                event is timed: run the nodes with PRESENCE_WS_ROOM_FRAMES
                above the events per room per second (else they coalesce).
   storm        --members (10000) users join one room (HTTP heartbeats through
-               the first --url, --concurrency (64) at once) within --duration
-               (10s), while --watchers (100) WebSockets watch it on the last
-               --url. Frames per watcher (most in any second: the node's
-               PRESENCE_WS_ROOM_FRAMES, 20), bytes per watcher, the CPU of
-               both nodes, and whether every watcher's view equals the list.
+               the first --url, --concurrency (64) keep-alive connections)
+               within --duration (10s), while --watchers (100) WebSockets
+               watch it on the last --url, in child processes of at most
+               --per-process (100) watchers each (a reader that shares its
+               process with the generator reads in bursts). Frames per
+               watcher: mean per second, most in any 1 s window at receipt
+               (the node's PRESENCE_WS_ROOM_FRAMES, 20) and in any 5 s
+               window / 5; bytes per watcher, the CPU of both nodes, and
+               whether every watcher's view equals the list.
   list         a room of --members (10000) members (HTTP heartbeats, 10 min
                interval) listed with --limit (104) at --concurrency (4) for
                --duration (5s), without and then with If-None-Match; p50/p99.
@@ -169,7 +175,7 @@ Scenario flags (defaults above):
   --idle-window D  --gc-wait D  --rate N  --watchers N  --users N  --members N  --limit N
   --presenced-bin PATH  --timeout-factor F  --grace D (10s)  --node-lease D
   --churn N  --churn-url URL  --dir DIR  --slow N  --dribble D  --uuid-ids
-  --life D  --receiver-addr ADDR  --webhook-secret S
+  --life D  --receiver-addr ADDR  --webhook-secret S  --own-users
 
 --source-addrs takes addresses and ranges: 127.0.0.2-127.0.0.9,127.0.1.1.
 
@@ -205,6 +211,7 @@ type benchOpts struct {
 	interval   time.Duration
 	redisStats bool
 	uuidIDs    bool
+	ownUsers   bool // fanout: each room has users of its own
 
 	sockets     int
 	roomSize    int
@@ -244,7 +251,8 @@ type benchOpts struct {
 	receiverAddr  string // webhooks: where the receiver listens
 	webhookSecret string
 
-	// worker: this process is a child of `connections` (hidden flags).
+	// worker: this process is a child of `connections` or `storm` (hidden
+	// flags).
 	worker       bool
 	workerOffset int
 }
@@ -290,7 +298,7 @@ var scenarios = map[string]scenario{
 		run: runConnections,
 	},
 	"fanout": {
-		flags: []string{"duration", "concurrency", "rate", "rooms", "watchers", "users"},
+		flags: []string{"duration", "concurrency", "rate", "rooms", "watchers", "users", "own-users"},
 		defaults: func(o *benchOpts, set map[string]bool) {
 			def(set, "duration", &o.duration, 10*time.Second)
 			def(set, "concurrency", &o.concurrency, 64)
@@ -302,12 +310,13 @@ var scenarios = map[string]scenario{
 		run: runFanout,
 	},
 	"storm": {
-		flags: []string{"duration", "concurrency", "members", "watchers"},
+		flags: []string{"duration", "concurrency", "members", "watchers", "per-process", "worker", "worker-offset"},
 		defaults: func(o *benchOpts, set map[string]bool) {
 			def(set, "duration", &o.duration, 10*time.Second)
 			def(set, "concurrency", &o.concurrency, 64)
 			def(set, "members", &o.members, 10000)
 			def(set, "watchers", &o.watchers, 100)
+			def(set, "per-process", &o.perProcess, 100)
 		},
 		run: runStorm,
 	},
@@ -449,6 +458,7 @@ func parseBench(c *cliutil.Env, fs *flag.FlagSet, args []string) (string, benchO
 	fs.IntVar(&o.rooms, "rooms", 0, "rooms")
 	fs.DurationVar(&o.interval, "interval", 0, "heartbeat interval of the sessions")
 	fs.BoolVar(&o.redisStats, "redis-stats", false, "read Redis command statistics (--redis-url)")
+	fs.BoolVar(&o.ownUsers, "own-users", false, "fanout: each room has --users users of its own (else the same users in every room)")
 	fs.BoolVar(&o.uuidIDs, "uuid-ids", false, "heartbeat: 36-byte session ids (UUID form) and 11-byte user ids, as apps use")
 	fs.IntVar(&o.sockets, "sockets", 0, "WebSockets to open")
 	fs.IntVar(&o.roomSize, "room-size", 0, "sockets per room")
@@ -478,7 +488,7 @@ func parseBench(c *cliutil.Env, fs *flag.FlagSet, args []string) (string, benchO
 	fs.DurationVar(&o.dribble, "dribble", 0, "interval between the bytes of a slow body (slowbody)")
 	fs.StringVar(&o.receiverAddr, "receiver-addr", "", "address of the webhook receiver (webhooks)")
 	fs.StringVar(&o.webhookSecret, "webhook-secret", "", "the nodes' PRESENCE_WEBHOOK_SECRET (webhooks)")
-	fs.BoolVar(&o.worker, "worker", false, "internal: child process of connections")
+	fs.BoolVar(&o.worker, "worker", false, "internal: child process of connections or storm")
 	fs.IntVar(&o.workerOffset, "worker-offset", 0, "internal: first socket index of a child")
 
 	pos, err := c.Parse(fs, args, 1, "<scenario> (heartbeat, connections, sockchurn, fanout, storm, list, slowbody, expiry, webhooks, report)")
@@ -635,6 +645,7 @@ func (o *benchOpts) check(name string, set map[string]bool) error {
 		}
 	case "storm":
 		add(positive("concurrency", o.concurrency))
+		add(positive("per-process", o.perProcess))
 		add(positive("members", o.members))
 		add(positive("watchers", o.watchers))
 		if o.duration <= 0 {

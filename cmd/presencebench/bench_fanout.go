@@ -125,6 +125,15 @@ func runFanout(ctx context.Context, b *bench) (benchResult, error) {
 	sendAt := make([]atomic.Int64, R*U*2) // (room*U+user)*2 + 0 join / 1 leave
 	userPrefix := b.id("u", 0)
 	userPrefix = userPrefix[:len(userPrefix)-1]
+	// The user of slot k of room r: the same --users in every room, or
+	// with --own-users users of the room's own (a user in R rooms makes
+	// each of its joins and leaves update its org-wide state over R rooms).
+	userOf := func(r, k int) int {
+		if o.ownUsers {
+			return r*U + k
+		}
+		return k
+	}
 	var delivered, unmatched, syncs atomic.Int64
 	type watcher struct {
 		mu sync.Mutex
@@ -161,6 +170,9 @@ func runFanout(ctx context.Context, b *bench) (benchResult, error) {
 				return
 			}
 			k, err := strconv.Atoi(strings.TrimPrefix(e.Member.UserID, userPrefix))
+			if o.ownUsers {
+				k -= r * U
+			}
 			if err != nil || !strings.HasPrefix(e.Member.UserID, userPrefix) || k < 0 || k >= U {
 				return // an anchor
 			}
@@ -209,7 +221,7 @@ func runFanout(ctx context.Context, b *bench) (benchResult, error) {
 				t0 := time.Now()
 				var err error
 				if !u.online {
-					body := heartbeatBody(b.id("fan", r), b.id("s", k), b.id("u", k), 10*time.Minute)
+					body := heartbeatBody(b.id("fan", r), b.id("s", k), b.id("u", userOf(r, k)), 10*time.Minute)
 					req := buildRequest(epA, o.token, "POST", "/v1/heartbeat", body)
 					sendAt[slot*2].Store(since())
 					var hr hresp

@@ -14,7 +14,13 @@ const maxHeld = 1000
 type roomView struct {
 	roomID  string
 	version int64
-	members []presence.Member
+	// members are the room's members, in the room order unless unsorted
+	// (events only mark the order stale: a storm of 10,000 joins costs a
+	// view its changes, not a sort and a scan of the room each; list sorts
+	// once). pos is each member's index in members.
+	members  []presence.Member
+	pos      map[string]int
+	unsorted bool
 	// seq orders the online members: the order they came online, as far as
 	// this client knows (snapshot position, then the order of join events).
 	seq  map[string]int64
@@ -45,7 +51,7 @@ func newView(roomID string, version int64, members []presence.Member) *roomView 
 // applied.
 func (v *roomView) snapshot(version int64, members []presence.Member) {
 	v.version = version
-	v.members = append([]presence.Member(nil), members...)
+	v.members, v.pos = append([]presence.Member(nil), members...), nil
 	v.seq, v.next = map[string]int64{}, 0
 	for _, m := range v.members {
 		if m.Online {
@@ -53,7 +59,7 @@ func (v *roomView) snapshot(version int64, members []presence.Member) {
 			v.seq[m.UserID] = v.next
 		}
 	}
-	v.sort()
+	v.unsorted = true
 	for hv := range v.held {
 		if hv <= version {
 			delete(v.held, hv)
@@ -107,9 +113,8 @@ func (v *roomView) batch(from, to int64, changes []BatchChange) {
 
 func (v *roomView) applyBatch(to int64, changes []BatchChange) {
 	for _, c := range changes {
-		v.change(c.Event, c.Member, false)
+		v.change(c.Event, c.Member)
 	}
-	v.sort() // once for the batch
 	v.version = to
 }
 
@@ -134,14 +139,14 @@ func (v *roomView) drain() {
 // member changes no member).
 func (v *roomView) apply(kind string, m *presence.Member) {
 	v.version++
-	v.change(kind, m, true)
+	v.change(kind, m)
 }
 
-// change applies one change to the members (the version does not move),
-// sorting them after it with sorted.
-func (v *roomView) change(kind string, m *presence.Member, sorted bool) {
+// change applies one change to the members (the version does not move);
+// the order is restored when the view is read (list).
+func (v *roomView) change(kind string, m *presence.Member) {
 	if kind == presence.EventReset {
-		v.members, v.seq = nil, map[string]int64{}
+		v.members, v.pos, v.seq = nil, nil, map[string]int64{}
 		return
 	}
 	if m == nil {
@@ -151,7 +156,17 @@ func (v *roomView) change(kind string, m *presence.Member, sorted bool) {
 	switch kind {
 	case presence.EventRemove:
 		if i >= 0 {
-			v.members = append(v.members[:i], v.members[i+1:]...)
+			// The last member takes its place: the order is restored by
+			// the next list.
+			last := len(v.members) - 1
+			if i != last {
+				v.members[i] = v.members[last]
+				v.pos[v.members[i].UserID] = i
+			}
+			v.members[last] = presence.Member{}
+			v.members = v.members[:last]
+			delete(v.pos, m.UserID)
+			v.unsorted = true
 		}
 		delete(v.seq, m.UserID)
 		return
@@ -163,8 +178,10 @@ func (v *roomView) change(kind string, m *presence.Member, sorted bool) {
 	if i >= 0 {
 		v.members[i] = *m
 	} else {
+		v.pos[m.UserID] = len(v.members)
 		v.members = append(v.members, *m)
 	}
+	v.unsorted = true
 	switch {
 	case !m.Online:
 		delete(v.seq, m.UserID)
@@ -173,28 +190,37 @@ func (v *roomView) change(kind string, m *presence.Member, sorted bool) {
 		v.next++
 		v.seq[m.UserID] = v.next
 	}
-	if sorted {
-		v.sort()
-	}
 }
 
+// index returns the position of userID in members, or -1.
 func (v *roomView) index(userID string) int {
-	for i := range v.members {
-		if v.members[i].UserID == userID {
-			return i
+	if v.pos == nil {
+		v.pos = make(map[string]int, len(v.members))
+		for i := range v.members {
+			v.pos[v.members[i].UserID] = i
 		}
+	}
+	if i, ok := v.pos[userID]; ok {
+		return i
 	}
 	return -1
 }
 
 // sort puts the members in the room order (presence.SortMembers), online
-// ones by the order this view saw them come online.
+// ones by the order this view saw them come online, if a change left them
+// out of it.
 func (v *roomView) sort() {
+	if !v.unsorted {
+		return
+	}
 	presence.SortMembers(v.members, func(userID string) int64 { return v.seq[userID] })
+	v.unsorted = false
+	v.pos = nil // rebuilt by the next index
 }
 
-// list returns a deep copy of the view.
+// list returns a deep copy of the view, in the room order.
 func (v *roomView) list() *presence.RoomList {
+	v.sort()
 	l := &presence.RoomList{RoomID: v.roomID, Version: v.version, Members: make([]presence.Member, len(v.members))}
 	for i, m := range v.members {
 		m.Data = bytes.Clone(m.Data)

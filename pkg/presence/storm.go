@@ -46,7 +46,13 @@ type Batch struct {
 }
 
 // allow reports whether the room may send a frame at now, forgetting the
-// frames that left the window.
+// frames that left the window. Once the room used half its budget in the
+// window, its frames are paced: at most one per roomFrameWindow/budget.
+// Without the pace a storm's frames leave in bursts (the budget at once,
+// then again each time the window's oldest frames leave it, in the rhythm
+// they were sent), and a client that reads one burst 100 ms late and the
+// next on time sees twice the budget in a second. Paced, each frame read
+// late by another 58 ms counts one more at most.
 func (o *roomOut) allow(now time.Time, budget int) bool {
 	i := 0
 	for i < len(o.sent) && now.Sub(o.sent[i]) >= roomFrameWindow {
@@ -57,13 +63,24 @@ func (o *roomOut) allow(now time.Time, budget int) bool {
 	}
 	if len(o.sent) == 0 {
 		o.sent = nil // a quiet room holds no buffer
+		return true
 	}
-	return len(o.sent) < budget
+	return len(o.sent) < budget && (len(o.sent) < budget/2 || now.Sub(o.sent[len(o.sent)-1]) >= roomFrameWindow/time.Duration(budget))
 }
 
-// nextAt returns when the room may send its next frame.
+// nextAt returns when the room may send its next frame (allow said not
+// now).
 func (o *roomOut) nextAt(budget int) time.Time {
-	return o.sent[len(o.sent)-budget].Add(roomFrameWindow)
+	var at time.Time
+	if len(o.sent) >= budget {
+		at = o.sent[len(o.sent)-budget].Add(roomFrameWindow)
+	}
+	if len(o.sent) > 0 && len(o.sent) >= budget/2 {
+		if paced := o.sent[len(o.sent)-1].Add(roomFrameWindow / time.Duration(budget)); paced.After(at) {
+			at = paced
+		}
+	}
+	return at
 }
 
 // sendEventLocked hands an event (the next version of the room) to the

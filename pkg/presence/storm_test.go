@@ -201,6 +201,42 @@ func TestStormBudget(t *testing.T) {
 	t.Logf("1000 changes in %v: %d frames, %d batches, most in a second %d", burst, len(got), batches, maxInWindow(at, time.Second))
 }
 
+// TestStormPaced: in a steady storm (a change every millisecond for 3.5 s)
+// the room's frames are spread out, not sent in bursts: a client that reads
+// some frames up to 150 ms later than others (a busy reader, the network)
+// still sees at most 20 in any second, i.e. at most 20 leave the node in
+// any 1.15 s. (Before: the budget's 19 frames went out within a few ms at
+// the storm's start and again every 1.1 s, as each slot of the window came
+// free: 38 in 1.15 s.)
+func TestStormPaced(t *testing.T) {
+	n := newRTNode(t, presence.RealtimeConfig{})
+	ts := &timedSink{}
+	c := n.rt.Connect(ts)
+	n.join(t, c, "watcher", "steady", "w")
+	start := time.Now()
+	for i := 0; time.Since(start) < 3500*time.Millisecond; i++ {
+		n.beat(t, fmt.Sprintf("u%05d", i), "steady")
+		if d := time.Until(start.Add(time.Duration(i) * time.Millisecond)); d > 0 {
+			time.Sleep(d)
+		}
+	}
+	final := n.version(t, "steady")
+	var at []time.Time
+	presencetest.Eventually(t, "the last version", 10*time.Second, func() bool {
+		var got []*presence.Update
+		at, got = ts.updates()
+		return len(got) > 0 && got[len(got)-1].Version >= final
+	})
+	if most := maxInWindow(at, time.Second+100*time.Millisecond); most > 19 {
+		t.Errorf("%d frames in 1.1 s, want at most 19 (the room's budget)", most)
+	}
+	if most := maxInWindow(at, time.Second+150*time.Millisecond); most > 20 {
+		t.Errorf("%d frames in 1.15 s, want at most 20", most)
+	}
+	t.Logf("%d frames; most in 1 s %d, in 1.15 s %d, in 1.3 s %d", len(at), maxInWindow(at, time.Second),
+		maxInWindow(at, time.Second+150*time.Millisecond), maxInWindow(at, time.Second+300*time.Millisecond))
+}
+
 // TestStormBudgetFrames: PRESENCE_WS_ROOM_FRAMES of 3 lets 3 frames a second
 // through, counting the connection's own snapshot.
 func TestStormBudgetFrames(t *testing.T) {
