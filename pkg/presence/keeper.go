@@ -49,12 +49,19 @@ type Owned struct {
 	SessionID string
 	Epoch     string
 	Interval  time.Duration
+	// Invisible and HideLastSeen are the member's privacy flags as the
+	// holder last set them (nil: never set): a session put back after the
+	// store lost its data gets them again with it.
+	Invisible, HideLastSeen *bool
 	// Owner is the caller's handle (the socket).
 	Owner any
 
 	// Guarded by the keeper's mu.
 	gen   string // the node generation that holds it in the store
 	since int64  // the room's version when the store last confirmed it
+	// restore marks a session put back after the store lost its data: its
+	// privacy flags are sent with it.
+	restore bool
 
 	removed atomic.Bool
 	// ending is set while its holder ends it (a leave, a close): the
@@ -574,7 +581,7 @@ func (k *Keeper) takeOver(ctx context.Context) {
 		k.mu.Lock()
 		for i, o := range batch {
 			if errs[i] == nil && gen == k.gen {
-				o.gen, o.since = gen, res[i].Version
+				o.gen, o.since, o.restore = gen, res[i].Version, false
 				delete(k.stale, o)
 			}
 		}
@@ -676,6 +683,7 @@ func (k *Keeper) putBack(list []*Owned) {
 	for _, o := range list {
 		if !o.removed.Load() {
 			k.stale[o] = true
+			o.restore = true
 		}
 	}
 }
@@ -728,6 +736,9 @@ func (k *Keeper) heartbeats(batch []*Owned, gen string, now time.Time, keepAlive
 		hbs[i] = &Heartbeat{
 			Room: o.Room, UserID: o.UserID, SessionID: o.SessionID, SessionEpoch: o.Epoch,
 			Now: now, Node: gen, Held: true, KeepAlive: keepAlive,
+		}
+		if o.restore {
+			hbs[i].Invisible, hbs[i].HideLastSeen = o.Invisible, o.HideLastSeen
 		}
 	}
 	return hbs

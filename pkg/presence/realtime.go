@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -681,7 +682,13 @@ func (c *Conn) Join(ctx context.Context, in HeartbeatInput) (*Joined, error) {
 		}
 	}
 	o := &Owned{Room: room, UserID: out.UserID, SessionID: in.SessionID, Epoch: out.SessionEpoch,
-		Interval: time.Duration(out.Interval) * time.Millisecond, Owner: c}
+		Interval: time.Duration(out.Interval) * time.Millisecond, Owner: c,
+		Invisible: in.Invisible, HideLastSeen: in.HideLastSeen}
+	if prev := c.joined[room]; prev != nil {
+		// A join that leaves a flag out keeps the member's setting.
+		o.Invisible = cmp.Or(o.Invisible, prev.Invisible)
+		o.HideLastSeen = cmp.Or(o.HideLastSeen, prev.HideLastSeen)
+	}
 	if c.joined == nil {
 		c.joined = map[RoomRef]*Owned{}
 	}

@@ -2014,10 +2014,15 @@ export class PresenceClient {
     if (room.userId !== undefined) body.userId = room.userId;
     if (room.name) body.name = room.name;
     if (room.image) body.image = room.image;
-    // The privacy flags go with a room's first heartbeat and after a
-    // change (setPrivacy): the keep-alives carry none.
+    // The privacy flags go with a room's first heartbeat, after a change
+    // (setPrivacy), and with every keep-alive while one is on: a member
+    // that Redis lost (a restart without its data) comes back with them,
+    // never visible for a moment. The others' keep-alives carry none (the
+    // node's fast decoder takes the usual fields only).
     const privacyGen = this._privacyGen;
-    if (first || room.privacyGen !== privacyGen) this._withPrivacy(body);
+    if (first || room.privacyGen !== privacyGen || this._privacy.invisible || this._privacy.hideLastSeen) {
+      this._withPrivacy(body);
+    }
     let next = room.interval;
     room.hbInFlight = true;
     try {

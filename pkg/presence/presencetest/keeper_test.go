@@ -312,3 +312,34 @@ func TestKeeperPutsBackLostData(t *testing.T) {
 		t.Fatalf("ended %v, len %d", got, r.k.Len())
 	}
 }
+
+// TestKeeperPutsBackPrivacy: a session put back after the store lost its
+// data comes back with its member's privacy flags: an invisible member does
+// not reappear to others.
+func TestKeeperPutsBackPrivacy(t *testing.T) {
+	r := newRig(t, "r")
+	ctx := context.Background()
+	yes := true
+	gen, err := r.k.Hold(ctx, r.room("r"), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := r.svc.Heartbeat(r.as("ada"), presence.HeartbeatInput{RoomID: "r", SessionID: "s1", Interval: 10 * time.Second, HeldBy: gen, Invisible: &yes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.k.Add(&presence.Owned{Room: r.room("r"), UserID: "ada", SessionID: "s1", Epoch: out.SessionEpoch, Interval: 10 * time.Second, Invisible: &yes}, gen, out.Version)
+	r.hold("bob", "r", "s2", 10*time.Second)
+	if c, err := r.store.Count(ctx, r.room("r")); err != nil || c.Online != 1 {
+		t.Fatalf("count before %+v, %v; want bob alone online", c, err)
+	}
+	r.store.Restart()
+	eventually(t, "the sessions back", func() bool {
+		_, ok1 := r.session("r", "s1")
+		_, ok2 := r.session("r", "s2")
+		return ok1 && ok2
+	})
+	if c, err := r.store.Count(ctx, r.room("r")); err != nil || c.Online != 1 {
+		t.Fatalf("count after the put back %+v, %v; want bob alone online (ada invisible)", c, err)
+	}
+}
