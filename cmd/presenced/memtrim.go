@@ -13,7 +13,7 @@ import (
 // scavenger keeps up to the heap goal (about twice the live heap) before
 // it gives any back. A presence node's load is mostly idle sockets, so that
 // memory would stay for good in the RSS operators size nodes by. Every
-// period, when more than a quarter of the heap (and at least 4 MiB) is
+// period, when more than a quarter of the heap (and at least 1 MiB) is
 // free but resident for two looks in a row, it frees it (a forced GC and a
 // scavenge: milliseconds of CPU per 100 MB of heap, at most once a minute).
 func trimMemory(ctx context.Context, period time.Duration) {
@@ -33,7 +33,7 @@ func trimMemory(ctx context.Context, period time.Duration) {
 		}
 		metrics.Read(samples)
 		free, used := samples[0].Value.Uint64(), samples[1].Value.Uint64()
-		if free < 4<<20 || free < used/4 {
+		if free < 1<<20 || free < used/4 {
 			seen = 0
 			continue
 		}
