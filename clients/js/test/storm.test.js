@@ -59,6 +59,49 @@ describe('batch frames', () => {
     expect(client.getRoom('lobby').version).toBe(13);
   });
 
+  it('a batch gives the view the same members, in the same order, as its changes one by one', async () => {
+    // Random rooms and batches (a seeded generator): one client gets the
+    // changes as a batch, the other as presence frames.
+    let seed = 7;
+    const rnd = (/** @type {number} */ n) => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    const kinds = ['join', 'leave', 'update', 'remove'];
+    for (let round = 0; round < 30; round++) {
+      const start = [];
+      for (let i = 0; i < 40; i++) {
+        if (rnd(2)) start.push(member(`u${i}`, { online: rnd(3) > 0, lastDisconnected: rnd(100), data: { v: 0 } }));
+      }
+      const changes = [];
+      const used = new Set();
+      for (let i = 0; i < 30; i++) {
+        const u = `u${rnd(50)}`;
+        if (used.has(u)) continue;
+        used.add(u);
+        const event = kinds[rnd(kinds.length)];
+        const online = event === 'join' || (event === 'update' && rnd(2) === 1);
+        changes.push({ event, userId: u, member: member(u, { online, lastDisconnected: online ? 0 : rnd(100), data: { v: i } }) });
+      }
+      const views = [];
+      for (const asBatch of [true, false]) {
+        const { client, ws } = setup();
+        client.join('lobby');
+        await tick();
+        ws.last.open();
+        ws.last.answerJoins(start.slice(), 10);
+        if (asBatch) {
+          ws.last.receive({ type: 'batch', roomId: 'lobby', fromVersion: 11, version: 10 + changes.length, changes });
+        } else {
+          changes.forEach((c, i) => ws.last.receive({ type: 'presence', roomId: 'lobby', version: 11 + i, event: c.event, member: c.member }));
+        }
+        views.push(client.getMembers('lobby').map((/** @type {any} */ x) => `${x.userId}:${x.online}:${x.data?.v}`));
+        client.close?.();
+      }
+      expect(views[0]).toEqual(views[1]);
+    }
+  });
+
   it('holds a batch ahead of the view until the versions before it come', async () => {
     const { client, ws } = setup();
     client.join('lobby');
