@@ -31,8 +31,15 @@ type node struct {
 // startNodes starts n nodes on one Redis and key prefix.
 func startNodes(t *testing.T, srv *redistest.Server, n int) []*node {
 	t.Helper()
+	return startNodesWith(t, n, httpapitest.Options{Redis: srv})
+}
+
+// startNodesWith starts n nodes with o (quiet) on one Redis and key prefix.
+func startNodesWith(t *testing.T, n int, o httpapitest.Options) []*node {
+	t.Helper()
+	o.Quiet = true
 	var nodes []*node
-	for _, tn := range httpapitest.StartMany(t, n, httpapitest.Options{Redis: srv, Quiet: true}) {
+	for _, tn := range httpapitest.StartMany(t, n, o) {
 		nodes = append(nodes, &node{url: tn.URL, api: tn.API})
 	}
 	return nodes
@@ -324,7 +331,9 @@ func TestHTTPClient(t *testing.T) {
 func TestConnAcrossNodes(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	nodes := startNodes(t, srv, 2)
+	// Every event one by one: a burst of ten changes must not be
+	// coalesced into batches (TestStormView is the Conn under coalescing).
+	nodes := startNodesWith(t, 2, httpapitest.Options{Redis: srv, RoomFrames: 1000})
 	hc := &client.Client{BaseURL: nodes[0].url}
 	const room = "r/1"
 	converged := func(conns ...*client.Conn) {
