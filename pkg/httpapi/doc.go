@@ -7,6 +7,11 @@
 // calls the core; the writer encodes the replies and the updates the core
 // pushes, in the order its presence.Sequencer decides.
 //
+// Heartbeat-only keep-alive connections may be served by the Server's Lane
+// (NewLane), a net.Listener in front of http.Server: it answers plain
+// `POST /v1/heartbeat` requests itself, with the same handler and the same
+// bytes as net/http, and hands every other connection to net/http.
+//
 // It depends on the presence core only; the Store, the real-time core and
 // the JWT verifier come in from package node, which wires a node.
 package httpapi
