@@ -11,6 +11,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 echo "==> $(go version); $(redis-server --version | cut -d' ' -f1-3); node $(node --version)"
 
+echo "==> gofmt -l cmd pkg"
+unformatted=$(gofmt -l cmd pkg)
+if [ -n "$unformatted" ]; then
+	echo "scripts/test.sh: not gofmt-formatted (run gofmt -w):" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
 echo "==> go vet ./..."
 go vet ./...
 

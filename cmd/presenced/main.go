@@ -267,7 +267,7 @@ func (m *Main) openRedis(ctx context.Context, c Config) error {
 		m.rdb = redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: c.RedisClusterAddrs, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
 			PoolTimeout: timeout, ContextTimeoutEnabled: true, MaxRetries: noRetries,
-			MaxIdleConns: redisstore.MaxIdleConns,
+			MaxIdleConns:   redisstore.MaxIdleConns,
 			ReadBufferSize: redisstore.ReadBufferSize, WriteBufferSize: redisstore.WriteBufferSize,
 			PipelineReadBufferSize: redisstore.PipelineReadBufferSize, PipelineWriteBufferSize: redisstore.PipelineWriteBufferSize,
 		})
@@ -281,7 +281,7 @@ func (m *Main) openRedis(ctx context.Context, c Config) error {
 			MasterName: c.SentinelMaster, SentinelAddrs: c.SentinelAddrs,
 			DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
 			PoolTimeout: timeout, ContextTimeoutEnabled: true, MaxRetries: noRetries,
-			MaxIdleConns: redisstore.MaxIdleConns,
+			MaxIdleConns:   redisstore.MaxIdleConns,
 			ReadBufferSize: redisstore.ReadBufferSize, WriteBufferSize: redisstore.WriteBufferSize,
 			PipelineReadBufferSize: redisstore.PipelineReadBufferSize, PipelineWriteBufferSize: redisstore.PipelineWriteBufferSize,
 		})

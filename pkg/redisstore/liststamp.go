@@ -67,7 +67,7 @@ func (s *Store) listArgs(q presence.ListQuery) []any {
 	if q.After != nil {
 		after, afterUser = strconv.FormatInt(q.After.Score, 10), q.After.UserID
 	}
-invisible := "0"
+	invisible := "0"
 	if q.IncludeInvisible {
 		invisible = "1"
 	}
