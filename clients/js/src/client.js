@@ -1859,18 +1859,12 @@ export class PresenceClient {
     const p = m.id !== undefined && m.id !== null ? this._pending.get(Number(m.id)) : undefined;
     if (p) this._pending.delete(Number(m.id));
     switch (m.type) {
-      case 'presence': {
-        const room = this._rooms.get(m.roomId);
-        if (!room || !room.inUse) return;
-        room.event(m);
-        this._watchGap(room);
-        this._notify(room);
-        return;
-      }
+      case 'presence':
       case 'batch': {
         const room = this._rooms.get(m.roomId);
         if (!room || !room.inUse) return;
-        room.batch(m);
+        if (m.type === 'batch') room.batch(m);
+        else room.event(m);
         this._watchGap(room);
         this._notify(room);
         return;
