@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -378,10 +379,8 @@ func (lc *laneConn) parse() (int, bool) {
 			return 0, false
 		}
 		key := canonicalKey(name)
-		for _, k := range st.seen {
-			if k == key {
-				return 0, false // repeated: net/http joins them
-			}
+		if slices.Contains(st.seen, key) {
+			return 0, false // repeated: net/http joins them
 		}
 		st.seen = append(st.seen, key)
 		if v := h[key]; len(v) != 1 || v[0] != string(value) {
@@ -396,7 +395,7 @@ func (lc *laneConn) parse() (int, bool) {
 		return 0, false
 	}
 	for k := range h {
-		if !contains(st.seen, k) {
+		if !slices.Contains(st.seen, k) {
 			delete(h, k)
 		}
 	}
@@ -633,8 +632,10 @@ func validHost(h string) bool {
 		return false
 	}
 	for i := range len(h) {
-		c := h[i]
-		if c >= 0x80 || !tokenChar[c] && c != ':' && c != '[' && c != ']' || c == '!' || c == '#' || c == '$' || c == '%' || c == '&' || c == '\'' || c == '*' || c == '+' || c == '^' || c == '`' || c == '|' || c == '~' {
+		switch c := h[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '.', c == '-', c == '_', c == ':', c == '[', c == ']':
+		default:
 			return false
 		}
 	}
@@ -704,15 +705,6 @@ func canonicalKey(name []byte) string {
 }
 
 var canonicalCount atomic.Int64
-
-func contains(s []string, k string) bool {
-	for _, x := range s {
-		if x == k {
-			return true
-		}
-	}
-	return false
-}
 
 // appendDate appends the current time as net/http's Date header has it,
 // formatted once per second.
