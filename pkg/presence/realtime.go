@@ -674,17 +674,15 @@ func (c *Conn) Join(ctx context.Context, in HeartbeatInput) (*Joined, error) {
 		}
 		return nil, err
 	}
+	o := &Owned{Room: room, UserID: out.UserID, SessionID: in.SessionID, Epoch: out.SessionEpoch,
+		Interval: time.Duration(out.Interval) * time.Millisecond, Owner: c,
+		Invisible: in.Invisible, HideLastSeen: in.HideLastSeen}
 	if prev := c.joined[room]; prev != nil {
 		if prev.SessionID != in.SessionID {
 			rt.endHeld(ctx, prev) // the new session replaces the old
 		} else {
 			rt.keeper.Remove(prev) // the same session, held anew below
 		}
-	}
-	o := &Owned{Room: room, UserID: out.UserID, SessionID: in.SessionID, Epoch: out.SessionEpoch,
-		Interval: time.Duration(out.Interval) * time.Millisecond, Owner: c,
-		Invisible: in.Invisible, HideLastSeen: in.HideLastSeen}
-	if prev := c.joined[room]; prev != nil {
 		// A join that leaves a flag out keeps the member's setting.
 		o.Invisible = cmp.Or(o.Invisible, prev.Invisible)
 		o.HideLastSeen = cmp.Or(o.HideLastSeen, prev.HideLastSeen)
