@@ -59,6 +59,7 @@ SOCK_INTERVAL=${BENCH_SOCKET_INTERVAL:-10s}
 GC_WAIT=${BENCH_GC_WAIT:-$(pick 150s 0s)}
 DIAL_CONC=${BENCH_DIAL_CONCURRENCY:-25}                        # per process: a join storm beyond it overloads the nodes
 CHURN_RATE=${BENCH_CHURN_RATE:-1000}                           # sockchurn: sockets per second (issue 14)
+CHURN_WARMUP=${BENCH_CHURN_WARMUP:-$(pick 10s 1s)}              # sockchurn: a churn before the before sample
 CHURN_DURATION=${BENCH_CHURN_DURATION:-$(pick 60s 3s)}
 README_UPDATE=${BENCH_README:-1}
 
@@ -432,17 +433,17 @@ record "$bench" --redis-url "$REDIS_URL" connections --url "$joined" --sockets "
 	--dial-concurrency "$DIAL_CONC" --gc-wait "$GC_WAIT" --redis-stats --run-id conn --json >"$OUT/connections.json"
 phase_end connections
 
-# ---- socket churn: a fresh node -------------------------------------------------------
+# ---- socket churn: a fresh node, warmed up by a short churn of its own first ----------
 for pid in "${sock_pids[@]}"; do
 	stop_pid "$pid"
 done
 start_node bench-churn $((PORT + 20))
-echo "==> sockchurn: $CHURN_RATE sockets/s for $CHURN_DURATION, each joins a room and closes"
+echo "==> sockchurn: $CHURN_RATE sockets/s for $CHURN_DURATION (after a $CHURN_WARMUP warm-up), each joins a room and closes"
 wait_quiet
 phase_begin
 record "$bench" --redis-url "$REDIS_URL" sockchurn --url "http://127.0.0.1:$((PORT + 20))" --rate "$CHURN_RATE" \
 	--duration "$CHURN_DURATION" --room-size "$ROOM_SIZE" --source-addrs "$SOURCE_ADDRS" --gc-wait "$GC_WAIT" \
-	--run-id churn --json >"$OUT/sockchurn.json"
+	--warmup "$CHURN_WARMUP" --run-id churn --json >"$OUT/sockchurn.json"
 phase_end sockchurn
 
 fi # the run

@@ -77,7 +77,12 @@ Scenarios:
                targets (goroutines back, RSS within 10 %, every event once)
                are reported; exit 1 only when sockets failed (dial, join or
                close handshake; more than --max-errors) or the node or
-               Redis could not be reached.
+               Redis could not be reached. --warmup D first churns for D at
+               the same rate in rooms of its own, then samples "before": the
+               node has served sockets, so what a first churn costs any Go
+               process once (heap pages touched for the first time, GC
+               metadata) is not counted as growth; the fresh node's sample
+               is reported too.
   fanout       joins and leaves (HTTP heartbeat / disconnect) through the
                first --url at --rate (1000) per second for --duration (10s),
                over --rooms (10) rooms of --users (100) users each (the
@@ -175,7 +180,7 @@ Scenario flags (defaults above):
   --idle-window D  --gc-wait D  --rate N  --watchers N  --users N  --members N  --limit N
   --presenced-bin PATH  --timeout-factor F  --grace D (10s)  --node-lease D
   --churn N  --churn-url URL  --dir DIR  --slow N  --dribble D  --uuid-ids
-  --life D  --receiver-addr ADDR  --webhook-secret S  --own-users
+  --life D  --warmup D  --receiver-addr ADDR  --webhook-secret S  --own-users
 
 --source-addrs takes addresses and ranges: 127.0.0.2-127.0.0.9,127.0.1.1.
 
@@ -228,6 +233,7 @@ type benchOpts struct {
 	watchers int
 	users    int
 	life     time.Duration // sockchurn: how long a socket stays after "joined"
+	warmup   time.Duration // sockchurn: a churn before the before sample
 
 	members int
 	limit   int
@@ -358,7 +364,7 @@ var scenarios = map[string]scenario{
 		run: runSlowBody,
 	},
 	"sockchurn": {
-		flags: []string{"rate", "duration", "room-size", "life", "interval", "source-addrs", "settle", "gc-wait"},
+		flags: []string{"rate", "duration", "room-size", "life", "interval", "source-addrs", "settle", "gc-wait", "warmup"},
 		defaults: func(o *benchOpts, set map[string]bool) {
 			def(set, "rate", &o.rate, 1000)
 			def(set, "duration", &o.duration, 60*time.Second)
@@ -473,6 +479,7 @@ func parseBench(c *cliutil.Env, fs *flag.FlagSet, args []string) (string, benchO
 	fs.IntVar(&o.watchers, "watchers", 0, "watching sockets per room")
 	fs.IntVar(&o.users, "users", 0, "users per room")
 	fs.DurationVar(&o.life, "life", 0, "how long a socket stays open after its join (sockchurn)")
+	fs.DurationVar(&o.warmup, "warmup", 0, "churn this long (rooms of its own) before the before sample (sockchurn)")
 	fs.IntVar(&o.members, "members", 0, "members of the listed room")
 	fs.IntVar(&o.limit, "limit", 0, "list limit")
 	fs.IntVar(&o.pages, "pages", 0, "list: read the whole room page by page this many times")
@@ -620,8 +627,8 @@ func (o *benchOpts) check(name string, set map[string]bool) error {
 		if o.rate <= 0 || o.rate > 5000 || o.duration <= 0 {
 			add(cliutil.Usagef("--rate must be above 0 and at most 5000 sockets per second, --duration positive"))
 		}
-		if o.life < 0 || o.settle < 0 || o.gcWait < 0 {
-			add(cliutil.Usagef("--life, --settle and --gc-wait must be >= 0"))
+		if o.life < 0 || o.settle < 0 || o.gcWait < 0 || o.warmup < 0 {
+			add(cliutil.Usagef("--life, --settle, --gc-wait and --warmup must be >= 0"))
 		}
 		if o.rate*o.life.Seconds() > sockChurnMaxOpen {
 			add(cliutil.Usagef("--rate x --life: at most %d sockets open at once (one process)", sockChurnMaxOpen))

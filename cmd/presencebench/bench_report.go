@@ -271,8 +271,12 @@ func runReport(ctx context.Context, b *bench) (benchResult, error) {
 	const churnTarget = "Socket churn: no leak, every join and leave once"
 	const churnGoal = "goroutines back, RSS within 10 %, one join and one leave per user"
 	if sr, err := readJSONFile[sockChurnResult](dir, "sockchurn.json"); err == nil && sr.Started > 0 {
+		measured := fmt.Sprintf("goroutines %+.0f, RSS %+.1f %%, %d/%d users exactly once", sr.GoroutinesDelta, sr.RSSChangePct, sr.Exact, sr.Started)
+		if sr.Fresh != nil {
+			measured += fmt.Sprintf(" (before: after a %d-socket warm-up; from the fresh node RSS %+.1f %%)", sr.WarmupSockets, sr.FreshRSSPct)
+		}
 		rep.Rows = append(rep.Rows, reportRow{Target: churnTarget,
-			Measured: fmt.Sprintf("goroutines %+.0f, RSS %+.1f %%, %d/%d users exactly once", sr.GoroutinesDelta, sr.RSSChangePct, sr.Exact, sr.Started),
+			Measured: measured,
 			Baseline: "-", RatioOf: "target", Goal: churnGoal, Result: verdict(sr.GoroutinesBack && sr.RSSWithin10 && sr.EventsExact),
 			Value: sr.RSSChangePct, Limit: 10,
 			Details: fmt.Sprintf("%d sockets at %.0f/s (target %.0f/s) for %.0f s, each joining a room of %d and closing with a close frame when joined; at most %d open at once; goroutines %.0f -> %.0f, RSS %s -> %s, heap %s -> %s (after a GC: %s, %s); %d joins and %d leaves published, missing %d/%d, duplicates %d/%d; %d failed",

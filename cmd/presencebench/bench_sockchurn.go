@@ -71,14 +71,20 @@ type sockChurnResult struct {
 
 	// The node's /metrics before the first socket and after the last close
 	// + --settle, each after a GC cycle when one came within --gc-wait.
-	Before          nodeMetrics `json:"before"`
-	After           nodeMetrics `json:"after"`
-	GCBefore        bool        `json:"gcBefore"`
-	GCAfter         bool        `json:"gcAfter"`
-	GoroutinesDelta float64     `json:"goroutinesDelta"`
-	RSSChangePct    float64     `json:"rssChangePercent"`
-	HeapDelta       float64     `json:"heapInuseDeltaBytes"`
-	SocketsDelta    float64     `json:"socketsDelta"` // presence_websockets after - before
+	// With --warmup, Fresh is the sample before the warm-up churn and
+	// Before the one after it (+ --settle).
+	WarmupS         float64      `json:"warmupSeconds,omitempty"`
+	WarmupSockets   int64        `json:"warmupSockets,omitempty"`
+	Fresh           *nodeMetrics `json:"fresh,omitempty"`
+	FreshRSSPct     float64      `json:"rssChangeFromFreshPercent,omitempty"`
+	Before          nodeMetrics  `json:"before"`
+	After           nodeMetrics  `json:"after"`
+	GCBefore        bool         `json:"gcBefore"`
+	GCAfter         bool         `json:"gcAfter"`
+	GoroutinesDelta float64      `json:"goroutinesDelta"`
+	RSSChangePct    float64      `json:"rssChangePercent"`
+	HeapDelta       float64      `json:"heapInuseDeltaBytes"`
+	SocketsDelta    float64      `json:"socketsDelta"` // presence_websockets after - before
 
 	// The events Redis published in the run's rooms (PSUBSCRIBE), from
 	// before the first dial to the after sample.
@@ -142,6 +148,10 @@ func (r *sockChurnResult) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "%d joined, %d closed with a close frame, %d failed; %d started late by > 100 ms; at most %d open at once; %.1fs first dial to last close\n",
 		r.Joined, r.Closed, r.Failed, r.Late, r.MaxOpen, r.Seconds)
 	fmt.Fprintf(w, "open (dial + handshake + join): %s\nclose (close frame to the node's): %s\n\n", r.Open, r.Close)
+	if r.Fresh != nil {
+		fmt.Fprintf(w, "warm-up: %d sockets in rooms of their own over %s before the before sample; the fresh node: %.0f goroutines, RSS %s, heap in use %s (after: RSS %+.1f %% from fresh)\n",
+			r.WarmupSockets, time.Duration(r.WarmupS*float64(time.Second)), r.Fresh.Goroutines, mb(r.Fresh.RSS), mb(r.Fresh.HeapInuse), r.FreshRSSPct)
+	}
 	tw := cliutil.Table(w)
 	fmt.Fprintln(tw, "NODE\tBEFORE\tAFTER\tCHANGE")
 	fmt.Fprintf(tw, "goroutines\t%.0f\t%.0f\t%+.0f\n", r.Before.Goroutines, r.After.Goroutines, r.GoroutinesDelta)
@@ -171,6 +181,7 @@ func (r *sockChurnResult) writeTable(w io.Writer) {
 type sockChurn struct {
 	b       *bench
 	url     string
+	pre     string         // of the run's room, session and user ids ("w": the warm-up's)
 	clients []*http.Client // one per source address (or one)
 	joined  []atomic.Bool  // socket i got "joined"
 	wg      sync.WaitGroup
@@ -213,6 +224,15 @@ func runSockChurn(ctx context.Context, b *bench) (benchResult, error) {
 		return nil, err
 	}
 	res.Before, res.GCBefore = before[0].m, before[0].gc
+	if o.warmup > 0 {
+		if err := sc.warmUp(ctx, res); err != nil {
+			return res, err
+		}
+		if before, err = b.sampleAfterGC(ctx, o.settle, o.gcWait); err != nil {
+			return res, err
+		}
+		res.Before, res.GCBefore = before[0].m, before[0].gc
+	}
 
 	b.logf("%d sockets to %s at %.0f/s for %s, rooms of %d", n, sc.url, o.rate, o.duration, o.roomSize)
 	stopProgress := b.progressEvery(func(el time.Duration) string {
@@ -250,8 +270,9 @@ func runSockChurn(ctx context.Context, b *bench) (benchResult, error) {
 	res.GoroutinesDelta = res.After.Goroutines - res.Before.Goroutines
 	res.HeapDelta = res.After.HeapInuse - res.Before.HeapInuse
 	res.SocketsDelta = res.After.Sockets - res.Before.Sockets
-	if res.Before.RSS > 0 {
-		res.RSSChangePct = math.Round((res.After.RSS-res.Before.RSS)/res.Before.RSS*1000) / 10
+	res.RSSChangePct = pctChange(res.Before.RSS, res.After.RSS)
+	if res.Fresh != nil {
+		res.FreshRSSPct = pctChange(res.Fresh.RSS, res.After.RSS)
 	}
 	res.GoroutinesBack = res.GoroutinesDelta <= 0
 	res.RSSWithin10 = math.Abs(res.RSSChangePct) <= 10
@@ -263,6 +284,35 @@ func runSockChurn(ctx context.Context, b *bench) (benchResult, error) {
 		return res, errors.New("no socket was started")
 	}
 	return res, nil
+}
+
+// warmUp churns for --warmup at --rate in rooms of its own (not watched,
+// not counted), after sampling the fresh node into res.Fresh.
+func (sc *sockChurn) warmUp(ctx context.Context, res *sockChurnResult) error {
+	o := sc.b.o
+	fresh := res.Before
+	res.Fresh = &fresh
+	n := max(int(math.Round(o.rate*o.warmup.Seconds())), 1)
+	w := &sockChurn{b: sc.b, url: sc.url, pre: "w", clients: sc.clients, joined: make([]atomic.Bool, n)}
+	sc.b.logf("warm-up: %d sockets at %.0f/s for %s in rooms of their own", n, o.rate, o.warmup)
+	start := time.Now()
+	w.schedule(ctx, n, start)
+	w.wait()
+	res.WarmupS, res.WarmupSockets = round3(time.Since(start).Seconds()), w.started.Load()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	failed, _, first := w.errs.snapshot()
+	return sc.b.checkErrors("warm-up sockets", failed, first)
+}
+
+// pctChange is the change from a to b in percent (one decimal; 0 when a
+// is 0).
+func pctChange(a, b float64) float64 {
+	if a <= 0 {
+		return 0
+	}
+	return math.Round((b-a)/a*1000) / 10
 }
 
 // sockClient is the HTTP client of the handshakes from one source address
@@ -370,8 +420,8 @@ func (sc *sockChurn) opened() {
 // join sends socket i's join and reads until its reply.
 func (sc *sockChurn) join(ctx context.Context, ws *websocket.Conn, i int) error {
 	b := sc.b
-	msg, _ := json.Marshal(map[string]any{"type": "join", "id": 1, "roomId": b.id("c", i/b.o.roomSize), "sessionId": b.id("s", i),
-		"interval": b.o.interval.Milliseconds(), "userId": b.id("u", i)})
+	msg, _ := json.Marshal(map[string]any{"type": "join", "id": 1, "roomId": b.id(sc.pre+"c", i/b.o.roomSize), "sessionId": b.id(sc.pre+"s", i),
+		"interval": b.o.interval.Milliseconds(), "userId": b.id(sc.pre+"u", i)})
 	if err := ws.Write(ctx, websocket.MessageText, msg); err != nil {
 		return err
 	}

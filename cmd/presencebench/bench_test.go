@@ -80,7 +80,8 @@ func TestBenchArgs(t *testing.T) {
 		{[]string{"sockchurn", "--rate", "0"}, 2, "--rate must be above 0"},
 		{[]string{"sockchurn", "--rate", "100", "--duration", "5ms"}, 2, "--rate x --duration: no socket"},
 		{[]string{"sockchurn", "--rate", "1000", "--life", "20s"}, 2, "at most 15000 sockets open at once"},
-		{[]string{"sockchurn", "--life", "-1s"}, 2, "--life, --settle and --gc-wait must be >= 0"},
+		{[]string{"sockchurn", "--life", "-1s"}, 2, "--life, --settle, --gc-wait and --warmup must be >= 0"},
+		{[]string{"sockchurn", "--warmup", "-1s"}, 2, "--life, --settle, --gc-wait and --warmup must be >= 0"},
 		{[]string{"sockchurn", "--sockets", "5"}, 2, "sockchurn: --sockets does not apply"},
 		{[]string{"heartbeat", "--life", "1s"}, 2, "heartbeat: --life does not apply"},
 		{[]string{"-h"}, 0, "Scenarios:"},
@@ -461,11 +462,17 @@ func TestBenchScenarios(t *testing.T) {
 			t.Fatalf("node: sessions left %d, sockets %+.0f, before %+v, after %+v", res.SessionsLeft, res.SocketsDelta, res.Before, res.After)
 		}
 		save("sockchurn.json", r.Stdout)
-		// Sockets that stay 300 ms overlap; the table.
+		if res.Fresh != nil || res.WarmupSockets != 0 {
+			t.Fatalf("a fresh sample without --warmup: %+v", res.Fresh)
+		}
+		// Sockets that stay 300 ms overlap; a warm-up of 10 sockets in rooms
+		// of their own comes first (their events are not the run's); the
+		// table.
 		r = benchRun(t, env, "sockchurn", "--url", b.URL, "--rate", "50", "--duration", "400ms", "--life", "300ms",
-			"--settle", "500ms", "--gc-wait", "0").OK(t)
+			"--warmup", "200ms", "--settle", "500ms", "--gc-wait", "0").OK(t)
 		for _, want := range []string{"20 joined, 20 closed with a close frame, 0 failed", "20 of 20 joined users had exactly one join and one leave",
-			"every join and leave once PASS", "live sessions left in the run's rooms: 0", "goroutines"} {
+			"every join and leave once PASS", "live sessions left in the run's rooms: 0", "goroutines",
+			"warm-up: 10 sockets in rooms of their own", "stray events: 0"} {
 			if !strings.Contains(r.Stdout, want) {
 				t.Fatalf("table lacks %q:\n%s", want, r.Stdout)
 			}

@@ -270,6 +270,7 @@ func (m *Main) openRedis(ctx context.Context, c Config) error {
 			MaxIdleConns:   redisstore.MaxIdleConns,
 			ReadBufferSize: redisstore.ReadBufferSize, WriteBufferSize: redisstore.WriteBufferSize,
 			PipelineReadBufferSize: redisstore.PipelineReadBufferSize, PipelineWriteBufferSize: redisstore.PipelineWriteBufferSize,
+			PipelinePoolSize: redisstore.PipelinePoolSize,
 		})
 		m.Logger.Info("store: Redis Cluster", "seeds", c.RedisClusterAddrs)
 		return nil
@@ -284,6 +285,7 @@ func (m *Main) openRedis(ctx context.Context, c Config) error {
 			MaxIdleConns:   redisstore.MaxIdleConns,
 			ReadBufferSize: redisstore.ReadBufferSize, WriteBufferSize: redisstore.WriteBufferSize,
 			PipelineReadBufferSize: redisstore.PipelineReadBufferSize, PipelineWriteBufferSize: redisstore.PipelineWriteBufferSize,
+			PipelinePoolSize: redisstore.PipelinePoolSize,
 		})
 		m.Logger.Info("store: Redis Sentinel", "sentinels", c.SentinelAddrs, "master", c.SentinelMaster)
 		return nil
@@ -312,6 +314,7 @@ func (m *Main) openRedis(ctx context.Context, c Config) error {
 		opt.MaxIdleConns = redisstore.MaxIdleConns
 		opt.ReadBufferSize, opt.WriteBufferSize = redisstore.ReadBufferSize, redisstore.WriteBufferSize
 		opt.PipelineReadBufferSize, opt.PipelineWriteBufferSize = redisstore.PipelineReadBufferSize, redisstore.PipelineWriteBufferSize
+		opt.PipelinePoolSize = redisstore.PipelinePoolSize
 		return redis.NewClient(opt), nil
 	}
 	var err error

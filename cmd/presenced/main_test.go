@@ -3,13 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/presencecluster/presence/pkg/redisstore"
 	"github.com/presencecluster/presence/pkg/redistest"
 	"github.com/redis/go-redis/v9"
 )
@@ -218,6 +221,46 @@ func TestRoomFramesConfig(t *testing.T) {
 		_, err := ParseConfig(nil, lookup(map[string]string{"PRESENCE_WS_ROOM_FRAMES": bad}), io.Discard)
 		if err == nil || !strings.Contains(err.Error(), "PRESENCE_WS_ROOM_FRAMES") && !strings.Contains(err.Error(), "ws-room-frames") {
 			t.Errorf("PRESENCE_WS_ROOM_FRAMES=%q: %v; want a config error naming it", bad, err)
+		}
+	}
+}
+
+// TestRedisClientOptions: every kind of Redis client a node opens keeps few
+// idle and pipeline connections, with small buffers (what a burst leaves
+// behind stays small). The clients dial lazily: nothing listens here.
+func TestRedisClientOptions(t *testing.T) {
+	check := func(name string, idle, pipes, rbuf, wbuf, prbuf, pwbuf int) {
+		t.Helper()
+		if idle != redisstore.MaxIdleConns || pipes != redisstore.PipelinePoolSize || rbuf != redisstore.ReadBufferSize ||
+			wbuf != redisstore.WriteBufferSize || prbuf != redisstore.PipelineReadBufferSize || pwbuf != redisstore.PipelineWriteBufferSize {
+			t.Errorf("%s: idle %d, pipeline pool %d, buffers %d/%d, pipeline buffers %d/%d", name, idle, pipes, rbuf, wbuf, prbuf, pwbuf)
+		}
+	}
+	for _, c := range []Config{
+		{RedisURL: "redis://127.0.0.1:1", RedisReplicaURL: "redis://127.0.0.1:2"},
+		{RedisClusterAddrs: []string{"127.0.0.1:1"}},
+		{SentinelAddrs: []string{"127.0.0.1:1"}, SentinelMaster: "m"},
+	} {
+		m := &Main{Logger: slog.New(slog.DiscardHandler)}
+		if err := m.openRedis(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+		clients := []redis.UniversalClient{m.rdb}
+		if m.replica != nil {
+			clients = append(clients, m.replica)
+		}
+		for _, rdb := range clients {
+			switch r := rdb.(type) {
+			case *redis.Client:
+				o := r.Options()
+				check(fmt.Sprintf("%+v", c), o.MaxIdleConns, o.PipelinePoolSize, o.ReadBufferSize, o.WriteBufferSize, o.PipelineReadBufferSize, o.PipelineWriteBufferSize)
+			case *redis.ClusterClient:
+				o := r.Options()
+				check("cluster", o.MaxIdleConns, o.PipelinePoolSize, o.ReadBufferSize, o.WriteBufferSize, o.PipelineReadBufferSize, o.PipelineWriteBufferSize)
+			default:
+				t.Fatalf("%T", rdb)
+			}
+			rdb.Close()
 		}
 	}
 }

@@ -45,6 +45,15 @@ const (
 // needs few at rest: its background work takes one or two at a time.
 const MaxIdleConns = 8
 
+// PipelinePoolSize is how many connections a node's Redis clients keep for
+// pipelines (set it in the client's options), each with the larger
+// pipeline buffers above. go-redis's default, 10, is reached by any burst
+// (a churn of sockets runs the user-state steps of every join and leave as
+// pipelines next to the heartbeat batches) and then kept, 0.5 MB with these
+// buffers. The heartbeat batchers need one each; a pipeline that finds all
+// of them busy runs at once on the main pool, with its smaller buffers.
+const PipelinePoolSize = batchWorkers
+
 // Config configures a Store. Zero values mean the documented defaults.
 type Config struct {
 	// Prefix of every key and channel. Zero means "presence".
