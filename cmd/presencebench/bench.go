@@ -68,7 +68,9 @@ Scenarios:
                is a user of its own that joins a room of --room-size (10)
                and, when "joined" arrives (and --life (0) has passed),
                closes with a close frame. Bound to --source-addrs in turn.
-               The node's goroutines, RSS, heap and sockets from /metrics
+               The node's goroutines (the fewest of 5 scrapes 100 ms
+               apart: a scrape may count the registry's own gather
+               workers), RSS, heap and sockets from /metrics
                before the first socket and after the last close +
                --settle (5s), each after the node's next GC cycle (waited
                for up to --gc-wait, 150s); every join and leave Redis

@@ -69,6 +69,30 @@ func scrapeNode(ctx context.Context, base, token string, timeout time.Duration) 
 	return parseMetrics(res.Body, base)
 }
 
+// goroutineScrapes is how many scrapes settleGoroutines takes.
+const goroutineScrapes = 5
+
+// settleGoroutines sets m.Goroutines to the fewest of a few more scrapes
+// of base, 100 ms apart. A scrape counts goroutines while the Prometheus
+// registry gathers with workers of its own, and how many it has started
+// at that moment varies (it starts one more whenever the metrics channel
+// is momentarily empty): one scrape may read the node's count +1.
+func settleGoroutines(ctx context.Context, base, token string, timeout time.Duration, m *nodeMetrics) error {
+	for range goroutineScrapes - 1 {
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		n, err := scrapeNode(ctx, base, token, timeout)
+		if err != nil {
+			return err
+		}
+		m.Goroutines = min(m.Goroutines, n.Goroutines)
+	}
+	return nil
+}
+
 func parseMetrics(r io.Reader, base string) (nodeMetrics, error) {
 	var m nodeMetrics
 	found := map[string]bool{}

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -241,6 +243,25 @@ func newFlagSet(c *cliutil.Env) *flag.FlagSet {
 }
 
 // TestBenchHistogram: quantiles are within the bucket precision.
+// TestSettleGoroutines: the node's goroutines are the fewest of the
+// scrapes (a scrape may count the registry's own gather workers).
+func TestSettleGoroutines(t *testing.T) {
+	counts := []int{24, 22, 23, 24}
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := int(n.Add(1)) - 1
+		fmt.Fprintf(w, "go_goroutines %d\ngo_memstats_heap_inuse_bytes 1\nprocess_resident_memory_bytes 1\npresence_websockets 0\n", counts[i%len(counts)])
+	}))
+	defer srv.Close()
+	m := nodeMetrics{Goroutines: 23}
+	if err := settleGoroutines(context.Background(), srv.URL, "", time.Second, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Goroutines != 22 || n.Load() != goroutineScrapes-1 {
+		t.Fatalf("goroutines %v after %d scrapes; want 22 after %d", m.Goroutines, n.Load(), goroutineScrapes-1)
+	}
+}
+
 func TestBenchHistogram(t *testing.T) {
 	var h hist
 	for i := 1; i <= 10000; i++ {
