@@ -407,6 +407,7 @@ type gcSample struct {
 // sampleAfterGC reads each --url node's GC count, waits settle, then
 // samples each node once it has run a GC cycle since that count, waiting
 // up to gcWait in all (0: no wait); the runtime forces a cycle every 2 min.
+// Goroutines are the fewest of a few scrapes (settleGoroutines).
 func (b *bench) sampleAfterGC(ctx context.Context, settle, gcWait time.Duration) ([]gcSample, error) {
 	urls := b.o.urls
 	gc0 := make([]float64, len(urls))
@@ -435,6 +436,9 @@ func (b *bench) sampleAfterGC(ctx context.Context, settle, gcWait time.Duration)
 			}
 			samples[i] = gcSample{m: m, gc: m.GCs > gc0[i]}
 			if gcWait == 0 || samples[i].gc || time.Now().After(deadline) {
+				if err := settleGoroutines(ctx, u, b.o.token, b.o.reqTimeout, &samples[i].m); err != nil {
+					return nil, err
+				}
 				break
 			}
 			select {

@@ -224,9 +224,6 @@ func runSockChurn(ctx context.Context, b *bench) (benchResult, error) {
 		return nil, err
 	}
 	res.Before, res.GCBefore = before[0].m, before[0].gc
-	if err := settleGoroutines(ctx, sc.url, o.token, o.reqTimeout, &res.Before); err != nil {
-		return nil, err
-	}
 	if o.warmup > 0 {
 		if err := sc.warmUp(ctx, res); err != nil {
 			return res, err
@@ -235,9 +232,6 @@ func runSockChurn(ctx context.Context, b *bench) (benchResult, error) {
 			return res, err
 		}
 		res.Before, res.GCBefore = before[0].m, before[0].gc
-		if err := settleGoroutines(ctx, sc.url, o.token, o.reqTimeout, &res.Before); err != nil {
-			return res, err
-		}
 	}
 
 	b.logf("%d sockets to %s at %.0f/s for %s, rooms of %d", n, sc.url, o.rate, o.duration, o.roomSize)
@@ -264,9 +258,6 @@ func runSockChurn(ctx context.Context, b *bench) (benchResult, error) {
 		return res, err
 	}
 	res.After, res.GCAfter = after[0].m, after[0].gc
-	if err := settleGoroutines(ctx, sc.url, o.token, o.reqTimeout, &res.After); err != nil {
-		return res, err
-	}
 	if res.SessionsLeft, err = b.countSessions(ctx, rooms); err != nil {
 		return res, err
 	}

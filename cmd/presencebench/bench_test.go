@@ -242,7 +242,6 @@ func newFlagSet(c *cliutil.Env) *flag.FlagSet {
 	return fs
 }
 
-// TestBenchHistogram: quantiles are within the bucket precision.
 // TestSettleGoroutines: the node's goroutines are the fewest of the
 // scrapes (a scrape may count the registry's own gather workers).
 func TestSettleGoroutines(t *testing.T) {
@@ -262,6 +261,7 @@ func TestSettleGoroutines(t *testing.T) {
 	}
 }
 
+// TestBenchHistogram: quantiles are within the bucket precision.
 func TestBenchHistogram(t *testing.T) {
 	var h hist
 	for i := 1; i <= 10000; i++ {
